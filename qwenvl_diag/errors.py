@@ -1,0 +1,31 @@
+"""The kit's own exception types: each message says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class QwenVLDiagError(Exception):
+    """Base class of every error qwenvl-diag raises on purpose."""
+
+
+class UnknownFamilyError(QwenVLDiagError, ValueError):
+    """A model family name the kit does not know."""
+
+
+class UnknownCheckpointError(QwenVLDiagError, ValueError):
+    """A checkpoint name whose config does not ship with the kit."""
+
+
+class UnsupportedReleaseError(QwenVLDiagError, RuntimeError):
+    """The installed transformers is too old (or too new) for what was asked."""
+
+
+class UnknownInputKindError(QwenVLDiagError, ValueError):
+    """An input kind other than the ones `sample_inputs` builds."""
+
+
+class UnsupportedProcessorError(QwenVLDiagError, TypeError):
+    """A processor (or model) that is not a Qwen-VL one."""
+
+
+class ModelLoadError(QwenVLDiagError, OSError):
+    """A real checkpoint could not be loaded (missing path, no network, ...)."""
