@@ -1,21 +1,38 @@
-"""qwenvl-diag: reproduce, see and fix Qwen-VL multi-device failures on any machine."""
+"""qwenvl-diag: reproduce, see and fix Qwen-VL multi-device failures on any machine.
+
+>>> import qwenvl_diag as qd
+>>> model, processor = qd.twin("Qwen/Qwen2.5-VL-7B-Instruct")
+>>> inputs = qd.sample_inputs(processor, "video")
+"""
 
 from .errors import (
     ModelLoadError,
+    NotQwenVLError,
     QwenVLDiagError,
     UnknownCheckpointError,
     UnknownFamilyError,
     UnknownInputKindError,
-    UnsupportedProcessorError,
     UnsupportedReleaseError,
 )
+from .inputs import INPUT_KINDS, sample_inputs
+from .models.families import FAMILIES
+from .models.loading import load_model
+from .models.tiny import tiny_model
+from .models.twin import twin, twins
 
 __all__ = [
+    "FAMILIES",
+    "INPUT_KINDS",
     "ModelLoadError",
+    "NotQwenVLError",
     "QwenVLDiagError",
     "UnknownCheckpointError",
     "UnknownFamilyError",
     "UnknownInputKindError",
-    "UnsupportedProcessorError",
     "UnsupportedReleaseError",
+    "load_model",
+    "sample_inputs",
+    "tiny_model",
+    "twin",
+    "twins",
 ]

@@ -23,8 +23,8 @@ class UnknownInputKindError(QwenVLDiagError, ValueError):
     """An input kind other than the ones `sample_inputs` builds."""
 
 
-class UnsupportedProcessorError(QwenVLDiagError, TypeError):
-    """A processor (or model) that is not a Qwen-VL one."""
+class NotQwenVLError(QwenVLDiagError, TypeError):
+    """A model, config or processor that is not Qwen-VL."""
 
 
 class ModelLoadError(QwenVLDiagError, OSError):

@@ -1,0 +1,141 @@
+"""Sample model inputs built the way users build them: chat messages -> qwen-vl-utils -> processor.
+
+Images and video frames are synthetic (generated from a seed), so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from transformers import BatchFeature
+
+from ._compat import process_vision_info_kwargs, processor_video_kwargs
+from .errors import NotQwenVLError, UnknownInputKindError
+from .models.families import family_of_processor
+
+INPUT_KINDS = ("image", "batch", "video", "text")
+_SECOND_PER_GRID_FORMS = (None, "list", "tensor")
+
+
+def synthetic_image(seed: int, height: int, width: int) -> Image.Image:
+    """A deterministic RGB picture: a colour gradient with a few rectangles."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = rng.integers(0, 256, 3)
+    pixels = np.stack([(base[c] + 255 * (x / width if c % 2 else y / height)) % 256 for c in range(3)], -1)
+    image = Image.fromarray(pixels.astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(3):
+        x0, y0 = int(rng.integers(0, width // 2)), int(rng.integers(0, height // 2))
+        box = (x0, y0, x0 + width // 3, y0 + height // 3)
+        draw.rectangle(box, fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return image
+
+
+def _image_part(seed: int, height: int, width: int) -> dict:
+    image = synthetic_image(seed, height, width)
+    return {"type": "image", "image": image, "resized_height": height, "resized_width": width}
+
+
+def _video_part(seed: int, side: int, frames: int, fps: float) -> dict:
+    clip = [synthetic_image(seed + i, side, side) for i in range(frames)]
+    # qwen-vl-utils <= 0.0.11 reads a frame list's rate from "fps", 0.0.13+ from "sample_fps".
+    return {
+        "type": "video",
+        "video": clip,
+        "fps": fps,
+        "sample_fps": fps,
+        "resized_height": side,
+        "resized_width": side,
+    }
+
+
+def _conversation(parts: list[dict], text: str) -> list[dict]:
+    return [{"role": "user", "content": [*parts, {"type": "text", "text": text}]}]
+
+
+def sample_conversations(kind: str, patch_size: int = 14, fps: float = 2.0) -> list[list[dict]]:
+    """The chat messages behind `sample_inputs(..., kind)`: one conversation, two for "batch"."""
+    unit = 2 * patch_size  # qwen-vl-utils resizes to multiples of patch_size * merge_size
+    if kind == "image":
+        return [_conversation([_image_part(1, 2 * unit, 3 * unit)], "Describe this image.")]
+    if kind == "batch":
+        return [
+            _conversation([_image_part(2, 2 * unit, 2 * unit)], "Hi."),
+            _conversation([_image_part(3, 3 * unit, 4 * unit)], "What is in the top left corner, and why?"),
+        ]
+    if kind == "video":
+        return [_conversation([_video_part(10, 2 * unit, 4, fps)], "What happens in this video?")]
+    if kind == "text":
+        return [_conversation([], "Write one sentence about GPUs.")]
+    raise UnknownInputKindError(f"Unknown input kind {kind!r}; choose one of {', '.join(INPUT_KINDS)}.")
+
+
+def _convert_second_per_grid_ts(inputs: BatchFeature, form: str) -> None:
+    if "second_per_grid_ts" not in inputs:
+        raise UnknownInputKindError(
+            "This processor returns no second_per_grid_ts (only Qwen2.5-VL video inputs carry it); "
+            "call sample_inputs(processor, 'video') without second_per_grid_ts=."
+        )
+    value = inputs["second_per_grid_ts"]
+    if form == "tensor" and not isinstance(value, torch.Tensor):
+        inputs["second_per_grid_ts"] = torch.tensor(value, dtype=torch.float32)
+    elif form == "list" and isinstance(value, torch.Tensor):
+        inputs["second_per_grid_ts"] = value.tolist()
+
+
+def sample_inputs(
+    processor,
+    kind: str = "image",
+    *,
+    second_per_grid_ts: str | None = None,
+    fps: float = 2.0,
+) -> BatchFeature:
+    """Model inputs of `kind` ("image", "batch", "video", "text") for a Qwen-VL processor.
+
+    "batch" is two prompts of different lengths and image sizes, left-padded. "video" is four
+    synthetic frames at `fps`; `second_per_grid_ts` is left as the installed processor returns it
+    (a list through transformers 4.51, a CPU tensor from 4.52) unless you ask for "list" or "tensor"
+    (a tensor there is what sets up the video failure of transformers 4.49-4.51.3).
+
+    >>> inputs = sample_inputs(processor, "video", second_per_grid_ts="tensor")
+    """
+    from qwen_vl_utils import process_vision_info
+
+    family = family_of_processor(processor)
+    if family is None:
+        raise NotQwenVLError(
+            f"sample_inputs needs a Qwen-VL processor (Qwen2-VL, Qwen2.5-VL or Qwen3-VL); got "
+            f"{type(processor).__name__}. Build one with qd.tiny_model(...), qd.twin(...) or "
+            "qd.load_model(...)."
+        )
+    if kind not in INPUT_KINDS:
+        raise UnknownInputKindError(f"Unknown input kind {kind!r}; choose one of {', '.join(INPUT_KINDS)}.")
+    if second_per_grid_ts not in _SECOND_PER_GRID_FORMS:
+        raise UnknownInputKindError(
+            f"second_per_grid_ts must be None, 'list' or 'tensor'; got {second_per_grid_ts!r}."
+        )
+    conversations = sample_conversations(kind, family.patch_size, fps)
+    texts = [
+        processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations
+    ]
+    images, videos, video_kwargs = process_vision_info(
+        conversations, **process_vision_info_kwargs(family.patch_size)
+    )
+    if not videos:
+        video_kwargs = {}
+    elif isinstance(videos[0], tuple):
+        videos, video_kwargs["video_metadata"] = (list(x) for x in zip(*videos, strict=False))
+    inputs = processor(
+        text=texts,
+        images=images,
+        videos=videos,
+        padding=True,
+        padding_side="left",
+        return_tensors="pt",
+        **processor_video_kwargs(video_kwargs),
+    )
+    if second_per_grid_ts is not None:
+        _convert_second_per_grid_ts(inputs, second_per_grid_ts)
+    return inputs

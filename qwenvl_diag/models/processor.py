@@ -1,0 +1,62 @@
+"""Build a family's real processor classes offline, through transformers' own loader.
+
+The files a checkpoint directory would hold (tokenizer, preprocessor and chat-template configs) are
+written to a temporary directory and read back with `AutoProcessor.from_pretrained`, so each
+transformers release picks its own processor, image and video processor classes.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from transformers import AutoProcessor, PreTrainedTokenizerFast
+
+from .._compat import tokenizer_class_name
+from .catalog import checkpoint_file
+from .families import Family
+from .tokenizer import UNK_TOKEN, build_tokenizer, special_tokens
+
+
+def checkpoint_or_reference_file(family: Family, checkpoint: str | None, filename: str) -> dict | None:
+    """`filename` of the checkpoint when it ships one, else of the family's reference checkpoint."""
+    found = checkpoint_file(checkpoint, filename) if checkpoint else None
+    return found if found is not None else checkpoint_file(family.reference, filename)
+
+
+def token_ids(family: Family, checkpoint: str | None, real_ids: bool) -> dict[str, int]:
+    """{special token: id} as the processor built with the same arguments numbers them."""
+    specials = special_tokens(checkpoint_or_reference_file(family, checkpoint, "tokenizer_config.json"))
+    tokenizer = build_tokenizer(specials, real_ids)
+    return {tok: tokenizer.token_to_id(tok) for tok in specials.values()}
+
+
+def build_processor(family: Family, checkpoint: str | None = None, real_ids: bool = True):
+    """The family's processor, with the checkpoint's (or the reference's) real configs."""
+    tok_config = checkpoint_or_reference_file(family, checkpoint, "tokenizer_config.json")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=build_tokenizer(special_tokens(tok_config), real_ids), unk_token=UNK_TOKEN
+    )
+    chat_template = tok_config["chat_template"]
+    with tempfile.TemporaryDirectory(prefix="qwenvl-diag-processor-") as tmp:
+        root = Path(tmp)
+        tokenizer.save_pretrained(root)
+        saved = json.loads((root / "tokenizer_config.json").read_text())
+        saved.pop("added_tokens_decoder", None)  # ids differ from the real file when not real_ids
+        saved.update(
+            tokenizer_class=tokenizer_class_name(),
+            chat_template=chat_template,
+            eos_token=tok_config["eos_token"],
+            pad_token=tok_config["pad_token"],
+            model_max_length=tok_config.get("model_max_length", 131072),
+            padding_side="left",  # what every Qwen-VL batched-inference example sets
+        )
+        (root / "tokenizer_config.json").write_text(json.dumps(saved))
+        (root / "chat_template.json").write_text(json.dumps({"chat_template": chat_template}))
+        for name in ("preprocessor_config.json", "video_preprocessor_config.json"):
+            data = checkpoint_or_reference_file(family, checkpoint, name)
+            if data is not None:
+                data["processor_class"] = family.processor_class
+                (root / name).write_text(json.dumps(data))
+        return AutoProcessor.from_pretrained(tmp)
