@@ -1,0 +1,42 @@
+# qwenvl-diag: `make lab` opens the main notebook, `make test` runs the whole suite in both stacks.
+PYTHON ?= python3
+PIP_FLAGS ?= --quiet --disable-pip-version-check
+CURRENT := .venv
+LEGACY := .venv-legacy
+
+.PHONY: lab test test-current test-legacy bench lint clean
+
+# The "current" stack: newest transformers 5.x, with the notebook extras.
+$(CURRENT)/.installed: pyproject.toml requirements/current.txt
+	test -x $(CURRENT)/bin/python || $(PYTHON) -m venv $(CURRENT)
+	$(CURRENT)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(CURRENT)/bin/pip install $(PIP_FLAGS) -r requirements/current.txt -e ".[notebooks,test]"
+	touch $@
+
+# The "legacy" stack: transformers 4.51.3 + accelerate 1.6.0, where the seed's failures live.
+$(LEGACY)/.installed: pyproject.toml requirements/legacy.txt
+	test -x $(LEGACY)/bin/python || $(PYTHON) -m venv $(LEGACY)
+	$(LEGACY)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(LEGACY)/bin/pip install $(PIP_FLAGS) -r requirements/legacy.txt -e ".[notebooks,test]"
+	touch $@
+
+lab: $(CURRENT)/.installed
+	$(CURRENT)/bin/jupyter lab notebooks/01_reproduce.ipynb
+
+test: test-current test-legacy
+
+test-current: $(CURRENT)/.installed
+	$(CURRENT)/bin/python -m pytest
+
+test-legacy: $(LEGACY)/.installed
+	$(LEGACY)/bin/python -m pytest
+
+bench: $(CURRENT)/.installed
+	$(CURRENT)/bin/python benchmarks/bench_models.py
+
+lint: $(CURRENT)/.installed
+	$(CURRENT)/bin/ruff format --check qwenvl_diag tests benchmarks
+	$(CURRENT)/bin/ruff check qwenvl_diag tests benchmarks
+
+clean:
+	rm -rf $(CURRENT) $(LEGACY) .pytest_cache test-output

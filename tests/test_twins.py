@@ -1,0 +1,72 @@
+"""Twins keep the real checkpoint's module tree, token ids and structure at tiny widths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import family_available
+
+import qwenvl_diag as qd
+from qwenvl_diag.models.catalog import checkpoint_config
+from qwenvl_diag.models.shrink import text_part
+from qwenvl_diag.models.twin import checkpoint_family, real_model_on_meta
+
+
+def _family_name(checkpoint: str) -> str:
+    return "qwen3_vl" if "Qwen3" in checkpoint else "qwen2_5_vl"
+
+
+def test_shipped_twins_are_the_collected_checkpoints():
+    assert qd.twins() == [
+        "Qwen/Qwen2.5-VL-3B-Instruct",
+        "Qwen/Qwen2.5-VL-7B-Instruct",
+        "Qwen/Qwen3-VL-30B-A3B-Instruct",
+        "Qwen/Qwen3-VL-32B-Instruct",
+        "Qwen/Qwen3-VL-4B-Instruct",
+        "Qwen/Qwen3-VL-8B-Instruct",
+    ]
+
+
+@pytest.mark.parametrize("checkpoint", qd.twins())
+def test_twin_has_the_real_module_tree(checkpoint):
+    if not family_available(_family_name(checkpoint)):
+        with pytest.raises(qd.UnsupportedReleaseError, match="needs transformers >= 4.57.0"):
+            qd.twin(checkpoint)
+        return
+    model, processor = qd.twin(checkpoint)
+    real = real_model_on_meta(checkpoint)
+    assert [n for n, _ in model.named_modules()] == [n for n, _ in real.named_modules()]
+    assert [(n, type(m).__name__) for n, m in model.named_modules()] == [
+        (n, type(m).__name__) for n, m in real.named_modules()
+    ]
+    assert [n for n, _ in model.named_parameters()] == [n for n, _ in real.named_parameters()]
+    assert model._no_split_modules == real._no_split_modules
+    assert model.config.tie_word_embeddings == real.config.tie_word_embeddings
+    assert all(p.device.type == "meta" for p in real.parameters())
+    # far smaller than the real thing, which is billions of parameters
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in real.parameters()) / 100
+
+    raw = checkpoint_config(checkpoint)
+    assert model.config.get_text_config().num_hidden_layers == text_part(raw)["num_hidden_layers"]
+    assert model.config.vision_config.depth == raw["vision_config"]["depth"]
+    for key in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
+        assert getattr(model.config, key) == raw[key]
+        token = processor.tokenizer.convert_ids_to_tokens(raw[key])
+        assert processor.tokenizer.convert_tokens_to_ids(token) == raw[key]
+    assert processor.tokenizer.convert_ids_to_tokens(raw["image_token_id"]) == "<|image_pad|>"
+
+
+def test_twin_of_7b_runs_image_and_video_with_real_token_ids():
+    model, processor = qd.twin("Qwen/Qwen2.5-VL-7B-Instruct")
+    for kind in ("image", "video"):
+        inputs = qd.sample_inputs(processor, kind)
+        assert int((inputs["input_ids"] >= 151643).sum()) > 0  # real special-token ids, not compact ones
+        with torch.no_grad():
+            logits = model(**inputs).logits
+        assert logits.shape[-1] == 152064
+        assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", ["Qwen2.5-VL-7B-Instruct", "qwen/qwen2.5-vl-7b-instruct"])
+def test_checkpoint_names_resolve_without_the_org_and_in_any_case(name):
+    assert checkpoint_family(name).name == "qwen2_5_vl"
