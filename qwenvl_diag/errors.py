@@ -29,3 +29,11 @@ class NotQwenVLError(QwenVLDiagError, TypeError):
 
 class ModelLoadError(QwenVLDiagError, OSError):
     """A real checkpoint could not be loaded (missing path, no network, ...)."""
+
+
+class PlacementError(QwenVLDiagError, ValueError):
+    """A malformed device map, memory size, strategy or plan."""
+
+
+class SimulationError(QwenVLDiagError, RuntimeError):
+    """Simulated GPUs cannot start or stop as asked (already running, real CUDA present, bad size)."""

@@ -1,0 +1,214 @@
+"""What every torch call does under the simulation (the fast path, and the calls that move data).
+
+A call whose tensors are all on one simulated GPU runs on the CPU data and its fresh results are put
+on that GPU: no device rule can fail there. Calls that name a device (`.to`, `.cuda`, `.cpu`,
+factories with `device=`) are handled here; calls that mix devices go to `checker`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import state
+from .checker import DeviceCheckMode
+from .tensor import SimTensor, adopt, device_of, move_in_place
+
+_DISABLE = torch._C.DisableTorchFunctionSubclass
+_CPU = torch.device("cpu")
+_Tensor = torch.Tensor
+
+
+def _devices(args, kwargs) -> set:
+    found = set()
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, _Tensor):
+            found.add(value.device)
+        elif type(value) in (list, tuple):
+            for item in value:
+                if isinstance(item, _Tensor):
+                    found.add(item.device)
+    return found
+
+
+def handle(func, args: tuple, kwargs: dict):
+    """Run one torch call (a function, method or property) the way a CUDA machine would."""
+    special = _SPECIAL.get(func)
+    if special is not None:
+        return special(args, kwargs)
+    if kwargs.get("device") is not None:
+        return _with_device(func, args, kwargs)
+    devices = _devices(args, kwargs)
+    if len(devices) > 1:
+        return _mixed(func, args, kwargs, devices)
+    with _DISABLE():
+        out = func(*args, **kwargs)
+    if devices:
+        (device,) = devices
+        if device.type == "cuda":
+            return adopt(out, device)
+    return out
+
+
+def _mixed(func, args, kwargs, devices):
+    context = next((d for d in devices if d.type == "cuda"), _CPU)
+    with _DISABLE(), DeviceCheckMode(context):
+        out = func(*args, **kwargs)
+    return _settle(out, args)
+
+
+def _settle(out, args):
+    """Results of a checked call: tensors tagged with a simulated device become SimTensors."""
+    if isinstance(out, _Tensor):
+        device = out.__dict__.pop("_sim_device", None) if type(out) is _Tensor else None
+        if device is not None and device.type == "cuda":
+            return adopt(out, device)
+        return out
+    if isinstance(out, (tuple, list)):
+        kind = type(out)
+        items = [_settle(item, args) for item in out]
+        return kind(items) if kind in (tuple, list) or not hasattr(out, "_fields") else kind(*items)
+    return out
+
+
+def _unaliased(out, args):
+    """`out`, copied where a factory handed back (a view of) one of its CPU inputs."""
+    if not isinstance(out, _Tensor):
+        return out
+    pointer = _Tensor.untyped_storage(out).data_ptr()
+    for value in args:
+        if isinstance(value, _Tensor) and _Tensor.untyped_storage(value).data_ptr() == pointer:
+            return out.clone()
+    return out
+
+
+def _with_device(func, args, kwargs):
+    """Factories and `*_like` / `new_*` calls that name their device."""
+    target = state.cuda_device(kwargs["device"])
+    with _DISABLE():
+        if target is None:
+            return func(*args, **kwargs)
+        out = func(*args, **{**kwargs, "device": _CPU})
+        return adopt(_unaliased(out, args), target)
+
+
+def _parse_to(args, kwargs):
+    """(device, dtype, copy, memory_format) of a `Tensor.to` call's arguments after `self`."""
+    kwargs = dict(kwargs)
+    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    copy, memory_format = kwargs.pop("copy", False), kwargs.pop("memory_format", None)
+    flags = []
+    for value in args:
+        if isinstance(value, _Tensor):
+            device, dtype = value.device, value.dtype
+        elif isinstance(value, torch.dtype):
+            dtype = value
+        elif isinstance(value, bool):
+            flags.append(value)
+        elif isinstance(value, (str, int, torch.device)):
+            device = value
+    if len(flags) > 1:
+        copy = flags[1]
+    return device, dtype, copy, memory_format
+
+
+def move(tensor: _Tensor, device, dtype=None, copy: bool = False, memory_format=None):
+    """`tensor.to(device, dtype)` across real and simulated devices; a real copy when the device changes."""
+    current = tensor.device
+    if device is None:
+        target = current
+    else:
+        target = state.cuda_device(device) or torch.device(device)
+    options = {"dtype": dtype} if dtype is not None else {}
+    if memory_format is not None:
+        options["memory_format"] = memory_format
+    with _DISABLE():
+        if target == current:
+            out = _Tensor.to(tensor, copy=copy, **options)
+            return out if out is tensor or current.type != "cuda" else adopt(out, target)
+        if target.type != "cuda":
+            return _Tensor.to(tensor, target, copy=True, **options)
+        out = _Tensor.to(tensor, _CPU, copy=True, **options)
+    simulation = state.active()
+    if simulation is not None:
+        simulation.transfers += 1
+        simulation.transferred_bytes += out.numel() * out.element_size()
+    return adopt(out, target)
+
+
+def _to(args, kwargs):
+    device, dtype, copy, memory_format = _parse_to(args[1:], kwargs)
+    return move(args[0], device, dtype, copy, memory_format)
+
+
+def _cuda(args, kwargs):
+    device = args[1] if len(args) > 1 else kwargs.get("device")
+    target = state.cuda_device(device if device is not None else "cuda")
+    return move(args[0], target, memory_format=kwargs.get("memory_format"))
+
+
+def _cpu(args, kwargs):
+    return move(args[0], _CPU, memory_format=kwargs.get("memory_format"))
+
+
+def _numpy(args, kwargs):
+    tensor = args[0]
+    if tensor.device.type == "cuda" and not kwargs.get("force", args[1] if len(args) > 1 else False):
+        raise TypeError(
+            f"can't convert {tensor.device} device type tensor to numpy. Use Tensor.cpu() to copy the tensor "
+            "to host memory first."
+        )
+    with _DISABLE():
+        return _Tensor.numpy(tensor, **kwargs)
+
+
+def _set_data(args, kwargs):
+    """`tensor.data = other` (what `Module.to` does): same Python object, the other's data and device."""
+    tensor, value = args
+    with _DISABLE():
+        _Tensor.data.__set__(tensor, value)
+    move_in_place(tensor, device_of(value))
+
+
+def _pin_memory(args, kwargs):
+    # Pinned host memory needs a CUDA driver; the simulated host copy is an ordinary clone.
+    with _DISABLE():
+        return args[0].clone()
+
+
+def _is_pinned(args, kwargs):
+    return False
+
+
+def _device(args, kwargs):
+    # torch.device(1) means "accelerator 1": under the simulation, the accelerator is CUDA.
+    if len(args) == 1 and not kwargs and isinstance(args[0], int) and not isinstance(args[0], bool):
+        return torch.device("cuda", args[0])
+    return torch.device(*args, **kwargs)
+
+
+def _parse_module_to(args, kwargs):
+    # nn.Module.to(1) parses its arguments here; bare GPU indices become simulated cuda devices.
+    args = tuple(state.cuda_device(a) if isinstance(a, int) and not isinstance(a, bool) else a for a in args)
+    if isinstance(kwargs.get("device"), int):
+        kwargs = {**kwargs, "device": state.cuda_device(kwargs["device"])}
+    return torch._C._nn._parse_to(*args, **kwargs)
+
+
+_SPECIAL = {
+    _Tensor.to: _to,
+    _Tensor.cuda: _cuda,
+    _Tensor.cpu: _cpu,
+    _Tensor.numpy: _numpy,
+    _Tensor.data.__set__: _set_data,
+    _Tensor.pin_memory: _pin_memory,
+    _Tensor.is_pinned: _is_pinned,
+    torch.device: _device,
+    torch._C._nn._parse_to: _parse_module_to,
+}
+
+
+def is_simulated_call(func, types, kwargs) -> bool:
+    """Whether the simulation must handle a call (the mode passes everything else straight through)."""
+    if func in _SPECIAL or kwargs.get("device") is not None:
+        return True
+    return any(issubclass(t, SimTensor) for t in types)

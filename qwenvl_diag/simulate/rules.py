@@ -1,0 +1,124 @@
+"""PyTorch's device rules for each aten op, read from the installed torch, and its error texts.
+
+What a CUDA build does when one op sees tensors on several devices is decided by how the op is
+registered, which the wheel ships in `torchgen/packaged/ATen/native/native_functions.yaml`:
+- ops with a CUDA kernel and the default `device_check` get a generated wrapper that checks every
+  out and positional tensor argument is on one device (c10::impl::check_and_update_common_device,
+  no exemption for CPU scalars);
+- `device_check: NoCheck` ops check inside their kernel, almost all through TensorIterator (first
+  non-CPU device wins, 0-dim CPU inputs may join);
+- ops with only a CompositeExplicitAutograd kernel are checked by the ops they call;
+- ops with neither have no CUDA kernel at all.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import torch
+
+
+class Kind(enum.Enum):
+    CHECKED = "generated device check"
+    NO_CHECK = "kernel checks (TensorIterator)"
+    COMPOSITE = "composite: inner ops check"
+    NO_CUDA_KERNEL = "no CUDA kernel"
+
+
+@dataclass(frozen=True)
+class OpRule:
+    kind: Kind
+    wrapper: str = ""
+
+
+def _dispatch_keys(entry: dict) -> set[str]:
+    return {key.strip() for keys in (entry.get("dispatch") or {}) for key in keys.split(",")}
+
+
+def wrapper_name(name: str, overload: str, structured: bool) -> str:
+    """The generated CUDA wrapper's name, as torchgen (register_dispatch_key.py) spells it."""
+    if structured:
+        return f"wrapper_CUDA_{name}_{overload}" if overload else f"wrapper_CUDA_{name}"
+    return f"wrapper_CUDA_{overload}_{name}"
+
+
+def native_functions_path() -> Path:
+    import torchgen
+
+    return Path(torchgen.__file__).parent / "packaged" / "ATen" / "native" / "native_functions.yaml"
+
+
+@cache
+def rule_table() -> dict[str, OpRule]:
+    """{"name.overload": OpRule} for every op of the installed torch (parsed once, ~0.3 s)."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    entries = yaml.load(native_functions_path().read_text(), Loader=loader)
+    by_name = {entry["func"].split("(", 1)[0]: entry for entry in entries}
+    table = {}
+    for full, entry in by_name.items():
+        keys = _dispatch_keys(entry)
+        delegate = entry.get("structured_delegate")
+        if delegate in by_name:
+            keys |= _dispatch_keys(by_name[delegate])
+        structured = bool(entry.get("structured") or delegate)
+        name, _, overload = full.partition(".")
+        if entry.get("device_check") == "NoCheck":
+            kind = Kind.NO_CHECK
+        elif "CUDA" in keys:
+            kind = Kind.CHECKED
+        elif keys & {"CompositeExplicitAutograd", "CompositeExplicitAutogradNonFunctional"}:
+            kind = Kind.COMPOSITE
+        else:
+            kind = Kind.NO_CUDA_KERNEL
+        table[full] = OpRule(kind, wrapper_name(name, overload, structured))
+    return table
+
+
+def rule_for(func: torch._ops.OpOverload) -> OpRule | None:
+    """The rule of an aten op overload, or None for ops the yaml does not declare."""
+    name = func._schema.name.split("::", 1)[-1]
+    overload = func._overloadname
+    return rule_table().get(name if overload == "default" else f"{name}.{overload}")
+
+
+# The texts below are torch 2.x's (strings in libtorch_cpu.so: adaption.cpp, TensorIterator.cpp,
+# TensorAdvancedIndexing.cpp, cuda/Indexing.cu).
+def checked_mismatch(argument: str, device, common, wrapper: str) -> RuntimeError:
+    return RuntimeError(
+        f"Expected all tensors to be on the same device, but got {argument} is on {device}, different "
+        f"from other tensors on {common} (when checking argument in method {wrapper})"
+    )
+
+
+def iterator_mismatch(common, other) -> RuntimeError:
+    return RuntimeError(
+        f"Expected all tensors to be on the same device, but found at least two devices, {common} and {other}!"
+    )
+
+
+def index_mismatch(self_device) -> IndexError:
+    return IndexError(
+        f"indices should be either on cpu or on the same device as the indexed tensor ({self_device})"
+    )
+
+
+def mask_mismatch(mask_device, self_device) -> RuntimeError:
+    return RuntimeError(
+        f"expected self and mask to be on the same device, but got mask on {mask_device} and self on {self_device}"
+    )
+
+
+def value_mismatch(self_device, value_device) -> RuntimeError:
+    return RuntimeError(f"expected device {self_device} but got device {value_device} for value tensor")
+
+
+def no_cuda_kernel(func) -> NotImplementedError:
+    return NotImplementedError(
+        f"Could not run '{func._schema.name}' with arguments from the 'CUDA' backend. This could be because "
+        "the operator doesn't exist for this backend, or was omitted during the selective/custom build process."
+    )
