@@ -9,6 +9,7 @@ from .errors import (
     ModelLoadError,
     NotQwenVLError,
     QwenVLDiagError,
+    SimulationError,
     UnknownCheckpointError,
     UnknownFamilyError,
     UnknownInputKindError,
@@ -19,6 +20,7 @@ from .models.families import FAMILIES
 from .models.loading import load_model
 from .models.tiny import tiny_model
 from .models.twin import twin, twins
+from .simulate import SimulatedGPUs, simulated_gpus
 
 __all__ = [
     "FAMILIES",
@@ -26,12 +28,15 @@ __all__ = [
     "ModelLoadError",
     "NotQwenVLError",
     "QwenVLDiagError",
+    "SimulatedGPUs",
+    "SimulationError",
     "UnknownCheckpointError",
     "UnknownFamilyError",
     "UnknownInputKindError",
     "UnsupportedReleaseError",
     "load_model",
     "sample_inputs",
+    "simulated_gpus",
     "tiny_model",
     "twin",
     "twins",

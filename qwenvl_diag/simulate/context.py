@@ -66,8 +66,8 @@ class SimulatedGPUs:
         real = cuda_api.check_no_real_cuda()
         if real:
             raise SimulationError(
-                f"This machine has {real} real CUDA device(s): simulated GPUs would shadow them. Use the real "
-                "devices (every qwenvl-diag function works on them unchanged), or hide them with "
+                f"This machine has {real} real CUDA device(s): simulated GPUs would shadow them. Use the "
+                "real devices (every qwenvl-diag function works on them unchanged), or hide them with "
                 "CUDA_VISIBLE_DEVICES='' before starting Python to simulate."
             )
         import torch._dynamo  # noqa: F401  (imported lazily by modes; must not first happen under ours)

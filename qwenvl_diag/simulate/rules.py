@@ -97,7 +97,8 @@ def checked_mismatch(argument: str, device, common, wrapper: str) -> RuntimeErro
 
 def iterator_mismatch(common, other) -> RuntimeError:
     return RuntimeError(
-        f"Expected all tensors to be on the same device, but found at least two devices, {common} and {other}!"
+        "Expected all tensors to be on the same device, but found at least two devices, "
+        f"{common} and {other}!"
     )
 
 
@@ -109,7 +110,8 @@ def index_mismatch(self_device) -> IndexError:
 
 def mask_mismatch(mask_device, self_device) -> RuntimeError:
     return RuntimeError(
-        f"expected self and mask to be on the same device, but got mask on {mask_device} and self on {self_device}"
+        "expected self and mask to be on the same device, but got mask on "
+        f"{mask_device} and self on {self_device}"
     )
 
 
@@ -120,5 +122,6 @@ def value_mismatch(self_device, value_device) -> RuntimeError:
 def no_cuda_kernel(func) -> NotImplementedError:
     return NotImplementedError(
         f"Could not run '{func._schema.name}' with arguments from the 'CUDA' backend. This could be because "
-        "the operator doesn't exist for this backend, or was omitted during the selective/custom build process."
+        "the operator doesn't exist for this backend, or was omitted during the selective/custom build "
+        "process."
     )
