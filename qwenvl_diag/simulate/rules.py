@@ -38,11 +38,20 @@ def _dispatch_keys(entry: dict) -> set[str]:
     return {key.strip() for keys in (entry.get("dispatch") or {}) for key in keys.split(",")}
 
 
-def wrapper_name(name: str, overload: str, structured: bool) -> str:
+def wrapper_name(name: str, overload: str, structured: bool, out_variant: bool) -> str:
     """The generated CUDA wrapper's name, as torchgen (register_dispatch_key.py) spells it."""
+    if structured and out_variant:
+        return f"wrapper_CUDA_{name}_out_{overload}"
     if structured:
         return f"wrapper_CUDA_{name}_{overload}" if overload else f"wrapper_CUDA_{name}"
-    return f"wrapper_CUDA_{overload}_{name}"
+    return f"wrapper_CUDA_{overload}_{name}_out" if out_variant else f"wrapper_CUDA_{overload}_{name}"
+
+
+def _is_out_variant(signature: str) -> bool:
+    """Whether a schema has out= arguments (written tensors after the `*`)."""
+    arguments = signature.split("(", 1)[1].rsplit(") ->", 1)[0]
+    _, star, keyword_only = arguments.partition(", *,") if ", *," in arguments else arguments.partition("*,")
+    return bool(star) and "!" in keyword_only
 
 
 def native_functions_path() -> Path:
@@ -75,7 +84,7 @@ def rule_table() -> dict[str, OpRule]:
             kind = Kind.COMPOSITE
         else:
             kind = Kind.NO_CUDA_KERNEL
-        table[full] = OpRule(kind, wrapper_name(name, overload, structured))
+        table[full] = OpRule(kind, wrapper_name(name, overload, structured, _is_out_variant(entry["func"])))
     return table
 
 

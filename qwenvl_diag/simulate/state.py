@@ -16,7 +16,8 @@ class Simulation:
     def __init__(self, count: int, memory: int):
         self.count = count
         self.memory = memory
-        self.live: weakref.WeakSet = weakref.WeakSet()
+        # keyed by id(): tensors compare elementwise, so they cannot be keys or set members themselves
+        self.live: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self.peak = [0] * count
         self.transfers = 0
         self.transferred_bytes = 0
@@ -33,7 +34,7 @@ class Simulation:
     def allocated(self, index: int) -> int:
         """Bytes of the distinct storages of live tensors on simulated GPU `index`."""
         seen: dict[int, int] = {}
-        for tensor in list(self.live):
+        for tensor in list(self.live.values()):
             device = tensor.__dict__.get("_sim_device")
             if device is not None and device.index == index:
                 storage = torch.Tensor.untyped_storage(tensor)

@@ -63,7 +63,7 @@ def adopt(out, device: torch.device):
         out._sim_device = device
         simulation = state.active()
         if simulation is not None:
-            simulation.live.add(out)
+            simulation.live[id(out)] = out
         return out
     if kind is tuple or kind is list:
         return kind(adopt(item, device) for item in out)
@@ -80,7 +80,7 @@ def move_in_place(tensor: torch.Tensor, device: torch.device) -> None:
         tensor._sim_device = device
         simulation = state.active()
         if simulation is not None:
-            simulation.live.add(tensor)
+            simulation.live[id(tensor)] = tensor
     elif kind in _PLAIN_CLASS:
         tensor.__class__ = _PLAIN_CLASS[kind]
         del tensor._sim_device
