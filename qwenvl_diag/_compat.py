@@ -6,8 +6,12 @@ so the other modules read the same on every supported stack (transformers >= 4.4
 
 from __future__ import annotations
 
+import copy
 import inspect
+import re
+from contextlib import contextmanager
 
+import torch
 import transformers
 from packaging.version import Version
 
@@ -60,3 +64,78 @@ def processor_video_kwargs(video_kwargs: dict) -> dict:
             raise ValueError(f"transformers {TRANSFORMERS_VERSION} takes one fps per call; got {fps}.")
         video_kwargs = {**video_kwargs, "fps": fps[0]}
     return video_kwargs
+
+
+@contextmanager
+def _default_dtype(dtype: torch.dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def empty_model_for_planning(model_cls: type, config, dtype: torch.dtype) -> torch.nn.Module:
+    """The model `from_pretrained(dtype=dtype, device_map=...)` builds before it plans: real sizes, no memory.
+
+    Follows the installed from_pretrained: the dtype set on the config and its sub-configs (4.x
+    `torch_dtype`, 5.x `dtype`), the model built under the release's own `get_init_context` with that
+    default dtype (parameters on the meta device), and, in 4.x only, the weights tied before planning
+    (5.x plans untied and reads tied names from `all_tied_weights_keys`). `config` is not modified.
+    """
+    from transformers.utils import ContextManagers
+
+    config = copy.deepcopy(config)
+    attribute = "dtype" if TRANSFORMERS_5 else "torch_dtype"
+    for part in [config, *(getattr(config, key, None) for key in config.sub_configs)]:
+        if part is not None:
+            setattr(part, attribute, dtype)
+    wanted = {"dtype": dtype, "is_quantized": False, "_is_ds_init_called": False, "allow_all_kernels": None}
+    accepted = inspect.signature(model_cls.get_init_context).parameters
+    contexts = model_cls.get_init_context(**{k: v for k, v in wanted.items() if k in accepted})
+    with ContextManagers([_default_dtype(dtype), *contexts]):
+        model = model_cls(config)
+    if not TRANSFORMERS_5:
+        model.tie_weights()
+    return model
+
+
+def planner_no_split_modules(model: torch.nn.Module) -> list[str]:
+    """The classes the installed from_pretrained keeps whole on one device (4.x collects them from
+    every sub-model, 5.x reads the set `post_init` gathered), sorted."""
+    if TRANSFORMERS_5:
+        return sorted(model._no_split_modules or ())
+    return sorted(model._get_no_split_modules("auto"))
+
+
+def transformers_device_map(model: torch.nn.Module, strategy: str, max_memory: dict, dtype) -> dict:
+    """The device map `from_pretrained(device_map=strategy, max_memory=max_memory)` computes for `model`.
+
+    Calls the installed transformers' own `_get_device_map` (the function from_pretrained calls),
+    whose signature differs: 4.x also takes the dtype and the keep-in-fp32 regex from_pretrained
+    builds for float16 loads of models that list `_keep_in_fp32_modules` (Qwen-VL lists none).
+    `max_memory` is copied: accelerate converts its values in place.
+    """
+    from transformers import modeling_utils
+
+    from .errors import UnsupportedReleaseError
+
+    get_device_map = getattr(modeling_utils, "_get_device_map", None)
+    if get_device_map is None:
+        raise UnsupportedReleaseError(
+            f"transformers {TRANSFORMERS_VERSION} has no `_get_device_map`, the planner the kit calls "
+            "(4.51.3 and 5.x have it): upgrade transformers, or pass an explicit {module: device} map."
+        )
+    params = inspect.signature(get_device_map).parameters
+    kwargs = {}
+    if "torch_dtype" in params:
+        kwargs["torch_dtype"] = dtype
+    if "keep_in_fp32_regex" in params:
+        keep = getattr(model, "_keep_in_fp32_modules", None)
+        kwargs["keep_in_fp32_regex"] = (
+            re.compile("|".join(rf"((^|\.){m}($|\.))" for m in keep))
+            if keep is not None and dtype == torch.float16
+            else None
+        )
+    return get_device_map(model, strategy, dict(max_memory), None, **kwargs)

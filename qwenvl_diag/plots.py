@@ -1,0 +1,80 @@
+"""Matplotlib figures over the kit's frames. matplotlib is imported only when a plot is asked for."""
+
+from __future__ import annotations
+
+from .errors import QwenVLDiagError
+from .placement.frames import device_map_frame, device_summary_frame, placement_flags
+
+GIB = 2**30
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise QwenVLDiagError(
+            "Plots need matplotlib: pip install 'qwenvl-diag[notebooks]' (or pip install matplotlib)."
+        ) from error
+    return plt
+
+
+def _axes(plt, ax, size: tuple[float, float]):
+    if ax is None:
+        _, ax = plt.subplots(figsize=size)
+    return ax
+
+
+def plot_placement(model_or_plan, ax=None):
+    """A strip of every placed module in model order, coloured by device; flagged modules outlined in red,
+    device changes marked by black lines. Returns the figure.
+
+    >>> fig = qd.plot_placement(plan)
+    """
+    plt = _pyplot()
+    frame = device_map_frame(model_or_plan)
+    devices = sorted(set(frame["device"]), key=lambda d: (not d.startswith("cuda:"), len(d), d))
+    colours = {d: plt.get_cmap("tab10")(i % 10) for i, d in enumerate(devices)}
+    ax = _axes(plt, ax, (12, 1.8))
+    x = range(len(frame))
+    ax.bar(x, 1, width=1.0, color=[colours[d] for d in frame["device"]], edgecolor="white", label="modules")
+    risky = {m for flag in placement_flags(model_or_plan) for m in flag.modules}
+    flagged = [
+        i
+        for i, name in enumerate(frame["module"])
+        if any(name == m or name.startswith(m + ".") for m in risky)
+    ]
+    if flagged:
+        ax.bar(flagged, 1, width=1.0, fill=False, edgecolor="red", linewidth=2, label="flagged")
+    for i in range(1, len(frame)):
+        if frame["device"].iat[i] != frame["device"].iat[i - 1]:
+            ax.axvline(i - 0.5, color="black", linewidth=1.5)
+    kinds = frame["kind"].tolist()
+    starts = [i for i in range(len(kinds)) if i == 0 or kinds[i] != kinds[i - 1]]
+    ax.set_xticks(starts, [kinds[i] for i in starts], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks([])
+    ax.set_xlim(-0.5, len(frame) - 0.5)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[d]) for d in devices]
+    ax.legend(handles, devices, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    title = getattr(model_or_plan, "model", None) or type(model_or_plan).__name__
+    ax.set_title(f"{title}: {len(frame)} placed modules (red: flagged)", fontsize=10)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_memory(model_or_plan, ax=None):
+    """GiB placed on each device (blue) against its capacity where known (grey). Returns the figure.
+
+    >>> fig = qd.plot_memory(plan)
+    """
+    plt = _pyplot()
+    summary = device_summary_frame(model_or_plan)
+    ax = _axes(plt, ax, (6, 3))
+    x = list(range(len(summary)))
+    ax.bar(x, summary["capacity"].fillna(0) / GIB, color="lightgrey", label="capacity")
+    ax.bar(x, summary["bytes"] / GIB, color="tab:blue", label="placed")
+    ax.set_xticks(x, summary["device"])
+    ax.set_ylabel("GiB")
+    ax.legend(fontsize=8)
+    ax.set_title("Memory per device", fontsize=10)
+    ax.figure.tight_layout()
+    return ax.figure
