@@ -226,3 +226,49 @@ def test_split_models_give_the_logits_of_plain_cpu(build, gpus):
             else:
                 real = inputs["attention_mask"].bool()
                 assert torch.equal(got[real], expected[real]), kind
+
+
+@pytest.mark.parametrize("strategy", ["auto", "balanced", "balanced_low_0", "sequential"])
+def test_from_pretrained_places_a_saved_model_on_simulated_gpus(tmp_path, strategy):
+    model, processor = qd.tiny_model("qwen2_5_vl")
+    model.save_pretrained(tmp_path)
+    inputs = qd.sample_inputs(processor, "image")
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    max_memory = {0: int(size * 0.6), 1: int(size * 0.6), "cpu": 10 * size}
+    with qd.simulated_gpus(2):
+        loaded = type(model).from_pretrained(tmp_path, device_map=strategy, max_memory=max_memory)
+        used = set(loaded.hf_device_map.values())
+        assert {0, 1} <= used <= {0, 1, "cpu"}, loaded.hf_device_map
+        for name, parameter in loaded.named_parameters():
+            key = max((k for k in loaded.hf_device_map if k == "" or name.startswith(k + ".")), key=len)
+            device = loaded.hf_device_map[key]
+            if device == "cpu":  # offloaded: accelerate keeps a meta placeholder and streams the weight in
+                assert parameter.device.type == "meta", name
+            else:
+                assert parameter.device == torch.device("cuda", device), name
+        assert torch.cuda.memory_allocated(0) > 0 and torch.cuda.memory_allocated(1) > 0
+        with torch.no_grad():
+            got = loaded(**inputs).logits
+        assert torch.equal(got, expected)
+
+
+def test_generate_in_a_thread_with_a_streamer():
+    from transformers import TextIteratorStreamer
+
+    model, processor = qd.tiny_model("qwen2_5_vl")
+    inputs = qd.sample_inputs(processor, "image")
+    reference = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    expected = processor.tokenizer.decode(
+        reference[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+    )
+    with qd.simulated_gpus(2):
+        dispatch_model(model, _split_map(model, 2))
+        streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = {**inputs, "max_new_tokens": 4, "do_sample": False, "streamer": streamer}
+        thread = threading.Thread(target=model.generate, kwargs=kwargs)
+        thread.start()
+        text = "".join(streamer)
+        thread.join()
+    assert text == expected

@@ -18,18 +18,31 @@ class SimTensor(torch.Tensor):
 
     @property
     def device(self) -> torch.device:
-        return self._sim_device
+        return device_of(self)
 
     @property
     def is_cuda(self) -> bool:
-        return True
+        return device_of(self).type == "cuda"
 
     @property
     def is_cpu(self) -> bool:
-        return False
+        return device_of(self).type == "cpu"
 
     def get_device(self) -> int:
-        return self._sim_device.index
+        device = device_of(self)
+        return device.index if device.type == "cuda" else -1
+
+    @property
+    def _is_param(self) -> bool:
+        return self.__dict__.get("_param_flag", False)
+
+    @_is_param.setter
+    def _is_param(self, value: bool) -> None:
+        # nn.Parameter(simulated tensor) returns the tensor itself marked `_is_param`; make it a real
+        # Parameter subclass, so `type(param)` and `isinstance` read as for a Parameter on a GPU.
+        self.__dict__["_param_flag"] = value
+        if value and type(self) is SimTensor:
+            self.__class__ = SimParameter
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
@@ -39,7 +52,11 @@ class SimTensor(torch.Tensor):
 
 
 class SimParameter(SimTensor, torch.nn.Parameter):
-    """An `nn.Parameter` moved in place (`param.data = ...`, as `Module.to` does) to a simulated GPU."""
+    """An `nn.Parameter` on a simulated GPU."""
+
+    def __new__(cls, data=None, requires_grad=True):
+        # `type(param)(value, requires_grad=...)` (accelerate, transformers) builds what nn.Parameter builds.
+        return torch.nn.Parameter(data, requires_grad)
 
 
 # torch's repr prints `type(t).__name__ + "("` for subclasses; a simulated tensor prints as CUDA's does.
