@@ -81,8 +81,9 @@ def empty_model_for_planning(model_cls: type, config, dtype: torch.dtype) -> tor
 
     Follows the installed from_pretrained: the dtype set on the config and its sub-configs (4.x
     `torch_dtype`, 5.x `dtype`), the model built under the release's own `get_init_context` with that
-    default dtype (parameters on the meta device), and, in 4.x only, the weights tied before planning
-    (5.x plans untied and reads tied names from `all_tied_weights_keys`). `config` is not modified.
+    default dtype (parameters on the meta device, random init skipped), and, in 4.x only, the weights
+    tied before planning (5.x plans untied and reads tied names from `all_tied_weights_keys`).
+    `config` is not modified.
     """
     from transformers.utils import ContextManagers
 
@@ -94,6 +95,10 @@ def empty_model_for_planning(model_cls: type, config, dtype: torch.dtype) -> tor
     wanted = {"dtype": dtype, "is_quantized": False, "_is_ds_init_called": False, "allow_all_kernels": None}
     accepted = inspect.signature(model_cls.get_init_context).parameters
     contexts = model_cls.get_init_context(**{k: v for k, v in wanted.items() if k in accepted})
+    if TRANSFORMERS_5:  # skip random init, which on the meta device only costs time (4.x's contexts do)
+        from transformers.initialization import no_init_weights
+
+        contexts = [*contexts, no_init_weights()]
     with ContextManagers([_default_dtype(dtype), *contexts]):
         model = model_cls(config)
     if not TRANSFORMERS_5:

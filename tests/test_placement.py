@@ -476,6 +476,8 @@ def test_offloaded_modules_are_flagged():
     (flag,) = [f for f in plan.flags if f.code == "offloaded"]
     assert list(flag.modules) == offloaded
     assert "offloaded" not in _codes(qd.plan_device_map(MID, 1, "80GiB", "auto"))
+    everything = qd.plan_device_map(MID, 1, "24GiB", {"": "cpu"})  # planned for a GPU, all on the CPU
+    assert [f.modules for f in everything.flags if f.code == "offloaded"] == [("",)]
 
 
 # ---------------------------------------------------------------- (e) frames

@@ -260,7 +260,7 @@ def plan_device_map(
         no_split_module_classes=planner_no_split_modules(model),
         tie_word_embeddings=tied,
         unplaced=left_out,
-        flags=find_risks(device_map, module_names, tensor_names, tied, left_out),
+        flags=find_risks(device_map, module_names, tensor_names, tied, left_out, for_gpus=True),
         versions={"transformers": transformers.__version__, "accelerate": accelerate.__version__},
         module_names=module_names,
         tensor_names=tensor_names,

@@ -41,11 +41,13 @@ def find_risks(
     tensor_names: list[str],
     tie_word_embeddings: bool,
     unplaced: list[str] = (),
+    for_gpus: bool = False,
 ) -> list[RiskFlag]:
     """Flags for `device_map` over a model with these modules and tensors (parameters and buffers).
 
     Codes (FLAG_CODES): vision_embed_apart, vision_split, lm_head_apart_from_tied_embeddings,
-    offloaded, unplaced_modules. A module's devices are those its tensors land on.
+    offloaded, unplaced_modules. A module's devices are those its tensors land on. Modules on "cpu"
+    count as offloaded when the map also uses a GPU or was planned `for_gpus`; "disk" always does.
     """
     flags = []
     vision = find_module(module_names, "visual")
@@ -93,7 +95,7 @@ def find_risks(
                 "and a transfer per step.",
             )
         )
-    on_gpu = any(isinstance(d, int) for d in device_map.values())
+    on_gpu = for_gpus or any(isinstance(d, int) for d in device_map.values())
     offloaded = sorted(k for k, d in device_map.items() if d == "disk" or (on_gpu and d in OFFLOAD_DEVICES))
     if offloaded:
         flags.append(
