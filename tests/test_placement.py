@@ -13,6 +13,7 @@ import copy
 import json
 import re
 import sys
+from contextlib import contextmanager
 from functools import cache
 
 import matplotlib
@@ -377,6 +378,7 @@ def test_modules_left_out_of_an_explicit_map_are_flagged(mid_names):
             r"does not have: \['LlamaDecoderLayer'\].*keeps",
         ),
         ({"no_split_module_classes": "Qwen2_5_VLDecoderLayer"}, "must be a list of class names"),
+        ({"no_split_module_classes": 3}, "must be a list of class names"),
     ],
 )
 def test_bad_arguments_raise_placement_errors_that_say_what_to_do(kwargs, message):
@@ -556,12 +558,22 @@ def test_frames_refuse_other_objects():
 # ---------------------------------------------------------------- (f) plots
 
 
+@contextmanager
+def _drawn(plot, plan):
+    """The single axes of the figure `plot(plan)` returns; the figure is closed afterwards."""
+    figure = plot(plan)
+    try:
+        assert isinstance(figure, matplotlib.figure.Figure)
+        (ax,) = figure.axes
+        yield ax
+    finally:
+        plt.close(figure)
+
+
 def test_plot_placement_draws_one_bar_per_module_coloured_by_device():
     plan = qd.plan_device_map(MID, 8, "24GiB", "balanced")
     frame = qd.device_map_frame(plan)
-    figure = qd.plot_placement(plan)
-    try:
-        (ax,) = figure.axes
+    with _drawn(qd.plot_placement, plan) as ax:
         modules, flagged = ax.containers
         assert len(modules) == len(frame)
         colours = {}
@@ -576,23 +588,17 @@ def test_plot_placement_draws_one_bar_per_module_coloured_by_device():
         ticks = [t.get_text() for t in ax.get_xticklabels()]
         assert ticks == ["vision", "embed", "decoder", "norm", "rotary", "head"]
         assert plan.model in ax.get_title()
-    finally:
-        plt.close(figure)
 
 
 def test_plot_memory_draws_capacity_and_placed_gib_per_device():
     plan = qd.plan_device_map(SMALL, 4, "24GiB", "balanced")
     summary = qd.device_summary_frame(plan)
-    figure = qd.plot_memory(plan)
-    try:
-        (ax,) = figure.axes
+    with _drawn(qd.plot_memory, plan) as ax:
         capacity, placed = ax.containers
         assert [b.get_height() for b in capacity] == [24.0] * 4
         assert [b.get_height() for b in placed] == pytest.approx(list(summary["bytes"] / GIB))
         assert [t.get_text() for t in ax.get_xticklabels()] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
         assert ax.get_ylabel() == "GiB"
-    finally:
-        plt.close(figure)
 
 
 def test_plots_without_matplotlib_say_how_to_install_it(monkeypatch):

@@ -124,7 +124,7 @@ def _strategy(strategy: str | dict) -> str | dict:
 def _no_split(classes: object) -> tuple[str, ...] | None:
     if classes is None:
         return None
-    if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
+    if not isinstance(classes, (list, tuple, set)) or not all(isinstance(c, str) for c in classes):
         raise PlacementError(
             "no_split_module_classes must be a list of class names like ['Qwen2_5_VLDecoderLayer']; "
             f"got {classes!r}."
