@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from . import state
-from .checker import DeviceCheckMode
+from .checker import KERNEL_CHECKS, DeviceCheckMode
 from .tensor import SimTensor, adopt, device_of, move_in_place
 
 _DISABLE = torch._C.DisableTorchFunctionSubclass
@@ -50,6 +50,12 @@ def handle(func, args: tuple, kwargs: dict):
 
 
 def _mixed(func, args, kwargs, devices):
+    kernel_check = KERNEL_CHECKS.get(func)
+    if kernel_check is not None:
+        device = kernel_check(args, kwargs)
+        with _DISABLE():
+            out = func(*args, **kwargs)
+        return adopt(out, device) if device.type == "cuda" else out
     context = next((d for d in devices if d.type == "cuda"), _CPU)
     with _DISABLE(), DeviceCheckMode(context):
         out = func(*args, **kwargs)

@@ -44,13 +44,19 @@ def _tensor_arguments(func, args, kwargs) -> list[tuple[str, torch.Tensor, bool,
     return found
 
 
-def _iterator_device(tensors) -> torch.device:
-    """TensorIterator: outputs first; the first non-CPU device is common; 0-dim CPU inputs may join."""
+def _iterator_device(tensors, cpu_scalars: int = 1) -> torch.device:
+    """TensorIterator: outputs first; the first non-CPU device is common; up to `cpu_scalars` 0-dim CPU
+    inputs may join a non-CPU kernel (binary and comparison ops allow one)."""
     ordered = [t for t in tensors if t[2]] + [t for t in tensors if not t[2]]
     devices = [(device_of(t), written, t.dim()) for _, t, written, _ in ordered]
     common = next((d for d, _, _ in devices if d.type != "cpu"), devices[0][0])
     for device, written, dim in devices:
-        if device == common or (common.type != "cpu" and not written and dim == 0 and device.type == "cpu"):
+        if device == common:
+            continue
+        if common.type != "cpu" and not written and dim == 0 and device.type == "cpu":
+            cpu_scalars -= 1
+            if cpu_scalars < 0:
+                raise rules.too_many_cpu_scalars()
             continue
         raise rules.iterator_mismatch(common, device)
     return common
@@ -67,6 +73,17 @@ def _checked_device(tensors, wrapper: str) -> torch.device:
         elif device != common:
             raise rules.checked_mismatch(name, device, common, wrapper)
     return common if common is not None else device_of(tensors[0][1])
+
+
+def _check_out_device(tensors) -> None:
+    """Structured out= kernels sized by their meta function: `out` must be where the inputs are."""
+    inputs = [t for t in tensors if not t[2]]
+    outputs = [t for t in tensors if t[2]]
+    if inputs and outputs:
+        expected = _iterator_device(inputs)
+        for _, out, _, _ in outputs:
+            if device_of(out) != expected:
+                raise rules.out_mismatch(expected, device_of(out))
 
 
 def _index_read_device(tensors) -> torch.device:
@@ -91,10 +108,44 @@ def _index_write_device(func, args, kwargs, tensors) -> torch.device:
 
 
 def _masked_fill_device(tensors) -> torch.device:
+    """masked_fill__cuda: a tensor value is read with .item() (any device), self must not be on the
+    CPU, and mask must be on self's device."""
     self_device, mask_device = device_of(tensors[0][1]), device_of(tensors[1][1])
+    if len(tensors) > 2 and self_device.type == "cpu":
+        raise rules.masked_fill_cpu_self()
     if mask_device != self_device:
         raise rules.mask_mismatch(mask_device, self_device)
     return self_device
+
+
+def _where_device(tensors) -> torch.device:
+    """where: the result goes to the first non-CPU operand's device; 0-dim operands from any other
+    device are moved there (where_self_out), the rest must match (TensorIterator, no CPU scalars)."""
+    outputs = [t for _, t, written, _ in tensors if written]
+    inputs = [t for _, t, written, _ in tensors if not written]
+    target = (
+        device_of(outputs[0])
+        if outputs
+        else next((device_of(t) for t in inputs if device_of(t).type != "cpu"), _CPU)
+    )
+    remaining = [
+        (name, t, written, kw)
+        for name, t, written, kw in tensors
+        if written or target.type == "cpu" or device_of(t) == target or t.dim() != 0
+    ]
+    if not outputs:
+        remaining.insert(0, ("out", _Placeholder(target), True, True))
+    return _iterator_device(remaining, cpu_scalars=0)
+
+
+class _Placeholder:
+    """Stands for the output `where` allocates on its target device."""
+
+    def __init__(self, device: torch.device):
+        self._sim_device = device
+
+    def dim(self) -> int:
+        return 1
 
 
 def op_device(func, args, kwargs, context: torch.device) -> tuple[torch.device, bool]:
@@ -115,7 +166,11 @@ def op_device(func, args, kwargs, context: torch.device) -> tuple[torch.device, 
         return _index_write_device(func, args, kwargs, tensors), False
     if name in _MASKED_FILLS:
         return _masked_fill_device(tensors), False
+    if name == "where":
+        return _where_device(tensors), False
     rule = rules.rule_for(func)
+    if rule is not None and rule.kind is Kind.NO_CHECK and rule.checks_out_device:
+        _check_out_device(tensors)
     if rule is None or rule.kind is Kind.NO_CHECK:
         return _iterator_device(tensors), False
     if rule.kind is Kind.CHECKED:
@@ -156,3 +211,58 @@ def _tag(out, device: torch.device, args) -> None:
     elif isinstance(out, (tuple, list)):
         for item in out:
             _tag(item, device, args)
+
+
+# Calls whose CUDA path runs a kernel the CPU decomposition never reaches: the check that kernel's
+# generated wrapper (or its own code) does, applied to the call's arguments before running it on the CPU.
+def _argument(args, kwargs, position: int, name: str):
+    return args[position] if len(args) > position else kwargs.get(name)
+
+
+def _named(*pairs) -> list:
+    return [(name, t, False, False) for name, t in pairs if isinstance(t, torch.Tensor)]
+
+
+def _sdpa_device(args, kwargs) -> torch.device:
+    """validate_sdpa_input first; then the chosen kernel's check. Which kernel runs depends on the GPU and
+    the sdp settings; simulated as the memory-efficient one (the one that takes a mask in fp32 and bf16)."""
+    query, key, value = (_argument(args, kwargs, i, n) for i, n in enumerate(("query", "key", "value")))
+    devices = [device_of(query), device_of(key), device_of(value)]
+    if len(set(devices)) > 1:
+        raise rules.sdpa_mismatch(*devices)
+    mask = _argument(args, kwargs, 3, "attn_mask")
+    wrapper = rules.rule_table()["_scaled_dot_product_efficient_attention"].wrapper
+    return _checked_device(
+        _named(("query", query), ("key", key), ("value", value), ("attn_bias", mask)), wrapper
+    )
+
+
+def _rms_norm_device(args, kwargs) -> torch.device:
+    """CUDA runs rms_norm as _fused_rms_norm (its own CUDA kernel, generated check)."""
+    tensors = _named(
+        ("input", _argument(args, kwargs, 0, "input")), ("weight", _argument(args, kwargs, 2, "weight"))
+    )
+    return _checked_device(tensors, rules.rule_table()["_fused_rms_norm"].wrapper)
+
+
+def _convolution_device(args, kwargs) -> torch.device:
+    """The CUDA wheel convolves with cuDNN (cudnn_convolution's generated check on input and weight), then
+    adds the bias in place (TensorIterator)."""
+    source, weight = _argument(args, kwargs, 0, "input"), _argument(args, kwargs, 1, "weight")
+    device = _checked_device(
+        _named(("self", source), ("weight", weight)), rules.rule_table()["cudnn_convolution"].wrapper
+    )
+    bias = _argument(args, kwargs, 2, "bias")
+    if isinstance(bias, torch.Tensor):
+        _iterator_device([("self", _Placeholder(device), True, False), ("other", bias, False, False)])
+    return device
+
+
+KERNEL_CHECKS = {
+    torch.nn.functional.scaled_dot_product_attention: _sdpa_device,
+    torch.nn.functional.rms_norm: _rms_norm_device,
+    torch.rms_norm: _rms_norm_device,
+    torch.conv1d: _convolution_device,
+    torch.conv2d: _convolution_device,
+    torch.conv3d: _convolution_device,
+}

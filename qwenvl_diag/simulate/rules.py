@@ -32,6 +32,9 @@ class Kind(enum.Enum):
 class OpRule:
     kind: Kind
     wrapper: str = ""
+    # a structured out= kernel whose meta function sizes `out` from the inputs (no TensorIterator):
+    # its generated resize_out refuses an `out` on another device before any kernel check
+    checks_out_device: bool = False
 
 
 def _dispatch_keys(entry: dict) -> set[str]:
@@ -76,15 +79,20 @@ def rule_table() -> dict[str, OpRule]:
             keys |= _dispatch_keys(by_name[delegate])
         structured = bool(entry.get("structured") or delegate)
         name, _, overload = full.partition(".")
-        if entry.get("device_check") == "NoCheck":
-            kind = Kind.NO_CHECK
-        elif "CUDA" in keys:
-            kind = Kind.CHECKED
+        no_check = entry.get("device_check") == "NoCheck"
+        if "CUDA" in keys:
+            kind = Kind.NO_CHECK if no_check else Kind.CHECKED
         elif keys & {"CompositeExplicitAutograd", "CompositeExplicitAutogradNonFunctional"}:
             kind = Kind.COMPOSITE
         else:
-            kind = Kind.NO_CUDA_KERNEL
-        table[full] = OpRule(kind, wrapper_name(name, overload, structured, _is_out_variant(entry["func"])))
+            kind = Kind.NO_CHECK if no_check else Kind.NO_CUDA_KERNEL
+        out_variant = _is_out_variant(entry["func"])
+        checks_out = (
+            bool(entry.get("structured")) and entry.get("structured_inherits") != "TensorIteratorBase"
+        )
+        table[full] = OpRule(
+            kind, wrapper_name(name, overload, structured, out_variant), out_variant and checks_out
+        )
     return table
 
 
@@ -111,8 +119,8 @@ def iterator_mismatch(common, other) -> RuntimeError:
     )
 
 
-def index_mismatch(self_device) -> IndexError:
-    return IndexError(
+def index_mismatch(self_device) -> RuntimeError:
+    return RuntimeError(
         f"indices should be either on cpu or on the same device as the indexed tensor ({self_device})"
     )
 
@@ -122,6 +130,25 @@ def mask_mismatch(mask_device, self_device) -> RuntimeError:
         "expected self and mask to be on the same device, but got mask on "
         f"{mask_device} and self on {self_device}"
     )
+
+
+def too_many_cpu_scalars() -> RuntimeError:
+    return RuntimeError("Trying to pass too many CPU scalars to non-CPU kernel!")
+
+
+def out_mismatch(expected, out) -> RuntimeError:
+    return RuntimeError(f"Expected out tensor to have device {expected}, but got {out} instead")
+
+
+def sdpa_mismatch(query, key, value) -> RuntimeError:
+    return RuntimeError(
+        "Expected query, key, and value to have the same device type, but got "
+        f"query.device: {query} key.device: {key} and value.device: {value} instead."
+    )
+
+
+def masked_fill_cpu_self() -> RuntimeError:
+    return RuntimeError("masked_fill_: Expected inputs to be on same device")
 
 
 def value_mismatch(self_device, value_device) -> RuntimeError:
