@@ -112,6 +112,23 @@ def test_module_to_keeps_parameter_objects_and_ties():
     assert type(weight) is torch.nn.Parameter and weight.device.type == "cpu"
 
 
+def test_each_simulated_gpu_has_its_own_seedable_generator():
+    cpu_before = torch.get_rng_state()
+    with qd.simulated_gpus(2):
+        torch.cuda.manual_seed_all(7)
+        first = torch.randn(4, device="cuda:0")
+        other = torch.randn(4, device="cuda:1")
+        torch.cuda.manual_seed_all(7)
+        again = torch.randn(4, device="cuda:0")
+        assert torch.equal(first.cpu(), again.cpu())
+        assert torch.equal(first.cpu(), other.cpu())  # same seed, separate streams
+        state = torch.cuda.get_rng_state(0)
+        sample = torch.ones(8, device="cuda:0").multinomial(3)
+        torch.cuda.set_rng_state(state, 0)
+        assert torch.equal(torch.ones(8, device="cuda:0").multinomial(3).cpu(), sample.cpu())
+    assert torch.equal(torch.get_rng_state(), cpu_before)
+
+
 def test_threads_started_inside_see_the_simulated_gpus():
     seen = []
 
@@ -129,6 +146,7 @@ def test_global_state_is_restored_after_normal_exit_and_after_an_error():
     before = _global_state()
     with qd.simulated_gpus(2):
         torch.ones(3, device="cuda:1") * 2
+        torch.randn(3, device="cuda:1").softmax(0).multinomial(2)  # draws from cuda:1's generator
     _same_state(before, _global_state())
     with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device"):
         with qd.simulated_gpus(2):

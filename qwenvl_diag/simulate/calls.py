@@ -11,6 +11,7 @@ import torch
 
 from . import state
 from .checker import KERNEL_CHECKS, DeviceCheckMode
+from .rng import RANDOM_CALLS, device_generator
 from .tensor import SimTensor, adopt, device_of, move_in_place
 
 _DISABLE = torch._C.DisableTorchFunctionSubclass
@@ -40,13 +41,15 @@ def handle(func, args: tuple, kwargs: dict):
     devices = _devices(args, kwargs)
     if len(devices) > 1:
         return _mixed(func, args, kwargs, devices)
+    device = next(iter(devices)) if devices else _CPU
+    if device.type != "cuda":
+        with _DISABLE():
+            return func(*args, **kwargs)
+    if func in RANDOM_CALLS and kwargs.get("generator") is None:
+        with _DISABLE(), device_generator(device):
+            return adopt(func(*args, **kwargs), device)
     with _DISABLE():
-        out = func(*args, **kwargs)
-    if devices:
-        (device,) = devices
-        if device.type == "cuda":
-            return adopt(out, device)
-    return out
+        return adopt(func(*args, **kwargs), device)
 
 
 def _mixed(func, args, kwargs, devices):
@@ -93,7 +96,11 @@ def _with_device(func, args, kwargs):
     with _DISABLE():
         if target is None:
             return func(*args, **kwargs)
-        out = func(*args, **{**kwargs, "device": _CPU})
+        if func in RANDOM_CALLS and kwargs.get("generator") is None:
+            with device_generator(target):
+                out = func(*args, **{**kwargs, "device": _CPU})
+        else:
+            out = func(*args, **{**kwargs, "device": _CPU})
         return adopt(_unaliased(out, args), target)
 
 

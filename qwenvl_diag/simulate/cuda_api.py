@@ -6,7 +6,7 @@ import types
 
 import torch
 
-from . import state
+from . import rng, state
 
 NAME = "Simulated GPU (qwenvl-diag)"
 
@@ -110,11 +110,10 @@ def shims(count: int) -> dict:
         "synchronize": _nothing,
         "empty_cache": _nothing,
         "ipc_collect": _nothing,
-        # Simulated GPUs draw random numbers from the CPU generator; CUDA seeding has nothing to seed.
-        "manual_seed": _nothing,
-        "manual_seed_all": _nothing,
-        "seed": _nothing,
-        "seed_all": _nothing,
+        "manual_seed": rng.manual_seed,
+        "manual_seed_all": rng.manual_seed_all,
+        "get_rng_state": rng.get_rng_state,
+        "set_rng_state": rng.set_rng_state,
     }
 
 

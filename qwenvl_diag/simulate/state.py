@@ -22,6 +22,9 @@ class Simulation:
         self.transfers = 0
         self.transferred_bytes = 0
         self._thread = threading.local()
+        from .rng import DEFAULT_CUDA_SEED, seeded_state
+
+        self.rng_states = [seeded_state(DEFAULT_CUDA_SEED) for _ in range(count)]
 
     @property
     def current(self) -> int:
