@@ -34,6 +34,7 @@ test-legacy: $(LEGACY)/.installed
 bench: $(CURRENT)/.installed
 	$(CURRENT)/bin/python benchmarks/bench_models.py
 	$(CURRENT)/bin/python benchmarks/bench_plan.py
+	$(CURRENT)/bin/python benchmarks/bench_simulate.py
 
 lint: $(CURRENT)/.installed
 	$(CURRENT)/bin/ruff format --check qwenvl_diag tests benchmarks
