@@ -65,6 +65,27 @@ def _tensors(value, found: list) -> list:
     return found
 
 
+def _several_devices(args) -> bool:
+    """Whether the tensors in `args` (one level of lists) are on more than one device: the hot path."""
+    first = None
+    for value in args:
+        if isinstance(value, _Tensor):
+            device = value.device
+            if first is None:
+                first = device
+            elif device != first:
+                return True
+        elif isinstance(value, (list, tuple, dict)):
+            for item in value.values() if isinstance(value, dict) else value:
+                if isinstance(item, _Tensor):
+                    device = item.device
+                    if first is None:
+                        first = device
+                    elif device != first:
+                        return True
+    return False
+
+
 def _devices_text(tensors: list) -> str:
     return ", ".join(sorted({str(t.device) for t in tensors}))
 
@@ -167,11 +188,19 @@ class _Recorder(TorchFunctionMode):
         super().__init__()
         self.names = names
         self.stack: list[str] = []
+        self.devices: dict[int, str] = {}
         self.calls = 0
         self.tensor_rows: list[dict] = []
         self.open_rows: list[dict] = []
         self.transfer_rows: list[dict] = []
         self.mismatch_rows: list[dict] = []
+
+    def _execution_device(self, module: torch.nn.Module) -> str:
+        # weights do not move during a run: look each module up once
+        key = id(module)
+        if key not in self.devices:
+            self.devices[key] = _execution_device(module)
+        return self.devices[key]
 
     @property
     def module(self) -> str:
@@ -181,21 +210,18 @@ class _Recorder(TorchFunctionMode):
         kwargs = kwargs or {}
         if func in _COPIES:
             return self._copy(func, args, kwargs)
-        tensors = _tensors(args, [])
-        if kwargs:
-            _tensors(kwargs, tensors)
         row = None
-        if len(tensors) > 1 and len({t.device for t in tensors}) > 1 and would_raise(func, args, kwargs):
-            row = self._mismatch(func, tensors)
+        if _several_devices(args) or (kwargs and _several_devices((args, kwargs))):
+            if would_raise(func, args, kwargs):
+                row = self._mismatch(func, _tensors((args, kwargs), []))
         try:
-            out = func(*args, **kwargs)
+            return func(*args, **kwargs)
         except RuntimeError as error:
             if DEVICE_ERROR in str(error) and row is None:
-                row = self._mismatch(func, tensors)
+                row = self._mismatch(func, _tensors((args, kwargs), []))
             if row is not None:
                 row["raised"], row["error"] = True, str(error)
             raise
-        return out
 
     def _mismatch(self, func, tensors: list) -> dict:
         filename, line, function, code = caller_frame()
@@ -244,18 +270,15 @@ class _Recorder(TorchFunctionMode):
         tensors = _tensors(args, [])
         if kwargs:
             _tensors(kwargs, tensors)
+        # raw values here, text in frames(): the hooks run for every module call
         row = {
             "call": self.calls,
             "module": name,
-            "kind": module_kind(name) if name else "model",
             # a module without weights (an activation) computes where its parent does
-            "execution_device": _execution_device(module)
+            "execution_device": self._execution_device(module)
             or (self.open_rows[-1]["execution_device"] if self.open_rows else ""),
-            "input_devices": _devices_text(tensors),
-            "output_devices": "",
-            "input_shapes": str([tuple(t.shape) for t in tensors]),
-            "output_shapes": "",
-            "dtypes": ", ".join(sorted({str(t.dtype).removeprefix("torch.") for t in tensors})),
+            "inputs": [(t.device, t.shape, t.dtype) for t in tensors],
+            "outputs": [],
         }
         self.calls += 1
         self.stack.append(name)
@@ -271,16 +294,30 @@ class _Recorder(TorchFunctionMode):
         tensors = _tensors(output if isinstance(output, (tuple, list, dict)) else [output], [])
         if hasattr(output, "to_tuple"):  # transformers ModelOutput
             tensors = _tensors(list(output.values()), [])
-        row["output_devices"] = _devices_text(tensors)
-        row["output_shapes"] = str([tuple(t.shape) for t in tensors[:4]])
+        row["outputs"] = [(t.device, t.shape, t.dtype) for t in tensors[:4]]
         return None
 
     def frames(self) -> dict[str, pd.DataFrame]:
         return {
-            "tensors": pd.DataFrame(self.tensor_rows, columns=TENSOR_COLUMNS),
+            "tensors": pd.DataFrame([_tensor_row(row) for row in self.tensor_rows], columns=TENSOR_COLUMNS),
             "transfers": pd.DataFrame(self.transfer_rows, columns=TRANSFER_COLUMNS),
             "mismatches": pd.DataFrame(self.mismatch_rows, columns=MISMATCH_COLUMNS).astype({"raised": bool}),
         }
+
+
+def _tensor_row(raw: dict) -> dict:
+    inputs, outputs = raw["inputs"], raw["outputs"]
+    return {
+        "call": raw["call"],
+        "module": raw["module"],
+        "kind": module_kind(raw["module"]) if raw["module"] else "model",
+        "execution_device": raw["execution_device"],
+        "input_devices": ", ".join(sorted({str(d) for d, _, _ in inputs})),
+        "output_devices": ", ".join(sorted({str(d) for d, _, _ in outputs})),
+        "input_shapes": str([tuple(shape) for _, shape, _ in inputs]),
+        "output_shapes": str([tuple(shape) for _, shape, _ in outputs]),
+        "dtypes": ", ".join(sorted({str(dtype).removeprefix("torch.") for _, _, dtype in inputs})),
+    }
 
 
 def _run(model, inputs, action: str, generate_kwargs: dict):
