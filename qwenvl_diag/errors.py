@@ -37,3 +37,11 @@ class PlacementError(QwenVLDiagError, ValueError):
 
 class SimulationError(QwenVLDiagError, RuntimeError):
     """Simulated GPUs cannot start or stop as asked (already running, real CUDA present, bad size)."""
+
+
+class InvalidArgumentError(QwenVLDiagError, TypeError):
+    """An argument of the wrong kind: not a model, not a dict of inputs, not a version string, ..."""
+
+
+class NoRopePositionsError(QwenVLDiagError, LookupError):
+    """No recorded rope-index call returned position ids (none was made, or the call raised)."""
