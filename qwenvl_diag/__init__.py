@@ -5,8 +5,12 @@
 >>> inputs = qd.sample_inputs(processor, "video")
 """
 
+from .bugs import KNOWN_BUG_COLUMNS, known_bugs, match_known_bugs
+from .diagnose import Diagnosis, diagnose
 from .errors import (
+    InvalidArgumentError,
     ModelLoadError,
+    NoRopePositionsError,
     NotQwenVLError,
     PlacementError,
     QwenVLDiagError,
@@ -16,6 +20,7 @@ from .errors import (
     UnknownInputKindError,
     UnsupportedReleaseError,
 )
+from .input_check import CHECK_COLUMNS, check_inputs
 from .inputs import INPUT_KINDS, sample_inputs
 from .models.families import FAMILIES
 from .models.loading import load_model
@@ -35,18 +40,40 @@ from .placement import (
     plan_device_map,
 )
 from .plots import plot_memory, plot_placement
+from .rope import (
+    ROPE_INPUT_COLUMNS,
+    ROPE_POSITION_COLUMNS,
+    capture_rope,
+    plot_rope_positions,
+    rope_inputs_frame,
+    rope_positions_frame,
+)
+from .scenario import Scenario, run
 from .simulate import SimulatedGPUs, simulated_gpus
+from .trace import Trace, trace_devices
 
 __all__ = [
+    "Diagnosis",
+    "Scenario",
+    "Trace",
+    "diagnose",
+    "run",
+    "trace_devices",
+    "CHECK_COLUMNS",
     "DevicePlan",
     "FAMILIES",
     "FLAG_COLUMNS",
     "INPUT_KINDS",
+    "InvalidArgumentError",
+    "KNOWN_BUG_COLUMNS",
     "ModelLoadError",
+    "NoRopePositionsError",
     "NotQwenVLError",
     "PLACEMENT_COLUMNS",
     "PlacementError",
     "QwenVLDiagError",
+    "ROPE_INPUT_COLUMNS",
+    "ROPE_POSITION_COLUMNS",
     "RiskFlag",
     "STRATEGIES",
     "SUMMARY_COLUMNS",
@@ -56,14 +83,21 @@ __all__ = [
     "UnknownFamilyError",
     "UnknownInputKindError",
     "UnsupportedReleaseError",
+    "capture_rope",
+    "check_inputs",
     "device_map_frame",
     "device_summary_frame",
     "dispatch",
     "flags_frame",
+    "known_bugs",
     "load_model",
+    "match_known_bugs",
     "plan_device_map",
     "plot_memory",
     "plot_placement",
+    "plot_rope_positions",
+    "rope_inputs_frame",
+    "rope_positions_frame",
     "sample_inputs",
     "simulated_gpus",
     "tiny_model",

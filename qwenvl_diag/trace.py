@@ -320,7 +320,8 @@ def _tensor_row(raw: dict) -> dict:
     }
 
 
-def _run(model, inputs, action: str, generate_kwargs: dict):
+def run_action(model, inputs, action: str, generate_kwargs: dict):
+    """One forward (no grad) or one greedy `generate` of a few tokens: the run every diagnosis makes."""
     if action == "forward":
         with torch.no_grad():
             return model(**inputs)
@@ -379,7 +380,7 @@ def trace_devices(model, inputs, action: str = "forward", **generate_kwargs) -> 
     check_run_arguments(model, inputs, action)
     with tracing(model) as recorder:
         try:
-            output, error = _run(model, inputs, action, generate_kwargs), None
+            output, error = run_action(model, inputs, action, generate_kwargs), None
         except Exception as caught:  # the user's forward failing is what is being diagnosed
             output, error = None, caught
     return Trace(recorder.frames(), action, error, output)

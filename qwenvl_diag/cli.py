@@ -1,0 +1,110 @@
+"""`qwenvl-diag doctor`: run a scenario from the shell and print its diagnosis.
+
+    qwenvl-diag doctor --model Qwen/Qwen2.5-VL-7B-Instruct --gpus 8 --strategy balanced \\
+        --inputs batch --action generate --format markdown
+
+Exit status: 0 when the run passed, 1 when it failed (the report says why), 2 for bad options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import QwenVLDiagError
+from .inputs import INPUT_KINDS
+from .scenario import DEVICE_MODES, PRESETS, Scenario, run
+from .trace import ACTIONS
+
+FORMATS = ("markdown", "json", "text")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qwenvl-diag", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    doctor = commands.add_parser("doctor", help="run a scenario and print its diagnosis")
+    defaults = Scenario()
+    doctor.add_argument("--preset", choices=sorted(PRESETS), help="start from a named scenario")
+    doctor.add_argument("--scenario", help="a scenario as JSON (what Scenario.to_json writes), or @file.json")
+    doctor.add_argument(
+        "--model", help=f"shipped checkpoint, tiny/<family> or a directory ({defaults.model})"
+    )
+    doctor.add_argument("--gpus", type=int, help=f"number of GPUs ({defaults.gpus})")
+    doctor.add_argument("--memory", help=f"memory per GPU ({defaults.memory})")
+    doctor.add_argument("--strategy", help="auto, balanced, balanced_low_0, sequential, or a JSON map")
+    doctor.add_argument("--inputs", choices=INPUT_KINDS, help=f"input kind ({defaults.inputs})")
+    doctor.add_argument("--action", choices=ACTIONS, help=f"forward or generate ({defaults.action})")
+    doctor.add_argument(
+        "--second-per-grid-ts", choices=("list", "tensor"), help="form of a video's timing input"
+    )
+    doctor.add_argument("--max-new-tokens", type=int, help=f"tokens to generate ({defaults.max_new_tokens})")
+    doctor.add_argument(
+        "--devices", choices=DEVICE_MODES, help=f"real or simulated GPUs ({defaults.devices})"
+    )
+    doctor.add_argument("--format", choices=FORMATS, default="text", help="report format (text)")
+    return parser
+
+
+def _scenario(options: argparse.Namespace) -> Scenario:
+    data = dict(PRESETS[options.preset]) if options.preset else {}
+    if options.scenario:
+        text = options.scenario
+        if text.startswith("@"):
+            with open(text[1:]) as handle:
+                text = handle.read()
+        data.update(json.loads(text))
+    for field in (
+        "model",
+        "gpus",
+        "memory",
+        "inputs",
+        "action",
+        "second_per_grid_ts",
+        "max_new_tokens",
+        "devices",
+    ):
+        value = getattr(options, field)
+        if value is not None:
+            data[field] = value
+    if options.strategy is not None:
+        data["strategy"] = (
+            json.loads(options.strategy) if options.strategy.startswith("{") else options.strategy
+        )
+    return Scenario.from_dict(data)
+
+
+def _text(diagnosis) -> str:
+    if diagnosis.ok:
+        return f"passed: {diagnosis.model} {diagnosis.action}, no device error.\n"
+    lines = [f"FAILED: {diagnosis.model} {diagnosis.action}", f"  {diagnosis.error_type}: {diagnosis.error}"]
+    mismatch = diagnosis.first_mismatch
+    if mismatch:
+        lines += [
+            f"  first mismatch: {mismatch['op']} on {mismatch['devices']} in module {mismatch['module']!r}",
+            f"  at {mismatch['file']}:{mismatch['line']} ({mismatch['function']})",
+            f"    {mismatch['code']}",
+        ]
+    lines += [
+        f"  known bug: {bug['id']}: {bug['title']} (fixed in {bug['fixed_in']})"
+        for bug in diagnosis.known_bugs
+    ]
+    lines += [f"  advice: {advice}" for advice in diagnosis.advice]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = _parser().parse_args(argv)
+    try:
+        scenario = _scenario(options)
+        diagnosis = run(scenario)
+    except (QwenVLDiagError, json.JSONDecodeError, OSError) as error:
+        print(f"qwenvl-diag: {error}", file=sys.stderr)
+        return 2
+    render = {"markdown": diagnosis.to_markdown, "json": diagnosis.to_json, "text": lambda: _text(diagnosis)}
+    sys.stdout.write(render[options.format]().rstrip("\n") + "\n")
+    return 0 if diagnosis.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

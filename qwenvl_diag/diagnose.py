@@ -1,0 +1,178 @@
+"""`diagnose`: one traced run turned into a Diagnosis (the line that mixed devices, the known bug, advice).
+
+After a diagnosis, passing or raising, the model, its hooks and forward methods, the inputs and
+torch's global state are as before: the tracer's mode and hooks are removed in `finally`, the rope
+capture restores the wrapped method, and the inputs are only read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from . import report
+from .bugs import match_known_bugs
+from .environment import environment
+from .placement import device_map_frame, device_summary_frame, flags_frame
+from .rope import ROPE_INPUT_COLUMNS, capture_rope, find_rope_index
+from .trace import DEVICE_ERROR, Trace, check_run_arguments, run_action, tracing
+
+FRAMES = ("placement", "summary", "flags", "tensors", "transfers", "mismatches", "rope", "inputs")
+
+
+@dataclass
+class Diagnosis:
+    """The outcome of one diagnosed run. `frames` holds the DataFrames named in `FRAMES`."""
+
+    model: str
+    action: str
+    error: str | None
+    error_type: str | None
+    first_mismatch: dict | None
+    frames: dict[str, pd.DataFrame]
+    known_bugs: list[dict]
+    advice: list[str]
+    environment: dict
+    scenario: object = field(default=None, repr=False)
+    plan: object = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when the run raised nothing."""
+        return self.error is None
+
+    @property
+    def device_error(self) -> bool:
+        """True when the run failed with PyTorch's "Expected all tensors to be on the same device"."""
+        return self.error is not None and DEVICE_ERROR in self.error
+
+    def to_markdown(self) -> str:
+        """A report to paste into a GitHub issue: what failed, the line, the known bug, layout, versions."""
+        return report.markdown(self)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "action": self.action,
+            "error": self.error,
+            "error_type": self.error_type,
+            "first_mismatch": self.first_mismatch,
+            "known_bugs": self.known_bugs,
+            "advice": self.advice,
+            "environment": self.environment,
+            "scenario": self.scenario.to_dict() if self.scenario is not None else None,
+            "frames": {name: frame.to_dict(orient="records") for name, frame in self.frames.items()},
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
+    def _repr_html_(self) -> str:
+        return report.html_report(self)
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+
+def _model_label(model) -> str:
+    return (
+        getattr(model, "name_or_path", "")
+        or getattr(getattr(model, "config", None), "_name_or_path", "")
+        or type(model).__name__
+    )
+
+
+@contextlib.contextmanager
+def _module_state_kept(model):
+    """Put back every module's attributes as they were: a run stores state on the model (Qwen-VL keeps
+    `rope_deltas` between generate steps), and a diagnosis must leave the model exactly as it found it."""
+    saved = [(vars(module), dict(vars(module))) for module in model.modules()]
+    try:
+        yield
+    finally:
+        for attributes, before in saved:
+            if attributes.keys() != before.keys() or any(attributes[k] is not v for k, v in before.items()):
+                attributes.clear()
+                attributes.update(before)
+
+
+def _placement_frames(model) -> dict[str, pd.DataFrame]:
+    return {
+        "placement": device_map_frame(model),
+        "summary": device_summary_frame(model),
+        "flags": flags_frame(model),
+    }
+
+
+def _advice(
+    error: BaseException | None, bugs: list[dict], flags: pd.DataFrame, first: dict | None
+) -> list[str]:
+    """What to do, most specific first: the known bug's fix and workaround, then the layout's risks."""
+    advice = []
+    for bug in bugs:
+        advice.append(
+            f"Upgrade transformers to {bug['fixed_in']} or later: it fixes {bug['id']} ({bug['title']})."
+        )
+        advice.extend(bug.get("workarounds", []))
+    codes = set(flags["code"]) if not flags.empty else set()
+    if "vision_embed_apart" in codes and error is not None:
+        advice.append(
+            "Keep the vision tower and embed_tokens on one GPU (an explicit device map, see "
+            "qd.plan_device_map(..., strategy={...})), or run on one device."
+        )
+    if first is not None and not bugs:
+        advice.append(
+            f"{first['op']} at {report.short_path(first['file'])}:{first['line']} got tensors on "
+            f"{first['devices']}: move the tensor that is not where the module computes (see the "
+            "'tensors' frame) before that line."
+        )
+    if error is not None and first is None and DEVICE_ERROR not in str(error):
+        advice.append("The run failed for a reason other than device placement; see the error.")
+    return advice
+
+
+def diagnose(model, inputs, action: str = "forward", **generate_kwargs) -> Diagnosis:
+    """Run `model` on `inputs` once under the tracer and explain any device error.
+
+    Works on real GPUs and under `qd.simulated_gpus`. The run's own exception is caught and reported
+    (`diagnosis.error`); bad arguments raise the kit's errors.
+
+    >>> diagnosis = diagnose(model, inputs, action="generate")
+    >>> print(diagnosis.to_markdown())
+    """
+    from .input_check import check_inputs
+
+    check_run_arguments(model, inputs, action)
+    frames = _placement_frames(model)
+    frames["inputs"] = check_inputs(inputs, model)
+    # models without a rope-index function (not Qwen-VL) still get every other frame
+    rope_capture = capture_rope(model) if find_rope_index(model) is not None else contextlib.nullcontext()
+    with _module_state_kept(model), tracing(model) as recorder, rope_capture as rope:
+        try:
+            _, error = run_action(model, inputs, action, generate_kwargs), None
+        except Exception as caught:  # the user's forward failing is what is being diagnosed
+            error = caught
+    trace = Trace(recorder.frames(), action, error)
+    frames.update(trace.frames)
+    frames["rope"] = rope.frame() if rope is not None else pd.DataFrame(columns=ROPE_INPUT_COLUMNS)
+    env = environment()
+    first = trace.first_mismatch
+    bugs = (
+        match_known_bugs(first["file"], first["function"], first["code"], env["transformers"])
+        if first is not None
+        else []
+    )
+    return Diagnosis(
+        model=_model_label(model),
+        action=action,
+        error=str(error) if error is not None else None,
+        error_type=type(error).__name__ if error is not None else None,
+        first_mismatch=first,
+        frames={name: frames[name] for name in FRAMES},
+        known_bugs=bugs,
+        advice=_advice(error, bugs, frames["flags"], first),
+        environment=env,
+    )

@@ -1,0 +1,174 @@
+"""`Scenario` and `run`: the whole flow (model, plan, placement, inputs, traced run) from plain data.
+
+A scenario is serialisable (`to_dict` / `from_dict` / JSON), so the CLI, the notebooks and the tests
+describe a run the same way, and a diagnosis made in one can be rerun from another unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import QwenVLDiagError
+from .inputs import INPUT_KINDS, sample_inputs
+from .models.catalog import resolve_checkpoint, shipped_checkpoints
+from .models.families import FAMILIES
+from .trace import ACTIONS
+
+DEVICE_MODES = ("auto", "simulated", "real")
+
+
+@dataclass
+class Scenario:
+    """One run to diagnose. `model` is a shipped checkpoint (run as its twin), "tiny/<family>", or a
+    local checkpoint directory (loaded for real). `strategy` is a planner strategy or an explicit map.
+
+    >>> diagnosis = run(Scenario("Qwen/Qwen2.5-VL-7B-Instruct", gpus=8, strategy="balanced",
+    ...                          inputs="batch", action="generate"))
+    """
+
+    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    gpus: int = 2
+    memory: str = "24GiB"
+    strategy: str | dict = "auto"
+    inputs: str = "image"
+    action: str = "forward"
+    second_per_grid_ts: str | None = None
+    fps: float = 2.0
+    attn_implementation: str = "sdpa"
+    max_new_tokens: int = 4
+    seed: int = 0
+    devices: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.inputs not in INPUT_KINDS:
+            raise QwenVLDiagError(f"Unknown inputs {self.inputs!r}; use one of {', '.join(INPUT_KINDS)}.")
+        if self.action not in ACTIONS:
+            raise QwenVLDiagError(f"Unknown action {self.action!r}; use one of {', '.join(ACTIONS)}.")
+        if self.devices not in DEVICE_MODES:
+            raise QwenVLDiagError(f"Unknown devices {self.devices!r}; use one of {', '.join(DEVICE_MODES)}.")
+        if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
+            raise QwenVLDiagError(f"gpus must be a positive int; got {self.gpus!r}.")
+        if isinstance(self.strategy, dict):  # JSON turns GPU indices into strings
+            self.strategy = {
+                k: int(v) if isinstance(v, str) and v.isdigit() else v for k, v in self.strategy.items()
+            }
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Scenario:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise QwenVLDiagError(f"Unknown scenario fields {unknown}; known: {sorted(known)}.")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Scenario:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def preset(cls, name: str) -> Scenario:
+        """A named scenario: "seed-batched" or "seed-video" (the seed's two failures)."""
+        if name not in PRESETS:
+            raise QwenVLDiagError(f"Unknown preset {name!r}; presets: {', '.join(PRESETS)}.")
+        return cls.from_dict(PRESETS[name])
+
+
+PRESETS = {
+    # 7B on 8 x 24 GiB, balanced: the vision tower on GPU 0, embed_tokens on GPU 1; a padded batch, generate.
+    "seed-batched": {
+        "model": "Qwen/Qwen2.5-VL-7B-Instruct",
+        "gpus": 8,
+        "memory": "24GiB",
+        "strategy": "balanced",
+        "inputs": "batch",
+        "action": "generate",
+    },
+    # A video whose second_per_grid_ts is a tensor, on two GPUs (the root hook moves it to GPU 0).
+    "seed-video": {
+        "model": "Qwen/Qwen2.5-VL-7B-Instruct",
+        "gpus": 2,
+        "memory": "24GiB",
+        "strategy": "auto",
+        "inputs": "video",
+        "second_per_grid_ts": "tensor",
+        "action": "forward",
+    },
+}
+
+
+def _use_real_devices(scenario: Scenario) -> bool:
+    real = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if scenario.devices == "real" and real < scenario.gpus:
+        raise QwenVLDiagError(
+            f"The scenario asks for {scenario.gpus} real GPU(s); this machine has {real}. "
+            "Use devices='simulated' (or 'auto')."
+        )
+    return scenario.devices == "real" or (scenario.devices == "auto" and real >= scenario.gpus)
+
+
+def _build(scenario: Scenario):
+    """(model, processor, what to plan from) for the scenario's model."""
+    from .models.loading import load_model
+    from .models.tiny import tiny_config, tiny_model
+    from .models.twin import twin
+
+    name = scenario.model
+    if name.startswith("tiny/"):
+        family = name.split("/", 1)[1]
+        model, processor = tiny_model(
+            family, seed=scenario.seed, attn_implementation=scenario.attn_implementation
+        )
+        return model, processor, tiny_config(FAMILIES[family])[0]
+    if Path(name).expanduser().is_dir():
+        model, processor = load_model(name, attn_implementation=scenario.attn_implementation)
+        return model, processor, name
+    if name in shipped_checkpoints() or not name.startswith("tiny"):
+        checkpoint = resolve_checkpoint(name)
+        model, processor = twin(
+            checkpoint, seed=scenario.seed, attn_implementation=scenario.attn_implementation
+        )
+        return model, processor, checkpoint
+    raise QwenVLDiagError(
+        f"Unknown model {name!r}: use a shipped checkpoint, 'tiny/<family>' or a directory."
+    )
+
+
+def run(scenario: Scenario):
+    """Build, plan, place, make inputs and diagnose a scenario; returns its Diagnosis.
+
+    Runs on real GPUs when the machine has enough (devices="auto" or "real"), else on simulated ones.
+    """
+    from .diagnose import diagnose
+    from .placement import dispatch, plan_device_map
+    from .simulate import simulated_gpus
+
+    if not isinstance(scenario, Scenario):
+        raise QwenVLDiagError(f"run takes a qd.Scenario; got {type(scenario).__name__}.")
+    model, processor, source = _build(scenario)
+    plan = plan_device_map(source, scenario.gpus, scenario.memory, scenario.strategy)
+    inputs = sample_inputs(
+        processor, scenario.inputs, second_per_grid_ts=scenario.second_per_grid_ts, fps=scenario.fps
+    )
+    devices = (
+        contextlib.nullcontext()
+        if _use_real_devices(scenario)
+        else simulated_gpus(scenario.gpus, scenario.memory)
+    )
+    with devices:
+        dispatch(model, plan)
+        diagnosis = diagnose(model, inputs, action=scenario.action, max_new_tokens=scenario.max_new_tokens)
+    diagnosis.scenario = scenario
+    diagnosis.plan = plan
+    return diagnosis

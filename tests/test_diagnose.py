@@ -1,0 +1,134 @@
+"""diagnose, Scenario/run and the doctor CLI on the seed's two failures, in both stacks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import qwenvl_diag as qd
+from qwenvl_diag import cli
+from qwenvl_diag._compat import transformers_at_least
+from qwenvl_diag.bugs import known_bugs
+from qwenvl_diag.diagnose import FRAMES
+
+AFFECTED = not transformers_at_least("4.52.1")
+MASK_CODE = (
+    "diagonal_attend_mask = torch.arange(target_length, device=device) > cache_position.reshape(-1, 1)"
+)
+VIDEO_CODE = "time_tensor = expanded_range * second_per_grid_t"
+
+
+def _catalogue_id(function: str) -> str:
+    bugs = known_bugs()
+    return bugs[bugs["location"].str.contains(function)].iloc[0]["id"]
+
+
+@pytest.fixture(scope="module")
+def batched():
+    return qd.run(qd.Scenario.preset("seed-batched"))
+
+
+@pytest.fixture(scope="module")
+def video():
+    return qd.run(qd.Scenario.preset("seed-video"))
+
+
+def test_batched_scenario_names_op_devices_module_line_and_bug(batched):
+    assert set(batched.frames) == set(FRAMES)
+    assert "vision_embed_apart" in set(batched.frames["flags"]["code"])
+    assert batched.environment["devices"]["kind"] == "simulated"
+    assert batched.environment["devices"]["gpus"] == 8
+    markdown = batched.to_markdown()
+    if AFFECTED:
+        assert batched.device_error and not batched.ok
+        first = batched.first_mismatch
+        assert first["op"] == "Tensor.gt" and first["devices"] == "cuda:0, cuda:1"
+        assert first["code"] == MASK_CODE and first["file"].endswith("qwen2_5_vl/modeling_qwen2_5_vl.py")
+        assert first["function"] == "_prepare_4d_causal_attention_mask_with_cache_position"
+        bug_id = _catalogue_id("_prepare_4d_causal_attention_mask_with_cache_position")
+        assert [b["id"] for b in batched.known_bugs] == [bug_id]
+        for text in (MASK_CODE, f"modeling_qwen2_5_vl.py:{first['line']}", bug_id, "FAILED", "Tensor.gt"):
+            assert text in markdown
+        assert any("Upgrade transformers" in a for a in batched.advice)
+    else:
+        assert batched.ok and batched.first_mismatch is None and batched.known_bugs == []
+        assert "passed" in markdown and "No device error" in markdown
+
+
+def test_video_scenario_names_get_rope_index(video):
+    if AFFECTED:
+        first = video.first_mismatch
+        assert first["function"] == "get_rope_index" and VIDEO_CODE in first["code"]
+        assert first["devices"] == "cpu, cuda:0"
+        assert [b["id"] for b in video.known_bugs] == [_catalogue_id("get_rope_index")]
+        assert VIDEO_CODE in video.to_markdown()
+    else:
+        assert video.ok and video.known_bugs == []
+    rope = video.frames["rope"]
+    assert not rope.empty  # the rope-index function ran (and, on 4.x, raised) with its arguments recorded
+
+
+def test_json_and_html_carry_the_same_facts(batched):
+    data = json.loads(batched.to_json())
+    assert data["error"] == batched.error and data["first_mismatch"] == batched.first_mismatch
+    assert data["scenario"] == qd.Scenario.preset("seed-batched").to_dict()
+    assert set(data["frames"]) == set(FRAMES)
+    html = batched._repr_html_()
+    assert "qwenvl-diag" in html and ("Tensor.gt" in html) == AFFECTED
+
+
+def test_diagnosis_leaves_model_inputs_and_torch_as_before():
+    model, processor = qd.twin("Qwen/Qwen2.5-VL-7B-Instruct")
+    inputs = qd.sample_inputs(processor, "video", second_per_grid_ts="tensor")
+    saved = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
+    module = torch.nn.modules.module
+    with qd.simulated_gpus(1):
+        qd.dispatch(model, {"": 0})
+        gpu_inputs = qd.sample_inputs(processor, "video", second_per_grid_ts="tensor").to("cuda:0")
+        before = (
+            {n: dict(vars(m)) for n, m in model.named_modules()},
+            dict(module._global_forward_hooks),
+            dict(module._global_forward_pre_hooks),
+            torch._C._len_torch_function_stack(),
+            torch.get_rng_state(),
+        )
+        diagnosis = qd.diagnose(model, gpu_inputs, action="generate", max_new_tokens=2)
+        after = (
+            {n: dict(vars(m)) for n, m in model.named_modules()},
+            dict(module._global_forward_hooks),
+            dict(module._global_forward_pre_hooks),
+            torch._C._len_torch_function_stack(),
+            torch.get_rng_state(),
+        )
+    assert after[0] == before[0]  # no wrapped forward or rope method left on any module
+    assert after[1:4] == before[1:4] and torch.equal(after[4], before[4])
+    assert diagnosis.ok != AFFECTED
+    for key, value in saved.items():
+        assert (torch.equal(inputs[key], value)) if isinstance(value, torch.Tensor) else inputs[key] == value
+
+
+def test_scenarios_round_trip_and_refuse_bad_fields():
+    scenario = qd.Scenario.preset("seed-video")
+    assert qd.Scenario.from_json(scenario.to_json()) == scenario
+    for bad in ({"inputs": "audio"}, {"action": "train"}, {"gpus": 0}, {"colour": "red"}, {"devices": "tpu"}):
+        with pytest.raises(qd.QwenVLDiagError):
+            qd.Scenario.from_dict({**scenario.to_dict(), **bad})
+    with pytest.raises(qd.QwenVLDiagError, match="preset"):
+        qd.Scenario.preset("nope")
+    with pytest.raises(qd.QwenVLDiagError, match="Scenario"):
+        qd.run({"model": "x"})
+
+
+def test_doctor_cli_prints_the_report_and_exits_nonzero_on_failure(capsys):
+    status = cli.main(["doctor", "--preset", "seed-video", "--format", "markdown"])
+    out = capsys.readouterr().out
+    assert status == (1 if AFFECTED else 0)
+    assert "## qwenvl-diag" in out and ("get_rope_index" in out) == AFFECTED
+    status = cli.main(
+        ["doctor", "--model", "tiny/qwen2_5_vl", "--gpus", "2", "--inputs", "text", "--format", "json"]
+    )
+    assert status == 0 and json.loads(capsys.readouterr().out)["error"] is None
+    status = cli.main(["doctor", "--model", "Qwen/Nope-VL", "--gpus", "2"])
+    assert status == 2 and "Nope-VL" in capsys.readouterr().err
