@@ -132,3 +132,23 @@ def test_doctor_cli_prints_the_report_and_exits_nonzero_on_failure(capsys):
     assert status == 0 and json.loads(capsys.readouterr().out)["error"] is None
     status = cli.main(["doctor", "--model", "Qwen/Nope-VL", "--gpus", "2"])
     assert status == 2 and "Nope-VL" in capsys.readouterr().err
+
+
+def test_a_non_qwen_model_gets_the_generic_frames_and_its_mismatch():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    with qd.simulated_gpus(2):
+        model.to("cuda:0")
+        model.model.layers[1].to("cuda:1")  # moved by hand: nothing re-aligns its inputs
+        diagnosis = qd.diagnose(model, {"input_ids": torch.tensor([[1, 2, 3]], device="cuda:0")})
+    assert diagnosis.device_error
+    assert diagnosis.first_mismatch["module"].startswith("model.layers.1.")
+    assert diagnosis.known_bugs == [] and diagnosis.frames["rope"].empty
+    assert not diagnosis.frames["tensors"].empty and not diagnosis.frames["placement"].empty
+    assert any("move the tensor" in advice for advice in diagnosis.advice)
+    assert "model.layers.1." in diagnosis.to_markdown()
