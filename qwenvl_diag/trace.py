@@ -69,20 +69,20 @@ def _several_devices(args) -> bool:
     """Whether the tensors in `args` (one level of lists) are on more than one device: the hot path."""
     first = None
     for value in args:
-        if isinstance(value, _Tensor):
-            device = value.device
-            if first is None:
-                first = device
-            elif device != first:
-                return True
-        elif isinstance(value, (list, tuple, dict)):
-            for item in value.values() if isinstance(value, dict) else value:
-                if isinstance(item, _Tensor):
-                    device = item.device
-                    if first is None:
-                        first = device
-                    elif device != first:
-                        return True
+        items = (
+            value.values()
+            if isinstance(value, dict)
+            else value
+            if isinstance(value, (list, tuple))
+            else (value,)
+        )
+        for item in items:
+            if isinstance(item, _Tensor):
+                device = item.device
+                if first is None:
+                    first = device
+                elif device != first:
+                    return True
     return False
 
 

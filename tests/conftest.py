@@ -20,3 +20,13 @@ def tiny_qwen25():
     import qwenvl_diag as qd
 
     return qd.tiny_model("qwen2_5_vl")
+
+
+def vision_apart_map(model) -> dict:
+    """The seed's layout: the vision tower on cuda:0, every text module and lm_head on cuda:1."""
+    names = [n for n, _ in model.named_modules()]
+    vision = min((n for n in names if n.endswith("visual")), key=len)
+    text = min((n for n in names if n.endswith("embed_tokens")), key=len).rsplit(".", 1)[0]
+    children = [f"{text}.{c}" for c, _ in model.get_submodule(text).named_children() if c != "layers"]
+    layers = [f"{text}.layers.{i}" for i in range(len(model.get_submodule(f"{text}.layers")))]
+    return {vision: 0, **dict.fromkeys(children + layers, 1), "lm_head": 1}

@@ -79,29 +79,27 @@ def test_json_and_html_carry_the_same_facts(batched):
     assert "qwenvl-diag" in html and ("Tensor.gt" in html) == AFFECTED
 
 
+def _state(model) -> tuple:
+    module = torch.nn.modules.module
+    return (
+        {n: dict(vars(m)) for n, m in model.named_modules()},
+        dict(module._global_forward_hooks),
+        dict(module._global_forward_pre_hooks),
+        torch._C._len_torch_function_stack(),
+        torch.get_rng_state(),
+    )
+
+
 def test_diagnosis_leaves_model_inputs_and_torch_as_before():
     model, processor = qd.twin("Qwen/Qwen2.5-VL-7B-Instruct")
     inputs = qd.sample_inputs(processor, "video", second_per_grid_ts="tensor")
     saved = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
-    module = torch.nn.modules.module
     with qd.simulated_gpus(1):
         qd.dispatch(model, {"": 0})
         gpu_inputs = qd.sample_inputs(processor, "video", second_per_grid_ts="tensor").to("cuda:0")
-        before = (
-            {n: dict(vars(m)) for n, m in model.named_modules()},
-            dict(module._global_forward_hooks),
-            dict(module._global_forward_pre_hooks),
-            torch._C._len_torch_function_stack(),
-            torch.get_rng_state(),
-        )
+        before = _state(model)
         diagnosis = qd.diagnose(model, gpu_inputs, action="generate", max_new_tokens=2)
-        after = (
-            {n: dict(vars(m)) for n, m in model.named_modules()},
-            dict(module._global_forward_hooks),
-            dict(module._global_forward_pre_hooks),
-            torch._C._len_torch_function_stack(),
-            torch.get_rng_state(),
-        )
+        after = _state(model)
     assert after[0] == before[0]  # no wrapped forward or rope method left on any module
     assert after[1:4] == before[1:4] and torch.equal(after[4], before[4])
     assert diagnosis.ok != AFFECTED

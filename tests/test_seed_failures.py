@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import dispatch_model
+from conftest import vision_apart_map
 
 import qwenvl_diag as qd
 from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
@@ -55,16 +56,6 @@ def _assert_raised_at(error: BaseException, model, text: str, message: str) -> N
         assert frame.lineno == known[text]
 
 
-def _text_map(model) -> dict:
-    """Vision tower on cuda:0, every text module and lm_head on cuda:1 (the seed's layout)."""
-    names = [n for n, _ in model.named_modules()]
-    vision = min((n for n in names if n.endswith("visual")), key=len)
-    text = min((n for n in names if n.endswith("embed_tokens")), key=len).rsplit(".", 1)[0]
-    children = [f"{text}.{c}" for c, _ in model.get_submodule(text).named_children() if c != "layers"]
-    layers = [f"{text}.layers.{i}" for i in range(len(model.get_submodule(f"{text}.layers")))]
-    return {vision: 0, **dict.fromkeys(children + layers, 1), "lm_head": 1}
-
-
 @pytest.mark.parametrize("action", ["forward", "generate"])
 @pytest.mark.parametrize("layout", ["one GPU, inputs.to(model.device)", "two GPUs, device_map"])
 def test_video_failure_with_a_tensor_second_per_grid_ts(action, layout):
@@ -77,7 +68,7 @@ def test_video_failure_with_a_tensor_second_per_grid_ts(action, layout):
             model.to("cuda:0")
             inputs = inputs.to(model.device)
         else:
-            dispatch_model(model, _text_map(model))
+            dispatch_model(model, vision_apart_map(model))
         run = (
             (lambda: model(**inputs).logits)
             if action == "forward"
@@ -120,7 +111,7 @@ def test_batched_failure_with_vision_and_embeddings_on_different_gpus():
         reference_logits = reference_model(**inputs).logits
     reference_ids = reference_model.generate(**inputs, max_new_tokens=3, do_sample=False)
     with qd.simulated_gpus(2):
-        dispatch_model(model, _text_map(model))
+        dispatch_model(model, vision_apart_map(model))
         with torch.no_grad():
             logits = model(**inputs).logits  # a plain forward builds cache_position on the embeddings' GPU
         real = inputs["attention_mask"].bool()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import dispatch_model
+from conftest import vision_apart_map
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import qwenvl_diag as qd
@@ -19,15 +20,6 @@ AFFECTED = not transformers_at_least("4.52.1")
 MASK_LINE = (
     "diagonal_attend_mask = torch.arange(target_length, device=device) > cache_position.reshape(-1, 1)"
 )
-
-
-def _text_map(model) -> dict:
-    names = [n for n, _ in model.named_modules()]
-    vision = min((n for n in names if n.endswith("visual")), key=len)
-    text = min((n for n in names if n.endswith("embed_tokens")), key=len).rsplit(".", 1)[0]
-    children = [f"{text}.{c}" for c, _ in model.get_submodule(text).named_children() if c != "layers"]
-    layers = [f"{text}.layers.{i}" for i in range(len(model.get_submodule(f"{text}.layers")))]
-    return {vision: 0, **dict.fromkeys(children + layers, 1), "lm_head": 1}
 
 
 def _line_of(path: str, text: str) -> int:
@@ -67,7 +59,7 @@ def test_batched_failure_is_traced_to_its_line_and_the_model_is_left_as_it_was()
     inputs = qd.sample_inputs(processor, "batch")
     saved_inputs = {k: v.clone() for k, v in inputs.items()}
     with qd.simulated_gpus(2):
-        dispatch_model(model, _text_map(model))
+        dispatch_model(model, vision_apart_map(model))
         before_model, before_torch = _model_state(model), _torch_state()
         trace = trace_devices(model, inputs, action="generate", max_new_tokens=2)
         _assert_unchanged(before_model, before_torch, model)
