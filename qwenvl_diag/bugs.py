@@ -89,6 +89,22 @@ class KnownBug:
         }
 
 
+def _causal_mask_bug(family: str, name: str, affected: str) -> KnownBug:
+    """The batched-generate causal-mask bug as it appears in one family's modeling file."""
+    return KnownBug(
+        id=f"{family}-batched-causal-mask",
+        title=f"{name} batched generate across GPUs: the causal mask mixes two GPUs",
+        families=(family,),
+        affected=affected,
+        trigger=MASK_TRIGGER,
+        file=f"models/{family}/modeling_{family}.py",
+        function=MASK_FUNCTION,
+        code=MASK_CODE,
+        fixed_in="4.52.1",
+        references=MASK_REFERENCES,
+    )
+
+
 CATALOGUE: tuple[KnownBug, ...] = (
     KnownBug(
         id="qwen2_5_vl-video-second-per-grid-ts",
@@ -112,31 +128,9 @@ CATALOGUE: tuple[KnownBug, ...] = (
             "https://github.com/EvolvingLMMs-Lab/lmms-eval/issues/643",
         ),
     ),
-    KnownBug(
-        id="qwen2_5_vl-batched-causal-mask",
-        title="Qwen2.5-VL batched generate across GPUs: the causal mask mixes two GPUs",
-        families=("qwen2_5_vl",),
-        affected=">=4.49.0,<4.52.1",
-        trigger=MASK_TRIGGER,
-        file="models/qwen2_5_vl/modeling_qwen2_5_vl.py",
-        function=MASK_FUNCTION,
-        code=MASK_CODE,
-        fixed_in="4.52.1",
-        references=MASK_REFERENCES,
-    ),
-    KnownBug(
-        id="qwen2_vl-batched-causal-mask",
-        title="Qwen2-VL batched generate across GPUs: the causal mask mixes two GPUs",
-        families=("qwen2_vl",),
-        # Before 4.47 Qwen2-VL's generation wrapper did not pass cache_position (BUG_FACTS.md).
-        affected=">=4.47.0,<4.52.1",
-        trigger=MASK_TRIGGER,
-        file="models/qwen2_vl/modeling_qwen2_vl.py",
-        function=MASK_FUNCTION,
-        code=MASK_CODE,
-        fixed_in="4.52.1",
-        references=MASK_REFERENCES,
-    ),
+    _causal_mask_bug("qwen2_5_vl", "Qwen2.5-VL", ">=4.49.0,<4.52.1"),
+    # Before 4.47 Qwen2-VL's generation wrapper did not pass cache_position (BUG_FACTS.md).
+    _causal_mask_bug("qwen2_vl", "Qwen2-VL", ">=4.47.0,<4.52.1"),
 )
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import dispatch_model
+from conftest import vision_apart_map
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
-from test_seed_failures import SAME_DEVICE, _raising_frame, _text_map
+from test_seed_failures import SAME_DEVICE, _raising_frame
 
 import qwenvl_diag as qd
 from qwenvl_diag._compat import TRANSFORMERS_VERSION
@@ -27,17 +28,8 @@ QWEN25_FILE = "/usr/lib/python3/site-packages/transformers/models/qwen2_5_vl/mod
 
 def test_the_frame_has_stable_columns_and_one_row_per_entry():
     frame = qd.known_bugs()
-    assert list(frame.columns) == [
-        "id",
-        "title",
-        "families",
-        "affected",
-        "trigger",
-        "location",
-        "code",
-        "fixed_in",
-        "references",
-    ]
+    expected = "id title families affected trigger location code fixed_in references".split()
+    assert list(frame.columns) == expected
     assert KNOWN_BUG_COLUMNS == list(frame.columns)
     assert frame["id"].tolist() == [VIDEO, MASK_25, MASK_2]
     assert frame["id"].is_unique
@@ -171,7 +163,7 @@ def _batched_run(family):
     model, processor = qd.tiny_model(family)
     inputs = qd.sample_inputs(processor, "batch")
     reference = copy.deepcopy(model).generate(**inputs, max_new_tokens=2, do_sample=False)
-    dispatch_model(model, _text_map(model))
+    dispatch_model(model, vision_apart_map(model))
     return model, lambda: model.generate(**inputs, max_new_tokens=2, do_sample=False), reference
 
 

@@ -10,8 +10,8 @@ import matplotlib
 import pytest
 import torch
 from accelerate import dispatch_model
-from conftest import family_available
-from test_seed_failures import SAME_DEVICE, _text_map
+from conftest import family_available, vision_apart_map
+from test_seed_failures import SAME_DEVICE
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import qwenvl_diag as qd
@@ -267,7 +267,7 @@ def test_a_dispatched_model_is_captured_and_left_as_it_was():
     model, processor = qd.tiny_model("qwen2_5_vl")
     inputs = qd.sample_inputs(processor, "image")
     with qd.simulated_gpus(2):
-        dispatch_model(model, _text_map(model))
+        dispatch_model(model, vision_apart_map(model))
         forwards = {n: vars(m).get("forward") for n, m in model.named_modules()}
         before = _instance_state(model)
         frame = qd.rope_inputs_frame(model, inputs)
