@@ -25,7 +25,7 @@ def _axes(plt, ax, size: tuple[float, float]):
 
 
 def plot_placement(model_or_plan, ax=None):
-    """A strip of every placed module in model order, coloured by device; flagged modules outlined in red,
+    """A strip of every placed module in model order, coloured by device; flagged modules outlined in black,
     device changes marked by black lines. Returns the figure.
 
     >>> fig = qd.plot_placement(plan)
@@ -44,7 +44,7 @@ def plot_placement(model_or_plan, ax=None):
         if any(name == m or name.startswith(m + ".") for m in risky)
     ]
     if flagged:
-        ax.bar(flagged, 1, width=1.0, fill=False, edgecolor="red", linewidth=2, label="flagged")
+        ax.bar(flagged, 1, width=1.0, fill=False, edgecolor="black", hatch="//", linewidth=2, label="flagged")
     for i in range(1, len(frame)):
         if frame["device"].iat[i] != frame["device"].iat[i - 1]:
             ax.axvline(i - 0.5, color="black", linewidth=1.5)
@@ -56,7 +56,7 @@ def plot_placement(model_or_plan, ax=None):
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[d]) for d in devices]
     ax.legend(handles, devices, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     title = getattr(model_or_plan, "model", None) or type(model_or_plan).__name__
-    ax.set_title(f"{title}: {len(frame)} placed modules (red: flagged)", fontsize=10)
+    ax.set_title(f"{title}: {len(frame)} placed modules (hatched: flagged)", fontsize=10)
     ax.figure.tight_layout()
     return ax.figure
 

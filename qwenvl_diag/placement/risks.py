@@ -64,12 +64,13 @@ def find_risks(
                 "vision_embed_apart",
                 (vision, embed),
                 _labels(vision_devices | embed_devices),
-                "The vision tower and the text embeddings are on different devices. accelerate moves the "
-                "model's inputs (input_ids, attention_mask, pixel values) to the map's first GPU, where the "
-                "vision tower is, while inputs_embeds, and what generate() derives from them such as "
-                "cache_position, are made where embed_tokens lives; model code that combines the two "
+                "The vision tower and the text embeddings are on different devices. accelerate's root hook "
+                "moves every forward argument (input_ids, attention_mask, pixel values, and the "
+                "cache_position generate() passes) to the map's first GPU, where the vision tower is, "
+                "while inputs_embeds are made where embed_tokens lives; model code that combines the two "
                 "kinds of tensor without moving one fails. This is the layout behind the batched-inference "
-                "failure (a padded batch through generate()) of older releases such as transformers 4.51.3.",
+                "failure of transformers 4.49-4.51.3: generate() on a padded batch builds the causal mask "
+                "on the embeddings' GPU from a cache_position on the first GPU.",
             )
         )
     if vision and len(vision_devices) > 1:
