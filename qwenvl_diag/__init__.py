@@ -8,6 +8,8 @@
 from .bugs import KNOWN_BUG_COLUMNS, known_bugs, match_known_bugs
 from .diagnose import Diagnosis, diagnose
 from .errors import (
+    FixError,
+    FixNotApplicableWarning,
     InvalidArgumentError,
     ModelLoadError,
     NoRopePositionsError,
@@ -17,9 +19,11 @@ from .errors import (
     SimulationError,
     UnknownCheckpointError,
     UnknownFamilyError,
+    UnknownFixError,
     UnknownInputKindError,
     UnsupportedReleaseError,
 )
+from .fixes import FIX_COLUMNS, Fix, Setup, applying, fixes, get_fix
 from .input_check import CHECK_COLUMNS, check_inputs
 from .inputs import INPUT_KINDS, sample_inputs
 from .models.families import FAMILIES
@@ -53,6 +57,15 @@ from .simulate import SimulatedGPUs, simulated_gpus
 from .trace import Trace, trace_devices
 
 __all__ = [
+    "FIX_COLUMNS",
+    "Fix",
+    "FixError",
+    "FixNotApplicableWarning",
+    "Setup",
+    "UnknownFixError",
+    "applying",
+    "fixes",
+    "get_fix",
     "Diagnosis",
     "Scenario",
     "Trace",

@@ -45,3 +45,15 @@ class InvalidArgumentError(QwenVLDiagError, TypeError):
 
 class NoRopePositionsError(QwenVLDiagError, LookupError):
     """No recorded rope-index call returned position ids (none was made, or the call raised)."""
+
+
+class UnknownFixError(QwenVLDiagError, ValueError):
+    """A fix name that is not in the kit's catalogue (`qd.fixes()`)."""
+
+
+class FixError(QwenVLDiagError, RuntimeError):
+    """A fix cannot be applied or undone as asked (wrong stage, undone out of order, no room on a GPU)."""
+
+
+class FixNotApplicableWarning(UserWarning):
+    """A fix asked for where it has nothing to do (a hotfix on a release without the bug): a no-op."""
