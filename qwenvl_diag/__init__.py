@@ -55,6 +55,7 @@ from .rope import (
 from .scenario import Scenario, run
 from .simulate import SimulatedGPUs, simulated_gpus
 from .trace import Trace, trace_devices
+from .verify import VERDICTS, VERIFY_COLUMNS, verify
 
 __all__ = [
     "FIX_COLUMNS",
@@ -63,9 +64,12 @@ __all__ = [
     "FixNotApplicableWarning",
     "Setup",
     "UnknownFixError",
+    "VERDICTS",
+    "VERIFY_COLUMNS",
     "applying",
     "fixes",
     "get_fix",
+    "verify",
     "Diagnosis",
     "Scenario",
     "Trace",

@@ -16,6 +16,7 @@ import pandas as pd
 from . import report
 from .bugs import match_known_bugs
 from .environment import environment
+from .fixes import fixes_for
 from .placement import device_map_frame, device_summary_frame, flags_frame
 from .rope import ROPE_INPUT_COLUMNS, capture_rope, find_rope_index
 from .trace import DEVICE_ERROR, Trace, check_run_arguments, run_action, tracing
@@ -117,6 +118,11 @@ def _advice(
             f"Upgrade transformers to {bug['fixed_in']} or later: it fixes {bug['id']} ({bug['title']})."
         )
         advice.extend(bug.get("workarounds", []))
+        advice.extend(
+            f"Fix from the kit's catalogue: {fix.name} ({fix.title}); check it on your scenario with "
+            f"qd.verify(scenario, fix={fix.name!r})."
+            for fix in fixes_for(bug["id"])
+        )
     codes = set(flags["code"]) if not flags.empty else set()
     if "vision_embed_apart" in codes and error is not None:
         advice.append(

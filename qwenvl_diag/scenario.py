@@ -27,6 +27,7 @@ DEVICE_MODES = ("auto", "simulated", "real")
 class Scenario:
     """One run to diagnose. `model` is a shipped checkpoint (run as its twin), "tiny/<family>", or a
     local checkpoint directory (loaded for real). `strategy` is a planner strategy or an explicit map.
+    `fixes` names catalogue fixes (`qd.fixes()`) that `run` applies, and undoes, around the run.
 
     >>> diagnosis = run(Scenario("Qwen/Qwen2.5-VL-7B-Instruct", gpus=8, strategy="balanced",
     ...                          inputs="batch", action="generate"))
@@ -44,6 +45,7 @@ class Scenario:
     max_new_tokens: int = 4
     seed: int = 0
     devices: str = "auto"
+    fixes: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUT_KINDS:
@@ -54,6 +56,9 @@ class Scenario:
             raise QwenVLDiagError(f"Unknown devices {self.devices!r}; use one of {', '.join(DEVICE_MODES)}.")
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
             raise QwenVLDiagError(f"gpus must be a positive int; got {self.gpus!r}.")
+        from .fixes import resolve
+
+        self.fixes = [fix.name for fix in resolve(self.fixes)]  # unknown names: the kit's error
         if isinstance(self.strategy, dict):  # JSON turns GPU indices into strings
             self.strategy = {
                 k: int(v) if isinstance(v, str) and v.isdigit() else v for k, v in self.strategy.items()
@@ -145,30 +150,45 @@ def _build(scenario: Scenario):
     )
 
 
-def run(scenario: Scenario):
-    """Build, plan, place, make inputs and diagnose a scenario; returns its Diagnosis.
+def materials(scenario: Scenario) -> tuple:
+    """(model, source, plan, inputs) of a scenario, built fresh: the model before placement, what the plan
+    was planned from, the plan, and the inputs on the CPU."""
+    from .placement import plan_device_map
 
-    Runs on real GPUs when the machine has enough (devices="auto" or "real"), else on simulated ones.
-    """
-    from .diagnose import diagnose
-    from .placement import dispatch, plan_device_map
-    from .simulate import simulated_gpus
-
-    if not isinstance(scenario, Scenario):
-        raise QwenVLDiagError(f"run takes a qd.Scenario; got {type(scenario).__name__}.")
     model, processor, source = _build(scenario)
     plan = plan_device_map(source, scenario.gpus, scenario.memory, scenario.strategy)
     inputs = sample_inputs(
         processor, scenario.inputs, second_per_grid_ts=scenario.second_per_grid_ts, fps=scenario.fps
     )
-    devices = (
-        contextlib.nullcontext()
-        if _use_real_devices(scenario)
-        else simulated_gpus(scenario.gpus, scenario.memory)
-    )
-    with devices:
-        dispatch(model, plan)
-        diagnosis = diagnose(model, inputs, action=scenario.action, max_new_tokens=scenario.max_new_tokens)
+    return model, source, plan, inputs
+
+
+def devices_for(scenario: Scenario):
+    """A context for the scenario's GPUs: real ones when the machine has enough, else simulated ones."""
+    from .simulate import simulated_gpus
+
+    if _use_real_devices(scenario):
+        return contextlib.nullcontext()
+    return simulated_gpus(scenario.gpus, scenario.memory)
+
+
+def run(scenario: Scenario):
+    """Build, plan, place, make inputs and diagnose a scenario; returns its Diagnosis.
+
+    Runs on real GPUs when the machine has enough (devices="auto" or "real"), else on simulated ones.
+    The scenario's `fixes` are applied around the placement (see `qd.applying`) and undone after.
+    """
+    from .diagnose import diagnose
+    from .fixes import Setup, applying
+
+    if not isinstance(scenario, Scenario):
+        raise QwenVLDiagError(f"run takes a qd.Scenario; got {type(scenario).__name__}.")
+    model, source, plan, inputs = materials(scenario)
+    with devices_for(scenario), applying(Setup(model, inputs, plan, source), scenario.fixes) as setup:
+        diagnosis = diagnose(
+            model, setup.inputs, action=scenario.action, max_new_tokens=scenario.max_new_tokens
+        )
+        plan = setup.plan
     diagnosis.scenario = scenario
     diagnosis.plan = plan
     return diagnosis

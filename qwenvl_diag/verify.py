@@ -1,0 +1,228 @@
+"""`verify`: does a fix work on this scenario? Run it with and without the fix and compare with a
+single-device reference, so that a fix that hides an error but changes the numbers counts as a failure.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ._compat import TRANSFORMERS_VERSION
+from .bugs import match_known_bugs
+from .errors import FixNotApplicableWarning, QwenVLDiagError
+from .fixes import Fix, Setup, applying, fix_names, resolve
+from .scenario import Scenario, devices_for, materials
+
+VERIFY_COLUMNS = [
+    "fix",
+    "error_before",
+    "error_after",
+    "max_abs_logit_diff",
+    "same_generated_ids",
+    "verdict",
+    "why",
+]
+"""Columns of `verify`: one row per fix. `error_before` / `error_after`: the run's error text without
+and with the fix (None when it passed); `max_abs_logit_diff`: the largest absolute difference from the
+single-device reference at real tokens (NaN when the run failed); `same_generated_ids`: whether the
+token ids equal the reference's (None when the run failed); `verdict` one of `VERDICTS`; `why` one
+sentence: what the fix did and what came of it."""
+
+VERDICTS = ("fixed", "not fixed", "not needed", "breaks results")
+LOGIT_ATOL = 1e-4
+_SKIPPED = (str(Path(torch.__file__).parent), str(Path(__file__).parent))
+
+
+@dataclass
+class Outcome:
+    """One run: its error, or the logits compared (float32, CPU) and the token ids."""
+
+    error: BaseException | None
+    logits: torch.Tensor | None = None
+    ids: torch.Tensor | None = None
+
+
+def _run(model: torch.nn.Module, inputs, scenario: Scenario) -> Outcome:
+    """The scenario's action, returning what is compared: for "forward", the logits at real tokens
+    (attention_mask 1) and their argmax; for "generate", the logits of each generated step (always
+    at a real, last, position) and the generated sequences."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # generate's device and sampling warnings, once per run
+            if scenario.action == "forward":
+                with torch.no_grad():
+                    logits = model(**inputs).logits.cpu().float()
+                mask = inputs.get("attention_mask")
+                real = (
+                    mask.cpu().bool()
+                    if isinstance(mask, torch.Tensor)
+                    else torch.ones(logits.shape[:2], dtype=bool)
+                )
+                logits = logits[real]
+                return Outcome(None, logits, logits.argmax(-1))
+            out = model.generate(
+                **inputs,
+                max_new_tokens=scenario.max_new_tokens,
+                do_sample=False,
+                output_logits=True,
+                return_dict_in_generate=True,
+            )
+            return Outcome(
+                None, torch.stack([step.cpu().float() for step in out.logits]), out.sequences.cpu()
+            )
+    except Exception as error:  # the model failing is the finding
+        return Outcome(error)
+
+
+def _fixed_run(
+    model, inputs, plan, source, scenario: Scenario, names: list[str]
+) -> tuple[Outcome, list[str]]:
+    """A fresh copy of the model placed and run with the named fixes applied (and undone after)."""
+    setup = Setup(copy.deepcopy(model), inputs, plan, source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FixNotApplicableWarning)  # the note says it
+            with applying(setup, names):
+                outcome = _run(setup.model, setup.inputs, scenario)
+    except QwenVLDiagError as error:  # the fix could not be applied here (no room on one GPU, ...)
+        outcome = Outcome(error)
+    return outcome, setup.notes
+
+
+def _location(error: BaseException) -> tuple[str, int, str, str] | None:
+    """(file, line, function, code) of the innermost frame outside torch and the kit: the library line."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(_SKIPPED)]
+    if not frames:
+        return None
+    frame = frames[-1]
+    return frame.filename, frame.lineno, frame.name, frame.line or ""
+
+
+def _failure(error: BaseException, fix: Fix) -> str:
+    """What still fails, and whether it is a bug the fix is meant for."""
+    if isinstance(error, QwenVLDiagError):
+        return f"the fix cannot be applied here: {error}"
+    located = _location(error)
+    if located is None:
+        return f"the run still fails: {type(error).__name__}: {str(error)[:120]}"
+    file, line, function, code = located
+    where = f"{Path(file).name}:{line} ({function})"
+    bugs = match_known_bugs(file, function, code)
+    if not bugs:
+        return f"the run still fails at {where}: {type(error).__name__}: {str(error)[:120]}"
+    bug = bugs[0]
+    what = bug["title"].split(": ", 1)[-1]
+    aim = "" if bug["id"] in fix.addresses else f" (a bug {fix.name} does not address)"
+    return f"it leaves {bug['id']} in place{aim}: {what}, at {where}"
+
+
+def _compare(outcome: Outcome, reference: Outcome) -> tuple[float, bool | None]:
+    if outcome.error is not None:
+        return math.nan, None
+    if outcome.logits.shape != reference.logits.shape:
+        diff = math.inf
+    else:
+        diff = (outcome.logits - reference.logits).abs().max().item()
+    return diff, torch.equal(outcome.ids, reference.ids)
+
+
+def _verdict(
+    before: Outcome, after: Outcome, reference: Outcome, atol: float
+) -> tuple[str, float, bool | None]:
+    diff, same = _compare(after, reference)
+    before_diff, before_same = _compare(before, reference)
+    before_ok = before.error is None and before_diff <= atol and bool(before_same)
+    if after.error is not None:
+        return ("breaks results" if before_ok else "not fixed"), diff, same
+    if not (diff <= atol and same):
+        silently_wrong_before = before.error is None and not before_ok
+        return ("not fixed" if silently_wrong_before else "breaks results"), diff, same
+    return ("not needed" if before_ok else "fixed"), diff, same
+
+
+def _why(fix: Fix, verdict: str, notes: list[str], after: Outcome, diff: float, same, atol: float) -> str:
+    did = "; ".join(notes) or fix.title
+    if verdict == "fixed":
+        return f"{did}: no error, and the result equals the single-device reference (max |diff| {diff:.1e})."
+    if verdict == "not needed":
+        return (
+            f"{did}: the run already passes without it on transformers {TRANSFORMERS_VERSION}, and with "
+            "it the result still equals the single-device reference."
+        )
+    if after.error is not None:
+        lead = "it makes a passing run fail; " if verdict == "breaks results" else ""
+        return f"{did}: {lead}{_failure(after.error, fix)}."
+    differs = [f"logits differ by {diff:.3g} (> {atol:g})"] if not diff <= atol else []
+    differs += [] if same else ["the generated ids differ"]
+    return (
+        f"{did}: no error, but {' and '.join(differs)} from the single-device reference (a silent failure)."
+    )
+
+
+def _error_text(outcome: Outcome) -> str | None:
+    return None if outcome.error is None else str(outcome.error)
+
+
+def verify(
+    scenario: Scenario, fix: str | list[str] | None = None, *, atol: float = LOGIT_ATOL
+) -> pd.DataFrame:
+    """Run `scenario` without and with each fix (default: every catalogue fix) and judge each against a
+    single-device reference; one row per fix, columns `VERIFY_COLUMNS`.
+
+    The reference is the same model (same seed, same inputs) on the plain CPU. What is compared is what
+    the scenario's action yields: for "forward", the logits at real tokens (attention_mask 1; padded
+    positions are left out because on transformers 4.51.3 a CUDA-only branch of the sdpa mask code
+    unmasks fully padded rows, so their values differ by design) and their argmax; for "generate",
+    the logits of every generated step (each at the last, real, position) and the generated ids.
+    Tolerance: `atol` (default 1e-4) on the largest absolute logit difference, and equal ids. On
+    simulated GPUs the runs are bit-identical to the CPU (differences are 0.0), so any difference
+    means the fix changed the numbers; on real GPUs kernels differ from the CPU's, so pass a larger
+    `atol` there.
+
+    Verdicts: "fixed" (it failed without the fix; with it, no error and the reference's result),
+    "not fixed" (it still fails), "not needed" (it passed without the fix, and with it the result is
+    unchanged), "breaks results" (no error but other numbers than the reference, or a passing run
+    made to fail). The scenario's own `fixes` are applied in every run.
+
+    >>> qd.verify(qd.Scenario.preset("seed-batched"))[["fix", "verdict", "why"]]
+    """
+    if not isinstance(scenario, Scenario):
+        raise QwenVLDiagError(f"verify takes a qd.Scenario; got {type(scenario).__name__}.")
+    chosen = resolve(fix_names() if fix is None else fix)
+    model, source, plan, inputs = materials(scenario)
+    reference = _run(copy.deepcopy(model), inputs, scenario)
+    if reference.error is not None:
+        raise QwenVLDiagError(
+            f"The single-device reference run on the CPU failed, so there is nothing to compare with: "
+            f"{type(reference.error).__name__}: {reference.error}"
+        ) from reference.error
+    rows = []
+    with devices_for(scenario):
+        before, _ = _fixed_run(model, inputs, plan, source, scenario, scenario.fixes)
+        for chosen_fix in chosen:
+            after, notes = _fixed_run(
+                model, inputs, plan, source, scenario, [*scenario.fixes, chosen_fix.name]
+            )
+            verdict, diff, same = _verdict(before, after, reference, atol)
+            rows.append(
+                {
+                    "fix": chosen_fix.name,
+                    "error_before": _error_text(before),
+                    "error_after": _error_text(after),
+                    "max_abs_logit_diff": diff,
+                    "same_generated_ids": same,
+                    "verdict": verdict,
+                    "why": _why(chosen_fix, verdict, notes, after, diff, same, atol),
+                }
+            )
+    # object columns keep None (passed run, no ids) as None rather than NaN
+    columns = {c: pd.Series([r[c] for r in rows], dtype=object) for c in VERIFY_COLUMNS}
+    columns["max_abs_logit_diff"] = columns["max_abs_logit_diff"].astype(float)
+    return pd.DataFrame(columns, columns=VERIFY_COLUMNS)
