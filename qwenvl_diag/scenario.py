@@ -120,6 +120,12 @@ def _use_real_devices(scenario: Scenario) -> bool:
             f"The scenario asks for {scenario.gpus} real GPU(s); this machine has {real}. "
             "Use devices='simulated' (or 'auto')."
         )
+    if scenario.devices == "auto" and 0 < real < scenario.gpus:
+        raise QwenVLDiagError(
+            f"The scenario asks for {scenario.gpus} GPUs; this machine has {real} real one(s), which "
+            "simulated GPUs would shadow. Ask for at most that many GPUs, or hide them "
+            "(CUDA_VISIBLE_DEVICES='' before starting Python) to simulate the full layout."
+        )
     return scenario.devices == "real" or (scenario.devices == "auto" and real >= scenario.gpus)
 
 
@@ -180,6 +186,7 @@ def run(scenario: Scenario):
     """
     from .diagnose import diagnose
     from .fixes import Setup, applying
+    from .placement import device_map_frame, device_summary_frame, flags_frame
 
     if not isinstance(scenario, Scenario):
         raise QwenVLDiagError(f"run takes a qd.Scenario; got {type(scenario).__name__}.")
@@ -191,4 +198,8 @@ def run(scenario: Scenario):
         plan = setup.plan
     diagnosis.scenario = scenario
     diagnosis.plan = plan
+    # the layout a user cares about is the real checkpoint's: the plan's real sizes, not the twin's
+    diagnosis.frames.update(
+        placement=device_map_frame(plan), summary=device_summary_frame(plan), flags=flags_frame(plan)
+    )
     return diagnosis
