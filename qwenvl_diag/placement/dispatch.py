@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from accelerate import dispatch_model
-from accelerate.hooks import remove_hook_from_module
+from accelerate.hooks import AlignDevicesHook, remove_hook_from_module
 
 from ..errors import PlacementError
 from .devices import normalise_device
@@ -40,21 +40,51 @@ def _validated_map(model: torch.nn.Module, device_map: dict) -> dict:
         )
     on_meta = [n for n, t in tensors.items() if t.device.type == "meta"]
     if on_meta:
+        held = _held_by_hooks(model)
+        on_meta = [n for n in on_meta if n not in held]
+    if on_meta:
         raise PlacementError(
             f"{len(on_meta)} weights of this model are on the meta device ({on_meta[:3]}): it was never "
-            "loaded, or an earlier dispatch offloaded them to cpu. Dispatch a freshly built model."
+            "loaded. Dispatch a model with weights (qd.twin, qd.tiny_model, qd.load_model)."
         )
     return device_map
+
+
+def _held_by_hooks(model: torch.nn.Module) -> set[str]:
+    """Names of the meta placeholders an earlier dispatch left for offloaded weights: accelerate's hooks
+    hold those weights and put them back when the hooks are removed, as `dispatch` does first."""
+    held = set()
+    for prefix, module in model.named_modules():
+        hook = getattr(module, "_hf_hook", None)
+        if isinstance(hook, AlignDevicesHook) and hook.offload and hook.weights_map is not None:
+            held |= {
+                f"{prefix}.{name}" if prefix else name
+                for name, device in hook.original_devices.items()
+                if device != torch.device("meta") and name in hook.weights_map
+            }
+    return held
+
+
+def _offloaded_to_cpu(model: torch.nn.Module, device_map: dict) -> None:
+    """Move the modules the map offloads to the CPU, where from_pretrained loads them: accelerate keeps
+    an offloaded weight on whatever device it is on, so a model dispatched before would keep them on
+    its earlier GPUs. (A key naming a tensor moves its module; accelerate then places the rest.)"""
+    modules = dict(model.named_modules())
+    for key, device in device_map.items():
+        if device == "cpu":
+            modules[key if key in modules else key.rpartition(".")[0]].to("cpu")
 
 
 def dispatch(model: torch.nn.Module, plan: DevicePlan | dict) -> torch.nn.Module:
     """Place `model` by `plan` (from `plan_device_map`) or an explicit {module: device} map; returns it.
 
     Uses accelerate's `dispatch_model`, as `from_pretrained(device_map=...)` does (hooks that move
-    each module's inputs to its device when the map spans several devices), and sets
-    `model.hf_device_map`. Hooks of an earlier dispatch are removed first. The map is checked first
-    (unknown or missing modules, GPUs this machine lacks, disk) and the model is left as it was if
-    the check fails.
+    each module's inputs to its device when the map spans several devices, the model's
+    `_skip_keys_device_placement` left where they are), and sets `model.hf_device_map`. Modules mapped
+    to "cpu" are offloaded as from_pretrained offloads them: their parameters become meta placeholders,
+    their weights wait on the CPU in accelerate's hooks, and they run on the main device. Hooks of an
+    earlier dispatch are removed first. The map is checked first (unknown or missing modules, GPUs
+    this machine lacks, disk) and the model is left as it was if the check fails.
 
     >>> qd.dispatch(model, plan)
     """
@@ -66,6 +96,9 @@ def dispatch(model: torch.nn.Module, plan: DevicePlan | dict) -> torch.nn.Module
         )
     device_map = _validated_map(model, device_map)
     remove_hook_from_module(model, recurse=True)
-    dispatch_model(model, device_map=device_map)
+    _offloaded_to_cpu(model, device_map)
+    dispatch_model(
+        model, device_map=device_map, skip_keys=getattr(model, "_skip_keys_device_placement", None)
+    )
     model.hf_device_map = dict(device_map)
     return model

@@ -29,11 +29,12 @@ total memory; NaN where unknown) and `share` = bytes / capacity. A plan lists ea
 
 def placement_map(model: torch.nn.Module) -> dict:
     """The model's {module: device}: `hf_device_map` where from_pretrained or `qd.dispatch` set one, else
-    read from where its parameters and buffers are (collapsed to the outermost modules that share one)."""
+    read from where its parameters and buffers are (collapsed to the outermost modules that share one;
+    a tied weight under each of its names, so a tied lm_head is placed too)."""
     device_map = getattr(model, "hf_device_map", None)
     if device_map:
         return {k: _accelerate_form(d) for k, d in device_map.items()}
-    devices = {name: _accelerate_form(t.device) for name, t in named_tensors(model, unique=True)}
+    devices = {name: _accelerate_form(t.device) for name, t in named_tensors(model)}
     return clean_device_map(devices) if devices else {"": "cpu"}
 
 
