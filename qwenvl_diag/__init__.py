@@ -22,6 +22,7 @@ from .errors import (
     UnknownFixError,
     UnknownInputKindError,
     UnsupportedReleaseError,
+    VersionLabError,
 )
 from .fixes import FIX_COLUMNS, Fix, Setup, applying, fixes, get_fix
 from .input_check import CHECK_COLUMNS, check_inputs
@@ -56,6 +57,7 @@ from .scenario import Scenario, run
 from .simulate import SimulatedGPUs, simulated_gpus
 from .trace import Trace, trace_devices
 from .verify import VERDICTS, VERIFY_COLUMNS, verify
+from .versions import VERSION_COLUMNS, bisect_versions, run_in_versions
 
 __all__ = [
     "FIX_COLUMNS",
@@ -70,6 +72,10 @@ __all__ = [
     "fixes",
     "get_fix",
     "verify",
+    "VERSION_COLUMNS",
+    "VersionLabError",
+    "bisect_versions",
+    "run_in_versions",
     "Diagnosis",
     "Scenario",
     "Trace",

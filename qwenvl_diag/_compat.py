@@ -76,6 +76,20 @@ def _default_dtype(dtype: torch.dtype):
         torch.set_default_dtype(previous)
 
 
+def _init_contexts(model_cls: type, dtype: torch.dtype) -> list:
+    """The contexts the installed from_pretrained builds a device-mapped model under: the release's own
+    `get_init_context` (4.51+), or, before it existed (4.49, 4.50), what from_pretrained inlined for a
+    device map: random init skipped and parameters on the meta device."""
+    if not hasattr(model_cls, "get_init_context"):
+        from accelerate import init_empty_weights
+        from transformers.modeling_utils import no_init_weights
+
+        return [no_init_weights(), init_empty_weights()]
+    wanted = {"dtype": dtype, "is_quantized": False, "_is_ds_init_called": False, "allow_all_kernels": None}
+    accepted = inspect.signature(model_cls.get_init_context).parameters
+    return model_cls.get_init_context(**{k: v for k, v in wanted.items() if k in accepted})
+
+
 def empty_model_for_planning(model_cls: type, config, dtype: torch.dtype) -> torch.nn.Module:
     """The model `from_pretrained(dtype=dtype, device_map=...)` builds before it plans: real sizes, no memory.
 
@@ -92,9 +106,7 @@ def empty_model_for_planning(model_cls: type, config, dtype: torch.dtype) -> tor
     for part in [config, *(getattr(config, key, None) for key in config.sub_configs)]:
         if part is not None:
             setattr(part, attribute, dtype)
-    wanted = {"dtype": dtype, "is_quantized": False, "_is_ds_init_called": False, "allow_all_kernels": None}
-    accepted = inspect.signature(model_cls.get_init_context).parameters
-    contexts = model_cls.get_init_context(**{k: v for k, v in wanted.items() if k in accepted})
+    contexts = _init_contexts(model_cls, dtype)
     if TRANSFORMERS_5:  # skip random init, which on the meta device only costs time (4.x's contexts do)
         from transformers.initialization import no_init_weights
 
@@ -127,10 +139,13 @@ def transformers_device_map(model: torch.nn.Module, strategy: str, max_memory: d
     from .errors import UnsupportedReleaseError
 
     get_device_map = getattr(modeling_utils, "_get_device_map", None)
+    if get_device_map is None and transformers_at_least("4.49"):
+        return _inlined_device_map(model, strategy, max_memory, dtype)
     if get_device_map is None:
         raise UnsupportedReleaseError(
             f"transformers {TRANSFORMERS_VERSION} has no `_get_device_map`, the planner the kit calls "
-            "(4.51.3 and 5.x have it): upgrade transformers, or pass an explicit {module: device} map."
+            "(4.51+ have it; 4.49 and 4.50 are planned as their from_pretrained does): upgrade "
+            "transformers, or pass an explicit {module: device} map."
         )
     params = inspect.signature(get_device_map).parameters
     kwargs = {}
@@ -144,3 +159,27 @@ def transformers_device_map(model: torch.nn.Module, strategy: str, max_memory: d
             else None
         )
     return get_device_map(model, strategy, dict(max_memory), None, **kwargs)
+
+
+def _inlined_device_map(model: torch.nn.Module, strategy: str, max_memory: dict, dtype) -> dict:
+    """The device map of transformers 4.49 / 4.50, whose from_pretrained planned inline (before
+    `_get_device_map` existed): accelerate's balanced budgets (or the given ones for "sequential"),
+    weights tied, then `infer_auto_device_map` with the model's no-split classes and, for float16
+    loads, float32 for `_keep_in_fp32_modules`. `max_memory` is copied."""
+    from accelerate.utils import get_balanced_memory, get_max_memory, infer_auto_device_map
+
+    keep = getattr(model, "_keep_in_fp32_modules", None) if dtype == torch.float16 else None
+    kwargs = {
+        "no_split_module_classes": model._get_no_split_modules(strategy),
+        "special_dtypes": {
+            n: torch.float32 for n, _ in model.named_parameters() if any(m in n for m in keep or ())
+        },
+    }
+    if strategy != "sequential":
+        budgets = get_balanced_memory(
+            model, dtype=dtype, low_zero=strategy == "balanced_low_0", max_memory=dict(max_memory), **kwargs
+        )
+    else:
+        budgets = get_max_memory(dict(max_memory))
+    model.tie_weights()
+    return infer_auto_device_map(model, dtype=dtype, max_memory=budgets, **kwargs)

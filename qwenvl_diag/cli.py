@@ -3,6 +3,9 @@
     qwenvl-diag doctor --model Qwen/Qwen2.5-VL-7B-Instruct --gpus 8 --strategy balanced \\
         --inputs batch --action generate --format markdown
 
+`--transformers 4.51.3` (or `latest`) runs the same doctor under that release, in a cached side
+environment of the version lab (`qd.run_in_versions`).
+
 Exit status: 0 when the run passed, 1 when it failed (the report says why), 2 for bad options.
 """
 
@@ -41,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--max-new-tokens", type=int, help=f"tokens to generate ({defaults.max_new_tokens})")
     doctor.add_argument(
         "--devices", choices=DEVICE_MODES, help=f"real or simulated GPUs ({defaults.devices})"
+    )
+    doctor.add_argument(
+        "--transformers",
+        help="run under this transformers release (e.g. 4.51.3, latest) in a cached side environment",
     )
     doctor.add_argument("--format", choices=FORMATS, default="text", help="report format (text)")
     return parser
@@ -93,10 +100,22 @@ def _text(diagnosis) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _in_side_env(version: str, scenario: Scenario, fmt: str) -> int:
+    """The doctor run by a side environment of transformers `version` (the version lab)."""
+    from .versions import doctor_in, side_env
+
+    done = doctor_in(side_env(version), scenario, fmt)
+    sys.stderr.write(done.stderr)
+    sys.stdout.write(done.stdout)
+    return done.returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
     try:
         scenario = _scenario(options)
+        if options.transformers not in (None, "installed"):
+            return _in_side_env(options.transformers, scenario, options.format)
         diagnosis = run(scenario)
     except (QwenVLDiagError, json.JSONDecodeError, OSError) as error:
         print(f"qwenvl-diag: {error}", file=sys.stderr)

@@ -57,3 +57,7 @@ class FixError(QwenVLDiagError, RuntimeError):
 
 class FixNotApplicableWarning(UserWarning):
     """A fix asked for where it has nothing to do (a hotfix on a release without the bug): a no-op."""
+
+
+class VersionLabError(QwenVLDiagError, RuntimeError):
+    """A side environment of another transformers release cannot be made or run (offline, no such release)."""

@@ -37,7 +37,7 @@ FIX_COLUMNS = ["name", "title", "addresses", "costs"]
 `title`, `addresses` (the catalogue bug ids it is meant to fix, see `qd.known_bugs()`) and `costs`
 (memory balance, speed) in one sentence."""
 
-STAGES = ("plan", "placed")
+STAGES = ("plan", "placed", "environment")
 Undo = Callable[[], None]
 
 
@@ -68,7 +68,9 @@ class Setup:
 @dataclass(frozen=True)
 class Fix:
     """One fix. `apply(setup)` applies it and returns the undo; `applied(setup)` is the same as a
-    context manager. `stage` is "plan" (apply before `setup.place()`) or "placed" (after)."""
+    context manager. `stage` is "plan" (apply before `setup.place()`), "placed" (after), or
+    "environment" (another transformers release: checked by `qd.verify` and `qd.run_in_versions` in
+    the version lab's side environments, never applied inside this Python)."""
 
     name: str
     title: str
@@ -81,6 +83,12 @@ class Fix:
         """Apply the fix to `setup`; returns a function that undoes it."""
         if not isinstance(setup, Setup):
             raise InvalidArgumentError(f"{self.name}.apply takes a qd.Setup; got {type(setup).__name__}.")
+        if self.stage == "environment":
+            raise FixError(
+                f"{self.name} changes the Python environment, so it is not applied to a live model: check "
+                f"it with qd.verify(scenario, fix={self.name!r}) or qd.run_in_versions(scenario, "
+                "['latest']), then upgrade (pip install -U transformers accelerate)."
+            )
         if self.stage == "plan" and setup.placed:
             raise FixError(f"{self.name} rewrites the device plan: apply it before the model is placed.")
         if self.stage == "placed" and not setup.placed:
@@ -183,6 +191,10 @@ def _second_per_grid_ts_as_list(setup: Setup) -> Undo:
     return _swap(setup, inputs=_with(setup.inputs, {SECONDS: new}))
 
 
+def _environment_only(setup: Setup) -> Undo:
+    raise FixError("upgrade_transformers runs in the version lab, not on a Setup.")  # Fix.apply refuses first
+
+
 def _rope_mask_hotfix(setup: Setup) -> Undo:
     undo, wrapped = apply_hotfix(setup.model)
     if wrapped:
@@ -241,6 +253,15 @@ CATALOGUE: tuple[Fix, ...] = (
         "releases without the bugs.",
         "placed",
         _rope_mask_hotfix,
+    ),
+    Fix(
+        "upgrade_transformers",
+        "Upgrade transformers (and accelerate) to the newest release, checked in the version lab",
+        HOTFIX_BUGS,
+        "No memory or speed cost at run time; the check makes a cached side environment once (about 120 MB, "
+        "under a minute), and the upgrade itself may need other code of yours updated.",
+        "environment",
+        _environment_only,
     ),
 )
 

@@ -5,7 +5,10 @@ single-device reference, so that a fix that hides an error but changes the numbe
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import math
+import sys
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ import torch
 from ._compat import TRANSFORMERS_VERSION
 from .bugs import match_known_bugs
 from .errors import FixNotApplicableWarning, QwenVLDiagError
-from .fixes import Fix, Setup, applying, fix_names, resolve
+from .fixes import Fix, Setup, applying, fix_names, get_fix, resolve
 from .scenario import Scenario, devices_for, materials
 
 VERIFY_COLUMNS = [
@@ -123,34 +126,48 @@ def _failure(error: BaseException, fix: Fix) -> str:
     return f"it leaves {bug['id']} in place{aim}: {what}, at {where}"
 
 
-def _compare(outcome: Outcome, reference: Outcome) -> tuple[float, bool | None]:
+@dataclass
+class Judged:
+    """A run judged against the reference: its error text, the largest logit difference (NaN when it
+    failed), whether the ids are the same (None when it failed), and what still fails and where."""
+
+    error: str | None
+    diff: float = math.nan
+    same: bool | None = None
+    failure: str | None = None
+
+
+def _judge(outcome: Outcome, reference: Outcome, fix: Fix | None) -> Judged:
     if outcome.error is not None:
-        return math.nan, None
+        failure = _failure(outcome.error, fix) if fix is not None else None
+        return Judged(str(outcome.error), failure=failure)
     if outcome.logits.shape != reference.logits.shape:
         diff = math.inf
     else:
         diff = (outcome.logits - reference.logits).abs().max().item()
-    return diff, torch.equal(outcome.ids, reference.ids)
+    return Judged(None, diff, torch.equal(outcome.ids, reference.ids))
 
 
-def _verdict(
-    before: Outcome, after: Outcome, reference: Outcome, atol: float
-) -> tuple[str, float, bool | None]:
-    diff, same = _compare(after, reference)
-    before_diff, before_same = _compare(before, reference)
-    before_ok = before.error is None and before_diff <= atol and bool(before_same)
+def _matches(judged: Judged, atol: float) -> bool:
+    return judged.error is None and judged.diff <= atol and bool(judged.same)
+
+
+def _verdict(before: Judged, after: Judged, atol: float) -> str:
+    before_ok = _matches(before, atol)
     if after.error is not None:
-        return ("breaks results" if before_ok else "not fixed"), diff, same
-    if not (diff <= atol and same):
+        return "breaks results" if before_ok else "not fixed"
+    if not _matches(after, atol):
         silently_wrong_before = before.error is None and not before_ok
-        return ("not fixed" if silently_wrong_before else "breaks results"), diff, same
-    return ("not needed" if before_ok else "fixed"), diff, same
+        return "not fixed" if silently_wrong_before else "breaks results"
+    return "not needed" if before_ok else "fixed"
 
 
-def _why(fix: Fix, verdict: str, notes: list[str], after: Outcome, diff: float, same, atol: float) -> str:
+def _why(fix: Fix, verdict: str, notes: list[str], after: Judged, atol: float) -> str:
     did = "; ".join(notes) or fix.title
     if verdict == "fixed":
-        return f"{did}: no error, and the result equals the single-device reference (max |diff| {diff:.1e})."
+        return (
+            f"{did}: no error, and the result equals the single-device reference (max diff {after.diff:.1e})."
+        )
     if verdict == "not needed":
         return (
             f"{did}: the run already passes without it on transformers {TRANSFORMERS_VERSION}, and with "
@@ -158,16 +175,48 @@ def _why(fix: Fix, verdict: str, notes: list[str], after: Outcome, diff: float, 
         )
     if after.error is not None:
         lead = "it makes a passing run fail; " if verdict == "breaks results" else ""
-        return f"{did}: {lead}{_failure(after.error, fix)}."
-    differs = [f"logits differ by {diff:.3g} (> {atol:g})"] if not diff <= atol else []
-    differs += [] if same else ["the generated ids differ"]
+        return f"{did}: {lead}{after.failure or after.error}."
+    differs = [f"logits differ by {after.diff:.3g} (> {atol:g})"] if not after.diff <= atol else []
+    differs += [] if after.same else ["the generated ids differ"]
     return (
         f"{did}: no error, but {' and '.join(differs)} from the single-device reference (a silent failure)."
     )
 
 
-def _error_text(outcome: Outcome) -> str | None:
-    return None if outcome.error is None else str(outcome.error)
+def judge_scenario(scenario: Scenario, fix: str | None = None) -> Judged:
+    """The scenario run (with its own fixes, and `fix` when given) judged against its single-device
+    reference, in this environment: what the version lab runs in a side environment."""
+    model, source, plan, inputs = materials(scenario)
+    reference = _reference(model, inputs, scenario)
+    names = [*scenario.fixes, *([fix] if fix else [])]
+    with devices_for(scenario):
+        outcome, _ = _fixed_run(model, inputs, plan, source, scenario, names)
+    return _judge(outcome, reference, get_fix(fix) if fix else None)
+
+
+def _reference(model: torch.nn.Module, inputs, scenario: Scenario) -> Outcome:
+    reference = _run(copy.deepcopy(model), inputs, scenario)
+    if reference.error is not None:
+        raise QwenVLDiagError(
+            f"The single-device reference run on the CPU failed, so there is nothing to compare with: "
+            f"{type(reference.error).__name__}: {reference.error}"
+        ) from reference.error
+    return reference
+
+
+def _in_latest(scenario: Scenario, fix: Fix) -> tuple[Judged, list[str]]:
+    """The scenario judged under the newest transformers, in the version lab's side environment."""
+    from .versions import LATEST, judge_in, side_env
+
+    try:
+        env = side_env(LATEST)
+        judged = judge_in(env, scenario)
+    except QwenVLDiagError as error:
+        return Judged(str(error), failure=f"the version lab could not check it: {error}"), []
+    note = f"ran under transformers {env.transformers} (accelerate {env.accelerate}) in a side environment"
+    if judged.failure is None and judged.error is not None:
+        judged.failure = f"the newest release fails too: {judged.error[:160]}"
+    return judged, [note]
 
 
 def verify(
@@ -197,32 +246,38 @@ def verify(
         raise QwenVLDiagError(f"verify takes a qd.Scenario; got {type(scenario).__name__}.")
     chosen = resolve(fix_names() if fix is None else fix)
     model, source, plan, inputs = materials(scenario)
-    reference = _run(copy.deepcopy(model), inputs, scenario)
-    if reference.error is not None:
-        raise QwenVLDiagError(
-            f"The single-device reference run on the CPU failed, so there is nothing to compare with: "
-            f"{type(reference.error).__name__}: {reference.error}"
-        ) from reference.error
+    reference = _reference(model, inputs, scenario)
     rows = []
     with devices_for(scenario):
-        before, _ = _fixed_run(model, inputs, plan, source, scenario, scenario.fixes)
+        outcome, _ = _fixed_run(model, inputs, plan, source, scenario, scenario.fixes)
+        before = _judge(outcome, reference, None)
         for chosen_fix in chosen:
-            after, notes = _fixed_run(
-                model, inputs, plan, source, scenario, [*scenario.fixes, chosen_fix.name]
-            )
-            verdict, diff, same = _verdict(before, after, reference, atol)
+            if chosen_fix.stage == "environment":
+                after, notes = _in_latest(scenario, chosen_fix)
+            else:
+                outcome, notes = _fixed_run(
+                    model, inputs, plan, source, scenario, [*scenario.fixes, chosen_fix.name]
+                )
+                after = _judge(outcome, reference, chosen_fix)
+            verdict = _verdict(before, after, atol)
             rows.append(
                 {
                     "fix": chosen_fix.name,
-                    "error_before": _error_text(before),
-                    "error_after": _error_text(after),
-                    "max_abs_logit_diff": diff,
-                    "same_generated_ids": same,
+                    "error_before": before.error,
+                    "error_after": after.error,
+                    "max_abs_logit_diff": after.diff,
+                    "same_generated_ids": after.same,
                     "verdict": verdict,
-                    "why": _why(chosen_fix, verdict, notes, after, diff, same, atol),
+                    "why": _why(chosen_fix, verdict, notes, after, atol),
                 }
             )
-    # object columns keep None (passed run, no ids) as None rather than NaN
-    columns = {c: pd.Series([r[c] for r in rows], dtype=object) for c in VERIFY_COLUMNS}
-    columns["max_abs_logit_diff"] = columns["max_abs_logit_diff"].astype(float)
-    return pd.DataFrame(columns, columns=VERIFY_COLUMNS)
+    # object columns keep None (a passed run, no ids) as None rather than NaN
+    return pd.DataFrame(rows, columns=VERIFY_COLUMNS, dtype=object).astype({"max_abs_logit_diff": float})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print `judge_scenario(Scenario.from_json(argv[0]))` as JSON: the version lab's probe, run as
+    `python -c "from qwenvl_diag.verify import main; main()" SCENARIO_JSON` in a side environment."""
+    args = sys.argv[1:] if argv is None else argv
+    print(json.dumps(dataclasses.asdict(judge_scenario(Scenario.from_json(args[0])))))
+    return 0

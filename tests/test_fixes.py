@@ -19,10 +19,11 @@ from qwenvl_diag.hotfix import MASK_BUGS, VIDEO_BUG
 from qwenvl_diag.models.families import FAMILIES
 from qwenvl_diag.models.tiny import tiny_config
 from qwenvl_diag.rope import ROPE_FUNCTION, find_rope_index
-from qwenvl_diag.verify import LOGIT_ATOL, Outcome, _verdict, _why
+from qwenvl_diag.verify import LOGIT_ATOL, Outcome, _judge, _verdict, _why
 
 AFFECTED = not transformers_at_least("4.52.1")
 BATCHED_BUG = "qwen2_5_vl-batched-causal-mask"
+IN_PROCESS = [fix.name for fix in CATALOGUE if fix.stage != "environment"]  # upgrade: test_versions.py
 PLACED_FIXES = [fix.name for fix in CATALOGUE if fix.stage == "placed"]
 PLAN_FIXES = [fix.name for fix in CATALOGUE if fix.stage == "plan"]
 
@@ -52,13 +53,13 @@ def _scenario(preset: str) -> qd.Scenario:
 
 @pytest.fixture(scope="module", params=sorted(EXPECTED))
 def table(request):
-    return request.param, qd.verify(_scenario(request.param))
+    return request.param, qd.verify(_scenario(request.param), fix=IN_PROCESS)
 
 
 def test_catalogue_frame_names_the_bugs_each_fix_addresses():
     frame = qd.fixes()
     assert list(frame.columns) == qd.FIX_COLUMNS
-    assert list(frame["name"]) == fix_names() == list(EXPECTED["seed-batched"])
+    assert list(frame["name"]) == fix_names() == [*EXPECTED["seed-batched"], "upgrade_transformers"]
     bug_ids = {bug.id for bug in BUGS}
     for row in frame.itertuples():
         assert set(row.addresses) <= bug_ids, row.name
@@ -80,7 +81,7 @@ def test_unknown_fix_names_the_close_ones():
 def test_verify_table_green_and_red_with_the_reason(table):
     preset, frame = table
     assert list(frame.columns) == qd.VERIFY_COLUMNS
-    assert list(frame["fix"]) == fix_names()
+    assert list(frame["fix"]) == IN_PROCESS
     verdicts = dict(zip(frame["fix"], frame["verdict"], strict=True))
     if AFFECTED:
         assert verdicts == EXPECTED[preset]
@@ -118,15 +119,19 @@ def test_verify_reasons_say_what_each_fix_did(table):
 def test_a_silent_numeric_difference_counts_as_a_failure():
     """A fix that hides the error but changes the numbers: "breaks results", not "fixed"."""
     reference = Outcome(None, torch.zeros(2, 5), torch.tensor([1, 2]))
-    failed = Outcome(RuntimeError("Expected all tensors to be on the same device"))
-    drifted = Outcome(None, torch.full((2, 5), 0.5), torch.tensor([1, 2]))
-    other_ids = Outcome(None, torch.zeros(2, 5), torch.tensor([1, 3]))
-    assert _verdict(failed, drifted, reference, LOGIT_ATOL)[0] == "breaks results"
-    assert _verdict(reference, other_ids, reference, LOGIT_ATOL)[0] == "breaks results"
-    assert _verdict(reference, failed, reference, LOGIT_ATOL)[0] == "breaks results"
-    assert _verdict(failed, reference, reference, LOGIT_ATOL) == ("fixed", 0.0, True)
-    assert _verdict(drifted, drifted, reference, LOGIT_ATOL)[0] == "not fixed"
-    why = _why(qd.get_fix("single_device"), "breaks results", ["x"], drifted, 0.5, True, 1e-4)
+    failed = _judge(Outcome(RuntimeError("Expected all tensors to be on the same device")), reference, None)
+    drifted = _judge(Outcome(None, torch.full((2, 5), 0.5), torch.tensor([1, 2])), reference, None)
+    other_ids = _judge(Outcome(None, torch.zeros(2, 5), torch.tensor([1, 3])), reference, None)
+    equal = _judge(reference, reference, None)
+    assert (drifted.diff, drifted.same, equal.diff, equal.same) == (0.5, True, 0.0, True)
+    assert other_ids.same is False and failed.same is None and failed.error is not None
+    assert _verdict(failed, drifted, LOGIT_ATOL) == "breaks results"
+    assert _verdict(equal, other_ids, LOGIT_ATOL) == "breaks results"
+    assert _verdict(equal, failed, LOGIT_ATOL) == "breaks results"
+    assert _verdict(failed, equal, LOGIT_ATOL) == "fixed"
+    assert _verdict(drifted, drifted, LOGIT_ATOL) == "not fixed"
+    assert _verdict(equal, equal, LOGIT_ATOL) == "not needed"
+    why = _why(qd.get_fix("single_device"), "breaks results", ["x"], drifted, LOGIT_ATOL)
     assert "logits differ by 0.5" in why and "silent failure" in why
 
 
@@ -146,7 +151,7 @@ def test_diagnosis_advice_lists_the_catalogue_fixes_for_the_matched_bug():
     bug = next(b for b in BUGS if b.id == VIDEO_BUG).row()
     advice = _advice(RuntimeError("x"), [bug], pd.DataFrame(columns=["code"]), None)
     listed = [name for name in fix_names() if any(f"fix={name!r}" in line for line in advice)]
-    assert listed == ["second_per_grid_ts_as_list", "rope_mask_hotfix"]
+    assert listed == ["second_per_grid_ts_as_list", "rope_mask_hotfix", "upgrade_transformers"]
 
 
 def _state(model: torch.nn.Module) -> dict:

@@ -59,4 +59,8 @@ def build_processor(family: Family, checkpoint: str | None = None, real_ids: boo
             if data is not None:
                 data["processor_class"] = family.processor_class
                 (root / name).write_text(json.dumps(data))
+        # 4.52's AutoVideoProcessor falls back to the model config to pick its class, as in a checkpoint
+        (root / "config.json").write_text(
+            json.dumps(checkpoint_or_reference_file(family, checkpoint, "config.json"))
+        )
         return AutoProcessor.from_pretrained(tmp)

@@ -1,0 +1,123 @@
+"""The version lab: side environments of another transformers release on top of the kit's environment,
+the scenario's outcome there, bisection, the doctor's --transformers, and upgrade_transformers checked
+by verify. Installs from the package index into a temporary cache (once per test session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from packaging.version import Version
+
+import qwenvl_diag as qd
+from qwenvl_diag import cli, versions
+from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
+
+AFFECTED = not transformers_at_least("4.52.1")
+# the other side of the fix: the newest release from the legacy stack, a failing one from the current
+SIDE_VERSION = versions.LATEST if AFFECTED else "4.51.3"
+UNREACHABLE = ("--isolated", "--index-url", "http://127.0.0.1:9/simple", "--retries", "0", "--timeout", "3")
+
+
+# side environments persist here between test runs (git ignores it, `make clean` removes it)
+CACHE = Path(__file__).resolve().parents[1] / "test-output" / "envs"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """The test cache of side environments, and the side environment of SIDE_VERSION in it."""
+    return CACHE, versions.side_env(SIDE_VERSION, cache=CACHE)
+
+
+def test_releases_and_their_accelerate():
+    assert versions.resolve_version("4.51.3") == "4.51.3"
+    assert versions.resolve_version("installed") == str(TRANSFORMERS_VERSION)
+    assert versions.matching_accelerate("4.49.0") == "1.4.0"
+    assert versions.matching_accelerate("4.51.3") == "1.6.0"
+    assert versions.matching_accelerate("4.52.4") == "1.7.0"
+    with pytest.raises(qd.UnsupportedReleaseError, match=">= 4.49.0"):
+        versions.resolve_version("4.45.2")
+    with pytest.raises(qd.InvalidArgumentError, match="not a release"):
+        versions.resolve_version("four")
+
+
+def test_an_unreachable_index_is_a_clear_error_and_leaves_nothing_behind(tmp_path):
+    with pytest.raises(qd.VersionLabError, match="nothing was left behind"):
+        versions.side_env("4.50.3", cache=tmp_path, pip_args=UNREACHABLE)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(qd.VersionLabError, match="Cannot list the releases"):
+        versions.side_env("latest", cache=tmp_path, pip_args=UNREACHABLE)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_side_environment_shadows_transformers_and_keeps_the_kits_torch(lab):
+    cache, env = lab
+    import torch
+
+    assert Path(env.python).is_relative_to(cache) and env.path.parent == cache
+    assert Version(env.transformers) != TRANSFORMERS_VERSION
+    assert env.details["transformers"] == env.transformers
+    assert env.details["torch"] == torch.__version__
+    assert Path(env.details["torch_file"]) == Path(torch.__file__)  # not reinstalled
+    site = Path(env.details["site"])
+    assert site.is_relative_to(env.path) and not (site / "torch").exists()
+    again = versions.side_env(env.transformers, cache=cache)  # cached: reused, not rebuilt
+    assert not again.created and again.python == env.python and again.accelerate == env.accelerate
+    assert env.path.name.startswith(f"transformers-{env.transformers}-py")
+    assert not [p for p in cache.iterdir() if p.name.startswith(".building")]
+
+
+def test_run_in_versions_shows_the_video_failure_where_the_catalogue_says(lab):
+    cache, env = lab
+    frame = qd.run_in_versions(qd.Scenario.preset("seed-video"), [SIDE_VERSION], cache=cache, progress=False)
+    assert list(frame.columns) == versions.VERSION_COLUMNS
+    row = frame.iloc[0]
+    assert row["transformers"] == env.transformers and row["accelerate"] == env.accelerate
+    if Version(env.transformers) < Version("4.52.1"):
+        assert row["outcome"] == "failed" and row["known_bug"] == "qwen2_5_vl-video-second-per-grid-ts"
+        assert row["file"] == "transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py"
+        assert row["line"] == 1645  # 4.51.3, ../shared/research/BUG_FACTS.md
+        assert "cuda:0 and cpu" in row["error"]
+    else:
+        assert row["outcome"] == "passed" and row["error"] is None and row["known_bug"] is None
+
+
+def test_upgrade_transformers_is_verified_in_the_newest_release(lab, monkeypatch):
+    cache, _ = lab
+    monkeypatch.setenv("QWENVL_DIAG_CACHE", str(cache.parent))  # verify uses the default cache
+    with pytest.raises(qd.FixError, match="qd.verify"):
+        qd.get_fix("upgrade_transformers").apply(qd.Setup(None, {}, None))
+    frame = qd.verify(qd.Scenario.preset("seed-video"), fix="upgrade_transformers")
+    row = frame.iloc[0]
+    assert row["fix"] == "upgrade_transformers"
+    assert row["verdict"] == ("fixed" if AFFECTED else "not needed")
+    assert row["error_after"] is None and row["same_generated_ids"] is True
+    assert row["max_abs_logit_diff"] == 0.0
+    assert "in a side environment" in row["why"]
+
+
+def test_bisect_finds_the_first_release_whose_outcome_changes(monkeypatch):
+    releases = tuple(Version(v) for v in ("4.52.4", "4.52.3", "4.52.2", "4.52.1", "4.51.3", "4.51.2"))
+    ran = []
+
+    def fake_run(scenario, versions_, **_):
+        ran.append(versions_[0])
+        failed = Version(versions_[0]) < Version("4.52.1")
+        row = {c: None for c in versions.VERSION_COLUMNS}
+        row.update(transformers=versions_[0], outcome="failed" if failed else "passed")
+        return versions._frame([row])
+
+    monkeypatch.setattr(versions, "released_versions", lambda package="transformers", pip_args=(): releases)
+    monkeypatch.setattr(versions, "run_in_versions", fake_run)
+    found = qd.bisect_versions(qd.Scenario.preset("seed-video"), "4.51.3", "4.52.4")
+    assert (found.last, found.first) == ("4.51.3", "4.52.1")
+    assert sorted(ran, key=Version) == list(found.probes["transformers"]) and len(ran) <= 4
+    with pytest.raises(qd.VersionLabError, match="same outcome"):
+        qd.bisect_versions(qd.Scenario.preset("seed-video"), "4.52.1", "4.52.4")
+
+
+def test_doctor_transformers_option(capsys):
+    assert cli.main(["doctor", "--preset", "seed-video", "--transformers", "4.40.0"]) == 2
+    assert "transformers >= 4.49.0" in capsys.readouterr().err
+    options = cli._parser().parse_args(["doctor", "--preset", "seed-video", "--transformers", "latest"])
+    assert options.transformers == "latest"
