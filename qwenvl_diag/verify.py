@@ -204,11 +204,14 @@ def _reference(model: torch.nn.Module, inputs, scenario: Scenario) -> Outcome:
     return reference
 
 
-def _in_latest(scenario: Scenario, fix: Fix) -> tuple[Judged, list[str]]:
-    """The scenario judged under the newest transformers, in the version lab's side environment."""
-    from .versions import LATEST, judge_in, side_env
+def _in_latest(scenario: Scenario, before: Judged) -> tuple[Judged, list[str]]:
+    """The scenario judged under the newest transformers, in the version lab's side environment (or
+    `before` itself when the installed release is the newest)."""
+    from .versions import LATEST, judge_in, resolve_version, side_env
 
     try:
+        if resolve_version(LATEST) == str(TRANSFORMERS_VERSION):
+            return before, [f"transformers {TRANSFORMERS_VERSION}, installed here, is the newest release"]
         env = side_env(LATEST)
         judged = judge_in(env, scenario)
     except QwenVLDiagError as error:
@@ -253,7 +256,7 @@ def verify(
         before = _judge(outcome, reference, None)
         for chosen_fix in chosen:
             if chosen_fix.stage == "environment":
-                after, notes = _in_latest(scenario, chosen_fix)
+                after, notes = _in_latest(scenario, before)
             else:
                 outcome, notes = _fixed_run(
                     model, inputs, plan, source, scenario, [*scenario.fixes, chosen_fix.name]
