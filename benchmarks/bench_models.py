@@ -38,7 +38,8 @@ def _row(label: str, build) -> None:
 
 
 def main() -> None:
-    print(f"transformers {transformers.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    versions = f"transformers {transformers.__version__}, torch {torch.__version__}"
+    print(f"{versions}, {torch.get_num_threads()} threads")
     print(f"{'model':36s} {'params':>10s} {'build':>10s} {'forward':>13s}  (image input, median of 5)")
     for family in FAMILIES.values():
         if transformers_at_least(family.since):
