@@ -19,7 +19,7 @@ from .environment import environment
 from .fixes import fixes_for
 from .placement import device_map_frame, device_summary_frame, flags_frame
 from .rope import ROPE_INPUT_COLUMNS, capture_rope, find_rope_index
-from .trace import DEVICE_ERROR, Trace, check_run_arguments, run_action, tracing
+from .trace import DEVICE_ERROR, Trace, check_run_arguments, module_state_kept, run_action, tracing
 
 FRAMES = ("placement", "summary", "flags", "tensors", "transfers", "mismatches", "rope", "inputs")
 
@@ -86,20 +86,6 @@ def _model_label(model) -> str:
     )
 
 
-@contextlib.contextmanager
-def _module_state_kept(model):
-    """Put back every module's attributes as they were: a run stores state on the model (Qwen-VL keeps
-    `rope_deltas` between generate steps), and a diagnosis must leave the model exactly as it found it."""
-    saved = [(vars(module), dict(vars(module))) for module in model.modules()]
-    try:
-        yield
-    finally:
-        for attributes, before in saved:
-            if attributes.keys() != before.keys() or any(attributes[k] is not v for k, v in before.items()):
-                attributes.clear()
-                attributes.update(before)
-
-
 def _placement_frames(model) -> dict[str, pd.DataFrame]:
     return {
         "placement": device_map_frame(model),
@@ -156,7 +142,7 @@ def diagnose(model, inputs, action: str = "forward", **generate_kwargs) -> Diagn
     frames["inputs"] = check_inputs(inputs, model)
     # models without a rope-index function (not Qwen-VL) still get every other frame
     rope_capture = capture_rope(model) if find_rope_index(model) is not None else contextlib.nullcontext()
-    with _module_state_kept(model), tracing(model) as recorder, rope_capture as rope:
+    with module_state_kept(model), tracing(model) as recorder, rope_capture as rope:
         try:
             _, error = run_action(model, inputs, action, generate_kwargs), None
         except Exception as caught:  # the user's forward failing is what is being diagnosed

@@ -27,10 +27,10 @@ import pandas as pd
 import torch
 
 from .errors import InvalidArgumentError, NoRopePositionsError, NotQwenVLError
+from .trace import check_run_arguments, module_state_kept, run_action
 from .values import value_device, value_dtype, value_shape, value_summary, value_type
 
 ROPE_FUNCTION = "get_rope_index"
-ACTIONS = ("forward", "generate")
 
 ROPE_INPUT_COLUMNS = ["call", "argument", "type", "device", "dtype", "shape", "summary"]
 """Columns of `rope_inputs_frame`: one row per argument per call of the rope-index function, in call
@@ -219,41 +219,15 @@ def capture_rope(model: torch.nn.Module) -> Iterator[RopeCapture]:
             attributes[ROPE_FUNCTION] = before
 
 
-def _check_run(model: object, inputs: object, action: str) -> None:
-    if not isinstance(model, torch.nn.Module):
-        raise InvalidArgumentError(f"Expected a torch.nn.Module model; got {type(model).__name__}.")
-    if not isinstance(inputs, Mapping):
-        raise InvalidArgumentError(
-            f"inputs must be a dict or the processor's BatchFeature; got {type(inputs).__name__}."
-        )
-    if action not in ACTIONS:
-        raise InvalidArgumentError(f"action must be one of {', '.join(ACTIONS)}; got {action!r}.")
-
-
-@contextmanager
-def _rope_state_kept(model: torch.nn.Module):
-    """Put back the `rope_deltas` the run caches on the model's modules (model state, not output)."""
-    saved = [(m, vars(m)["rope_deltas"]) for m in model.modules() if "rope_deltas" in vars(m)]
-    try:
-        yield
-    finally:
-        for module, value in saved:
-            vars(module)["rope_deltas"] = value
-
-
 def _capture_run(
     model: torch.nn.Module, inputs: Mapping, action: str, max_new_tokens: int
 ) -> tuple[RopeCapture, Exception | None]:
     """Run the model once under `capture_rope`; the run's exception is returned, not raised."""
-    _check_run(model, inputs, action)
+    check_run_arguments(model, inputs, action)
     error = None
-    with capture_rope(model) as capture, _rope_state_kept(model):
+    with capture_rope(model) as capture, module_state_kept(model):
         try:
-            if action == "forward":
-                with torch.no_grad():
-                    model(**inputs)
-            else:
-                model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+            run_action(model, inputs, action, {"max_new_tokens": max_new_tokens})
         except Exception as caught:  # the model's own failure is the finding, not a crash of the kit
             error = caught
     return capture, error

@@ -17,8 +17,10 @@ Frames (columns are module constants):
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
-from .errors import QwenVLDiagError
+from .errors import InvalidArgumentError
 from .placement.modules import module_kind
 from .simulate.checker import DeviceCheckMode
 
@@ -48,8 +50,16 @@ MISMATCH_COLUMNS = ["op", "devices", "module", "file", "line", "function", "code
 ACTIONS = ("forward", "generate")
 _SKIPPED_DIRS = tuple(str(Path(m.__file__).parent) for m in (torch,)) + (str(Path(__file__).parent),)
 _Tensor = torch.Tensor
-_MOVES = {_Tensor.to, _Tensor.cuda, _Tensor.cpu}
-_COPIES = _MOVES | {_Tensor.copy_, _Tensor.data.__set__, torch.as_tensor, torch.asarray, torch.tensor}
+_COPIES = {
+    _Tensor.to,
+    _Tensor.cuda,
+    _Tensor.cpu,
+    _Tensor.copy_,
+    _Tensor.data.__set__,
+    torch.as_tensor,
+    torch.asarray,
+    torch.tensor,
+}
 DEVICE_ERROR = "Expected all tensors to be on the same device"
 
 
@@ -329,18 +339,33 @@ def run_action(model, inputs, action: str, generate_kwargs: dict):
 
 
 def check_run_arguments(model, inputs, action: str) -> None:
-    """The kit's own error for arguments a traced run cannot take."""
+    """The kit's own error for arguments a traced run cannot take (shared by every function that runs
+    the model once: trace_devices, diagnose, rope_inputs_frame)."""
     if not isinstance(model, torch.nn.Module):
-        raise QwenVLDiagError(f"Expected a torch model (nn.Module); got {type(model).__name__}.")
-    if not hasattr(inputs, "keys"):
-        raise QwenVLDiagError(
-            f"Expected the model's inputs as a dict or BatchFeature (what the processor returns); got "
+        raise InvalidArgumentError(f"Expected a torch.nn.Module model; got {type(model).__name__}.")
+    if not isinstance(inputs, Mapping):
+        raise InvalidArgumentError(
+            f"inputs must be a dict or BatchFeature (what the processor returns); got "
             f"{type(inputs).__name__}. Build them with qd.sample_inputs(processor, kind) or processor(...)."
         )
     if action not in ACTIONS:
-        raise QwenVLDiagError(f"Unknown action {action!r}; use one of {', '.join(ACTIONS)}.")
+        raise InvalidArgumentError(f"Unknown action {action!r}: action must be one of {', '.join(ACTIONS)}.")
     if action == "generate" and not hasattr(model, "generate"):
-        raise QwenVLDiagError(f"{type(model).__name__} has no generate(); use action='forward'.")
+        raise InvalidArgumentError(f"{type(model).__name__} has no generate(); use action='forward'.")
+
+
+@contextlib.contextmanager
+def module_state_kept(model: torch.nn.Module):
+    """Put back every module's attributes as they were: a run stores state on the model (Qwen-VL keeps
+    `rope_deltas` between generate steps), and a diagnosis must leave the model exactly as it found it."""
+    saved = [(vars(module), dict(vars(module))) for module in model.modules()]
+    try:
+        yield
+    finally:
+        for attributes, before in saved:
+            if attributes.keys() != before.keys() or any(attributes[k] is not v for k, v in before.items()):
+                attributes.clear()
+                attributes.update(before)
 
 
 class tracing:
@@ -378,7 +403,7 @@ def trace_devices(model, inputs, action: str = "forward", **generate_kwargs) -> 
     >>> trace.first_mismatch["code"]
     """
     check_run_arguments(model, inputs, action)
-    with tracing(model) as recorder:
+    with module_state_kept(model), tracing(model) as recorder:
         try:
             output, error = run_action(model, inputs, action, generate_kwargs), None
         except Exception as caught:  # the user's forward failing is what is being diagnosed
