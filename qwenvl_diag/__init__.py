@@ -5,6 +5,7 @@
 >>> inputs = qd.sample_inputs(processor, "video")
 """
 
+from . import widgets
 from .bugs import KNOWN_BUG_COLUMNS, known_bugs, match_known_bugs
 from .diagnose import Diagnosis, diagnose
 from .errors import (
@@ -43,6 +44,7 @@ from .placement import (
     dispatch,
     flags_frame,
     plan_device_map,
+    split_device_map,
 )
 from .plots import plot_memory, plot_placement
 from .rope import (
@@ -123,7 +125,9 @@ __all__ = [
     "rope_positions_frame",
     "sample_inputs",
     "simulated_gpus",
+    "split_device_map",
     "tiny_model",
     "twin",
     "twins",
+    "widgets",
 ]

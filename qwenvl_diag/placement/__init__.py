@@ -2,6 +2,7 @@
 
 - `plan.py`: `plan_device_map` and `DevicePlan` (real sizes on the meta device, the installed planner)
 - `dispatch.py`: `dispatch` (accelerate's dispatch_model with checks)
+- `split.py`: `split_device_map` (an explicit map cut at given decoder layers)
 - `frames.py`: `device_map_frame`, `device_summary_frame`, `flags_frame`
 - `risks.py`: risk flags of a layout; `modules.py`: module kinds, sizes, map coverage;
   `devices.py`: device and memory-size parsing
@@ -11,6 +12,7 @@ from .dispatch import dispatch
 from .frames import PLACEMENT_COLUMNS, SUMMARY_COLUMNS, device_map_frame, device_summary_frame, flags_frame
 from .plan import DTYPES, STRATEGIES, DevicePlan, plan_device_map
 from .risks import FLAG_CODES, FLAG_COLUMNS, RiskFlag
+from .split import split_device_map
 
 __all__ = [
     "DTYPES",
@@ -26,4 +28,5 @@ __all__ = [
     "dispatch",
     "flags_frame",
     "plan_device_map",
+    "split_device_map",
 ]

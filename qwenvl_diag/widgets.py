@@ -1,0 +1,264 @@
+"""Notebook panels, thin over the public functions: set a control, and the frames and figures follow.
+
+- `PlacementPanel`: checkpoint, GPUs, memory per GPU, strategy or explicit split points; the placement
+  strip, the memory plot and the risk flags update on every change; "Run scenario" diagnoses the layout.
+- `DiagnosisPanel`: one Diagnosis as tabs (summary, then each of its frames).
+
+Every panel keeps its results on itself (`panel.plan`, `panel.diagnosis`, the figures as PNG bytes in
+image widgets), so it works, and is tested, without a browser: set `panel.controls[...].value` and read
+them back. ipywidgets is imported when a panel is made; without it the kit's error says what to install.
+
+>>> panel = qd.widgets.PlacementPanel("Qwen/Qwen2.5-VL-7B-Instruct", gpus=8, strategy="balanced")
+>>> panel                                   # in Jupyter: the controls, strip, memory plot and flags
+>>> panel.controls["gpus"].value = 4        # re-plans, re-draws, re-flags
+>>> diagnosis = panel.run()                 # the same as clicking "Run scenario"
+"""
+
+from __future__ import annotations
+
+import html
+import io
+
+from .errors import QwenVLDiagError
+from .inputs import INPUT_KINDS
+from .models.catalog import resolve_checkpoint, shipped_checkpoints
+from .placement import (
+    STRATEGIES,
+    DevicePlan,
+    device_summary_frame,
+    flags_frame,
+    plan_device_map,
+    split_device_map,
+)
+from .plots import plot_memory, plot_placement
+from .scenario import Scenario, run
+from .trace import ACTIONS
+
+PANEL_CLASS = "qd-panel"
+"""The CSS class every panel's outer widget carries (browser tests and custom styles find it by it)."""
+
+EXPLICIT = "explicit"
+_RED, _GREEN = "#b00020", "#1b5e20"
+
+
+def _ipywidgets():
+    try:
+        import ipywidgets
+    except ImportError as error:
+        raise QwenVLDiagError(
+            "The panels need ipywidgets: pip install 'qwenvl-diag[notebooks]' (or pip install ipywidgets), "
+            "then restart the kernel. Every panel is a view of a public function you can call instead "
+            "(qd.plan_device_map, qd.plot_placement, qd.run)."
+        ) from error
+    return ipywidgets
+
+
+def _png(figure) -> bytes:
+    """The figure as PNG bytes, closed afterwards so that Jupyter does not also show it below the cell."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _message(text: str, colour: str) -> str:
+    return f"<span style='color:{colour}'>{html.escape(text)}</span>"
+
+
+def _parse_splits(text: str) -> list[int]:
+    """ "14" -> [14], "10, 20" -> [10, 20], "" -> []: the split points typed into the panel."""
+    parts = [p.strip() for p in str(text).replace(";", ",").split(",") if p.strip()]
+    if not all(p.isdigit() for p in parts):
+        raise QwenVLDiagError(
+            "Split points are decoder-layer numbers separated by commas, e.g. '14' or '10, 20'; "
+            f"got {text!r}."
+        )
+    return [int(p) for p in parts]
+
+
+class _Panel:
+    """Shows its outer widget when it is the value of a notebook cell."""
+
+    widget: object
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class DiagnosisPanel(_Panel):
+    """A Diagnosis as tabs: "summary" (its HTML report: the error, the line, the known bug, the advice),
+    then one tab per frame (`qd.diagnose.FRAMES`: placement, summary, flags, tensors, ...).
+
+    >>> qd.widgets.DiagnosisPanel(qd.run(qd.Scenario.preset("seed-video")))
+    """
+
+    def __init__(self, diagnosis) -> None:
+        from .diagnose import Diagnosis
+
+        if not isinstance(diagnosis, Diagnosis):
+            raise QwenVLDiagError(
+                "DiagnosisPanel shows a qd.Diagnosis (from qd.run or qd.diagnose); "
+                f"got {type(diagnosis).__name__}."
+            )
+        widgets = _ipywidgets()
+        self.diagnosis = diagnosis
+        pages = {"diagnosis": diagnosis._repr_html_()}
+        for name, frame in diagnosis.frames.items():
+            table = frame.to_html(max_rows=60, index=False) if not frame.empty else "<p>none</p>"
+            pages[f"{name} ({len(frame)})"] = table
+        self.pages = {title: widgets.HTML(value) for title, value in pages.items()}
+        self.widget = widgets.Tab(children=list(self.pages.values()), titles=list(self.pages))
+        self.widget.add_class(PANEL_CLASS)
+
+
+class PlacementPanel(_Panel):
+    """Device-map experiments: checkpoint, number of GPUs, memory per GPU (GiB), strategy, and for the
+    "explicit" strategy the split points (decoder layers where the next GPU starts) and the vision
+    tower's GPU. Every change re-plans (`qd.plan_device_map`), re-draws the placement strip and the
+    memory plot, and lists the risk flags; "Run scenario" runs the layout with the chosen inputs and
+    action (`qd.run`) and shows the diagnosis.
+
+    Results: `plan` (the DevicePlan, None when the settings are invalid), `scenario` (the Scenario the
+    button runs), `diagnosis` (the last run's), `error` (why the settings are invalid, else None).
+    """
+
+    def __init__(
+        self,
+        model: str = "Qwen/Qwen2.5-VL-7B-Instruct",
+        gpus: int = 2,
+        memory_gib: int = 24,
+        strategy: str = "auto",
+        splits: str = "",
+        vision_gpu: int = 0,
+        inputs: str = "batch",
+        action: str = "generate",
+    ) -> None:
+        widgets = _ipywidgets()
+        if strategy not in (*STRATEGIES, EXPLICIT):
+            raise QwenVLDiagError(
+                f"Unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)} or 'explicit'."
+            )
+        wide = {"description_width": "110px"}
+        self.controls = {
+            "model": widgets.Dropdown(
+                options=shipped_checkpoints(),
+                value=resolve_checkpoint(model),
+                description="checkpoint",
+                style=wide,
+            ),
+            "gpus": widgets.IntSlider(value=gpus, min=1, max=8, description="GPUs", style=wide),
+            "memory_gib": widgets.IntSlider(
+                value=memory_gib, min=4, max=192, step=4, description="GiB per GPU", style=wide
+            ),
+            "strategy": widgets.Dropdown(
+                options=[*STRATEGIES, EXPLICIT], value=strategy, description="strategy", style=wide
+            ),
+            "splits": widgets.Text(
+                value=splits, placeholder="e.g. 14 or 10, 20", description="split at layers", style=wide
+            ),
+            "vision_gpu": widgets.BoundedIntText(
+                value=vision_gpu, min=0, max=7, description="vision on GPU", style=wide
+            ),
+            "inputs": widgets.Dropdown(options=INPUT_KINDS, value=inputs, description="inputs", style=wide),
+            "action": widgets.Dropdown(options=ACTIONS, value=action, description="action", style=wide),
+        }
+        self.status = widgets.HTML()
+        self.strip = widgets.Image(format="png")
+        self.memory_plot = widgets.Image(format="png")
+        self.flags = widgets.HTML()
+        self.button = widgets.Button(description="Run scenario", button_style="primary", icon="play")
+        self.result = widgets.HTML()
+        self.plan: DevicePlan | None = None
+        self.error: str | None = None
+        self.diagnosis = None
+        for name in ("model", "gpus", "memory_gib", "strategy", "splits", "vision_gpu"):
+            self.controls[name].observe(lambda _change: self.refresh(), names="value")
+        self.button.on_click(lambda _button: self.run())
+        c = self.controls
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox(
+                    [
+                        widgets.VBox([c["model"], c["gpus"], c["memory_gib"], c["strategy"]]),
+                        widgets.VBox([c["splits"], c["vision_gpu"], c["inputs"], c["action"]]),
+                    ]
+                ),
+                self.status,
+                self.strip,
+                widgets.HBox([self.memory_plot, self.flags]),
+                widgets.HBox([self.button]),
+                self.result,
+            ]
+        )
+        self.widget.add_class(PANEL_CLASS)
+        self.refresh()
+
+    @property
+    def strategy(self) -> str | dict:
+        """The planner strategy, or for "explicit" the {module: gpu} map cut at the split points."""
+        c = self.controls
+        if c["strategy"].value != EXPLICIT:
+            return c["strategy"].value
+        return split_device_map(c["model"].value, _parse_splits(c["splits"].value), c["vision_gpu"].value)
+
+    @property
+    def scenario(self) -> Scenario:
+        """The Scenario "Run scenario" runs: these settings, as plain data (`.to_json()` to keep it)."""
+        c = self.controls
+        return Scenario(
+            model=c["model"].value,
+            gpus=c["gpus"].value,
+            memory=f"{c['memory_gib'].value}GiB",
+            strategy=self.strategy,
+            inputs=c["inputs"].value,
+            action=c["action"].value,
+        )
+
+    def refresh(self) -> DevicePlan | None:
+        """Plan the current settings and redraw; returns the plan (None, with `error` set, if invalid)."""
+        explicit = self.controls["strategy"].value == EXPLICIT
+        self.controls["splits"].disabled = self.controls["vision_gpu"].disabled = not explicit
+        self.result.value = ""
+        try:
+            scenario = self.scenario
+            self.plan = plan_device_map(scenario.model, scenario.gpus, scenario.memory, scenario.strategy)
+        except QwenVLDiagError as error:
+            self.plan, self.error = None, str(error)
+            self.status.value = _message(f"Cannot plan this layout: {error}", _RED)
+            self.strip.value = self.memory_plot.value = b""
+            self.flags.value = ""
+            return None
+        self.error = None
+        self.strip.value = _png(plot_placement(self.plan))
+        self.memory_plot.value = _png(plot_memory(self.plan))
+        flags = flags_frame(self.plan)
+        used = ", ".join(device_summary_frame(self.plan).query("modules > 0")["device"])
+        summary = f"{self.plan.model}, {self.plan.strategy}: {len(self.plan.device_map)} modules on {used}"
+        if flags.empty:
+            self.status.value = _message(f"{summary}. No risky layout flagged.", _GREEN)
+            self.flags.value = ""
+        else:
+            codes = ", ".join(flags["code"])
+            self.status.value = _message(f"{summary}. Risky: {codes}.", _RED)
+            self.flags.value = flags.to_html(index=False)
+        return self.plan
+
+    def run(self):
+        """Run the current scenario (`qd.run`) and show its diagnosis; returns the Diagnosis (None when
+        the settings are invalid)."""
+        if self.plan is None:
+            self.result.value = _message(f"Fix the settings first: {self.error}", _RED)
+            return None
+        self.button.disabled = True
+        self.result.value = _message("running the scenario ...", "#555")
+        try:
+            self.diagnosis = run(self.scenario)
+        except QwenVLDiagError as error:
+            self.result.value = _message(f"The scenario could not run: {error}", _RED)
+            return None
+        finally:
+            self.button.disabled = False
+        self.result.value = self.diagnosis._repr_html_()
+        return self.diagnosis

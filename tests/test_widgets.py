@@ -1,0 +1,126 @@
+"""qd.widgets: the panels follow their controls without a browser, and show what the public functions give."""
+
+from __future__ import annotations
+
+import sys
+
+import matplotlib.pyplot as plt
+import pytest
+
+import qwenvl_diag as qd
+from qwenvl_diag._compat import transformers_at_least
+
+PNG = b"\x89PNG\r\n\x1a\n"
+SEED_FIXED = transformers_at_least("4.52.1")
+
+
+@pytest.fixture
+def panel():
+    return qd.widgets.PlacementPanel("Qwen/Qwen2.5-VL-7B-Instruct", gpus=2, memory_gib=24, strategy="auto")
+
+
+def test_the_panel_shows_the_plan_the_planner_makes(panel):
+    expected = qd.plan_device_map("Qwen/Qwen2.5-VL-7B-Instruct", 2, "24GiB", "auto")
+    assert panel.plan.device_map == expected.device_map
+    assert bytes(panel.strip.value).startswith(PNG) and bytes(panel.memory_plot.value).startswith(PNG)
+    assert panel.error is None
+    assert qd.widgets.PANEL_CLASS in panel.widget._dom_classes
+
+
+def test_changing_a_control_replans_and_redraws(panel):
+    before = bytes(panel.strip.value)
+    panel.controls["gpus"].value = 8
+    panel.controls["strategy"].value = "balanced"
+    expected = qd.plan_device_map("Qwen/Qwen2.5-VL-7B-Instruct", 8, "24GiB", "balanced")
+    assert panel.plan.device_map == expected.device_map and panel.plan.gpus == 8
+    assert bytes(panel.strip.value).startswith(PNG) and bytes(panel.strip.value) != before
+    # the seed's layout: the vision tower fills GPU 0, embed_tokens starts GPU 1
+    assert "vision_embed_apart" in panel.status.value and "Risky" in panel.status.value
+    assert "vision_embed_apart" in panel.flags.value
+    panel.controls["memory_gib"].value = 80
+    assert panel.plan.memory == 80 * 2**30
+    assert panel.scenario.memory == "80GiB"
+
+
+def test_explicit_split_points_build_the_map_and_flag_the_vision_tower_apart(panel):
+    assert panel.controls["splits"].disabled and panel.controls["vision_gpu"].disabled
+    panel.controls["strategy"].value = "explicit"
+    assert not panel.controls["splits"].disabled
+    panel.controls["splits"].value = "14"
+    assert panel.plan.strategy == "explicit"
+    assert panel.plan.device_map == qd.split_device_map("Qwen/Qwen2.5-VL-7B-Instruct", [14])
+    assert "No risky layout" in panel.status.value and panel.flags.value == ""
+    panel.controls["vision_gpu"].value = 1
+    assert [flag.code for flag in panel.plan.flags] == ["vision_embed_apart"]
+    assert "vision_embed_apart" in panel.flags.value
+    assert panel.scenario.strategy == qd.split_device_map("Qwen/Qwen2.5-VL-7B-Instruct", [14], vision_gpu=1)
+
+
+def test_invalid_settings_show_the_kits_message_and_clear_the_figures(panel):
+    panel.controls["strategy"].value = "explicit"
+    panel.controls["splits"].value = "14, x"
+    assert panel.plan is None and "decoder-layer numbers separated by commas" in panel.error
+    assert "Cannot plan this layout" in panel.status.value
+    assert bytes(panel.strip.value) == b"" and bytes(panel.memory_plot.value) == b""
+    assert panel.run() is None and "Fix the settings first" in panel.result.value
+    panel.controls["splits"].value = "40"
+    assert "lie in 1..27" in panel.error
+    panel.controls["gpus"].value = 1
+    panel.controls["splits"].value = "14"  # two GPUs' worth of layers on a one-GPU plan
+    assert panel.plan is None and "GPU" in panel.error
+    panel.controls["gpus"].value = 2
+    assert panel.plan is not None and panel.error is None and bytes(panel.strip.value).startswith(PNG)
+
+
+def test_panels_leave_no_open_figures_behind(panel):
+    open_before = plt.get_fignums()
+    panel.controls["gpus"].value = 4
+    assert plt.get_fignums() == open_before
+
+
+def test_the_run_button_diagnoses_the_seed_layout():
+    panel = qd.widgets.PlacementPanel(gpus=8, strategy="balanced", inputs="batch", action="generate")
+    assert panel.scenario == qd.Scenario.preset("seed-batched")
+    panel.button.click()
+    diagnosis = panel.diagnosis
+    assert isinstance(diagnosis, qd.Diagnosis) and diagnosis.scenario == panel.scenario
+    assert "qwenvl-diag: Qwen/Qwen2.5-VL-7B-Instruct generate" in panel.result.value
+    assert not panel.button.disabled
+    if SEED_FIXED:
+        assert diagnosis.ok and "no device error" in panel.result.value
+    else:
+        assert "found at least two devices, cuda:1 and cuda:0!" in panel.result.value
+        assert "qwen2_5_vl-batched-causal-mask" in panel.result.value
+
+    tabs = qd.widgets.DiagnosisPanel(diagnosis)
+    titles = list(tabs.widget.titles)
+    assert titles[0] == "diagnosis" and len(titles) == 1 + len(diagnosis.frames)
+    for name, frame in diagnosis.frames.items():
+        assert f"{name} ({len(frame)})" in titles
+    placement = tabs.pages[f"placement ({len(diagnosis.frames['placement'])})"].value
+    assert diagnosis.frames["placement"]["module"].iloc[0] in placement
+    assert tabs.pages["diagnosis"].value == diagnosis._repr_html_()
+    assert qd.widgets.PANEL_CLASS in tabs.widget._dom_classes
+
+
+def test_a_checkpoint_this_transformers_lacks_is_shown_as_an_error_not_raised(panel):
+    panel.controls["model"].value = "Qwen/Qwen3-VL-8B-Instruct"
+    if transformers_at_least(qd.FAMILIES["qwen3_vl"].since):
+        assert panel.plan is not None and panel.plan.model == "Qwen/Qwen3-VL-8B-Instruct"
+    else:
+        assert panel.plan is None and "qwen3_vl" in panel.error.lower().replace("-", "_")
+
+
+def test_bad_arguments_raise_the_kits_errors():
+    with pytest.raises(qd.QwenVLDiagError, match="shows a qd.Diagnosis"):
+        qd.widgets.DiagnosisPanel({"error": "x"})
+    with pytest.raises(qd.UnknownCheckpointError):
+        qd.widgets.PlacementPanel("Qwen/NotAModel")
+    with pytest.raises(qd.QwenVLDiagError, match="Unknown strategy"):
+        qd.widgets.PlacementPanel(strategy="fastest")
+
+
+def test_without_ipywidgets_the_panels_say_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # what an environment without it looks like
+    with pytest.raises(qd.QwenVLDiagError, match=r"pip install 'qwenvl-diag\[notebooks\]'"):
+        qd.widgets.PlacementPanel()
