@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .errors import QwenVLDiagError
+from .placement.devices import device_order
 from .placement.frames import device_map_frame, device_summary_frame, placement_flags
 
 GIB = 2**30
@@ -32,7 +33,7 @@ def plot_placement(model_or_plan, ax=None):
     """
     plt = _pyplot()
     frame = device_map_frame(model_or_plan)
-    devices = sorted(set(frame["device"]), key=lambda d: (not d.startswith("cuda:"), len(d), d))
+    devices = sorted(set(frame["device"]), key=device_order)
     colours = {d: plt.get_cmap("tab10")(i % 10) for i, d in enumerate(devices)}
     ax = _axes(plt, ax, (12, 1.8))
     x = range(len(frame))

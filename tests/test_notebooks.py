@@ -50,7 +50,12 @@ def test_notebooks_are_committed_without_outputs():
 
 def _reproduce_expected() -> list[str]:
     """What 01_reproduce.ipynb must print on this stack (its own cells assert the details)."""
-    common = ["vision_embed_apart", "image/png", "## qwenvl-diag: `Qwen/Qwen2.5-VL-7B-Instruct`"]
+    common = [
+        "vision_embed_apart",
+        "image/png",
+        "## qwenvl-diag: `Qwen/Qwen2.5-VL-7B-Instruct`",
+        "application/vnd.jupyter.widget-view+json",  # the diagnosis panel
+    ]
     if SEED_FIXED:
         return common + [
             f"transformers {TRANSFORMERS_VERSION} is already fixed: the batched generate passed",
@@ -75,7 +80,28 @@ def _reproduce_expected() -> list[str]:
     ]
 
 
-EXPECTED = {"01_reproduce.ipynb": _reproduce_expected()}
+def _placement_expected() -> list[str]:
+    """What 02_layer_placement.ipynb must show on this stack: the panel, figures, a flagged layout."""
+    common = [
+        "application/vnd.jupyter.widget-view+json",  # the placement panel
+        "image/png",
+        "balanced on 8 GPUs: ['vision_embed_apart']",
+        "sequential on 8 GPUs: no flags",
+        "layouts put the vision tower and embed_tokens on different GPUs",
+        "vision on GPU 0: no flags",
+        "vision on GPU 1: ['vision_embed_apart']",
+    ]
+    if SEED_FIXED:
+        return common + [f"transformers {TRANSFORMERS_VERSION} is fixed: the flagged layout passes too"]
+    return common + [
+        "vision tower apart:             Expected all tensors to be on the same device, "
+        "but found at least two devices, cuda:0 and cuda:1!",
+        "the flagged layout fails at diagonal_attend_mask = torch.arange(target_length, device=device) > "
+        "cache_position.reshape(-1, 1)",
+    ]
+
+
+EXPECTED = {"01_reproduce.ipynb": _reproduce_expected(), "02_layer_placement.ipynb": _placement_expected()}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -80,3 +80,17 @@ def test_a_model_without_a_vision_tower_or_of_the_wrong_kind_is_refused():
         qd.split_device_map(42, [1])
     with pytest.raises(qd.UnknownCheckpointError):
         qd.split_device_map("Qwen/NotAModel", [1])
+
+
+def test_a_plan_says_where_a_module_lands_by_path_or_last_name():
+    apart = qd.plan_device_map(CHECKPOINT, 2, "24GiB", qd.split_device_map(CHECKPOINT, [14], vision_gpu=1))
+    assert apart.devices_of("visual") == ["cuda:1"] and apart.devices_of("embed_tokens") == ["cuda:0"]
+    vision_path = next(name for name in apart.module_names if name.endswith("visual"))
+    assert apart.devices_of(vision_path) == ["cuda:1"]
+    assert apart.devices_of(f"{vision_path}.blocks.0") == ["cuda:1"]  # inside a placed module
+    everything = next(
+        name for name in apart.module_names if name.endswith("language_model") or name == "model"
+    )
+    assert apart.devices_of(everything) == ["cuda:0", "cuda:1"]  # split: every device, GPUs in order
+    with pytest.raises(qd.PlacementError, match="has no module 'vision_tower'"):
+        apart.devices_of("vision_tower")

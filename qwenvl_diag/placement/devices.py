@@ -52,3 +52,9 @@ def normalise_device(device: object, gpus: int | None = None) -> int | str:
 def device_label(device: int | str | torch.device) -> str:
     """ "cuda:N" for a GPU index, else the device's own name ("cpu", "disk", "cuda:1")."""
     return f"cuda:{device}" if isinstance(device, int) else str(device)
+
+
+def device_order(label: str) -> tuple:
+    """Sort key for device labels: GPUs by index ("cuda:2" before "cuda:10"), then "cpu", "disk"."""
+    kind, _, index = label.partition(":")
+    return (kind != "cuda", int(index) if index.isdigit() else 0, kind)

@@ -9,7 +9,7 @@ import torch
 from accelerate.utils.modeling import clean_device_map
 
 from ..errors import PlacementError
-from .devices import device_label, normalise_device
+from .devices import device_label, device_order, normalise_device
 from .modules import lm_head_tied, module_kind, module_layer, named_tensors, placed_sizes, unplaced
 from .plan import DevicePlan
 from .risks import RiskFlag, find_risks, risks_frame
@@ -101,11 +101,6 @@ def device_map_frame(model_or_plan: torch.nn.Module | DevicePlan) -> pd.DataFram
     return frame[PLACEMENT_COLUMNS].astype({"params": "int64", "bytes": "int64"})
 
 
-def _device_order(label: str) -> tuple:
-    kind, _, index = label.partition(":")
-    return (kind != "cuda", int(index) if index.isdigit() else 0, kind)
-
-
 def _gpu_capacity(label: str) -> float:
     if label.startswith("cuda:") and torch.cuda.is_available():
         return float(torch.cuda.get_device_properties(int(label.split(":")[1])).total_memory)
@@ -129,7 +124,7 @@ def device_summary_frame(model_or_plan: torch.nn.Module | DevicePlan) -> pd.Data
     summary = summary.reset_index()
     summary["capacity"] = [capacity.get(d, math.nan) for d in summary["device"]]
     summary["share"] = summary["bytes"] / summary["capacity"]
-    summary = summary.iloc[sorted(range(len(summary)), key=lambda i: _device_order(summary["device"].iat[i]))]
+    summary = summary.iloc[sorted(range(len(summary)), key=lambda i: device_order(summary["device"].iat[i]))]
     return summary[SUMMARY_COLUMNS].reset_index(drop=True)
 
 

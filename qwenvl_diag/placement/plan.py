@@ -20,8 +20,8 @@ from ..errors import PlacementError
 from ..models.build import config_from_dict, model_class
 from ..models.catalog import checkpoint_config, resolve_checkpoint
 from ..models.families import FAMILIES, family_of_model_type, get_family
-from .devices import normalise_device, parse_memory
-from .modules import lm_head_tied, named_tensors, placed_sizes, unplaced
+from .devices import device_label, device_order, normalise_device, parse_memory
+from .modules import devices_of, find_module, lm_head_tied, named_tensors, placed_sizes, unplaced
 from .risks import RiskFlag, find_risks
 
 STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
@@ -68,6 +68,22 @@ class DevicePlan:
     def to_json(self) -> str:
         """`to_dict()` as indented JSON."""
         return json.dumps(self.to_dict(), indent=2)
+
+    def devices_of(self, module: str) -> list[str]:
+        """The devices ("cuda:0", "cpu", ...) the tensors of `module` land on: a module path, or the last
+        part of one ("visual", "embed_tokens", "lm_head"); several when the map splits it.
+
+        >>> plan.devices_of("visual"), plan.devices_of("embed_tokens")
+        (['cuda:0'], ['cuda:1'])
+        """
+        path = module if module in self.module_names else find_module(self.module_names, module)
+        if path is None:
+            raise PlacementError(
+                f"{self.model} has no module {module!r}; try 'visual', 'embed_tokens', 'lm_head' or a path "
+                "from qd.device_map_frame(plan)."
+            )
+        found = devices_of(path, self.device_map, self.tensor_names)
+        return sorted((device_label(d) for d in found), key=device_order)
 
 
 def _config_dict(source: object) -> tuple[str, dict]:
