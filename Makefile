@@ -4,7 +4,7 @@ PIP_FLAGS ?= --quiet --disable-pip-version-check
 CURRENT := .venv
 LEGACY := .venv-legacy
 
-.PHONY: lab test test-current test-legacy bench lint clean
+.PHONY: lab lab-envs test test-current test-legacy bench lint clean
 
 # The "current" stack: newest transformers 5.x, with the notebook extras.
 $(CURRENT)/.installed: pyproject.toml requirements/current.txt
@@ -20,7 +20,14 @@ $(LEGACY)/.installed: pyproject.toml requirements/legacy.txt
 	$(LEGACY)/bin/pip install $(PIP_FLAGS) -r requirements/legacy.txt -e ".[notebooks,test]"
 	touch $@
 
+# The version lab's side environment of transformers 4.51.3 (where the seed's failures live), made once
+# so that 01_reproduce.ipynb shows them on the current stack without downloading anything while it runs.
+lab-envs: $(CURRENT)/.installed
+	$(CURRENT)/bin/python -c "from qwenvl_diag.versions import side_env; print(side_env('4.51.3'))"
+
+# Offline, the side environment cannot be made: JupyterLab opens anyway, and the notebook says so.
 lab: $(CURRENT)/.installed
+	-$(MAKE) --no-print-directory lab-envs
 	$(CURRENT)/bin/jupyter lab notebooks/01_reproduce.ipynb
 
 test: test-current test-legacy

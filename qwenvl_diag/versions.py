@@ -217,12 +217,15 @@ def _probe_site(python: Path) -> str:
     return done.stdout.strip()
 
 
-def side_env(version: str, *, cache: str | Path | None = None, pip_args: Sequence[str] = ()) -> SideEnv:
+def side_env(
+    version: str, *, cache: str | Path | None = None, pip_args: Sequence[str] = (), build: bool = True
+) -> SideEnv:
     """The side environment of transformers `version` ("4.51.3", "latest", "installed"), made on demand.
 
     A cached environment is reused (`created` False). "installed" is the kit's own environment.
-    `pip_args` go to `pip install` (e.g. ["--index-url", URL]). Raises `VersionLabError` when it cannot
-    be made; then nothing is left in the cache.
+    `pip_args` go to `pip install` (e.g. ["--index-url", URL]). With `build=False` only a cached one is
+    used (no download; give an exact release then). Raises `VersionLabError` when it cannot be made (or
+    is not cached and `build` is False); then nothing is left in the cache.
     """
     pip_args = tuple(pip_args)
     if version == INSTALLED:
@@ -236,6 +239,12 @@ def side_env(version: str, *, cache: str | Path | None = None, pip_args: Sequenc
     if marker.is_file():
         details = json.loads(marker.read_text())
         return SideEnv(transformers, details["accelerate"], str(_python_of(target)), target, details=details)
+    if not build:
+        raise VersionLabError(
+            f"The side environment of transformers {transformers} is not made yet (in {root}), and this call "
+            f"makes none. Make it once (needs a package index, about a minute): "
+            f"qd.run_in_versions(scenario, [{transformers!r}]), or `make lab-envs`."
+        )
     root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     temp = Path(tempfile.mkdtemp(prefix=f".building-transformers-{transformers}-", dir=root))
@@ -346,11 +355,13 @@ def run_in_versions(
     cache: str | Path | None = None,
     progress: bool = True,
     pip_args: Sequence[str] = (),
+    build: bool = True,
 ) -> pd.DataFrame:
     """Run `scenario` under each transformers release in `versions` ("4.51.3", "latest", "installed"),
     each in its side environment (made on demand, cached), and return one row per release (columns
     `VERSION_COLUMNS`). A release whose environment cannot be made raises `VersionLabError` (and leaves
-    nothing half-installed); a scenario the kit cannot run there is a "kit error" row.
+    nothing half-installed); a scenario the kit cannot run there is a "kit error" row. `build=False`
+    uses cached environments only (no download): one not made yet raises `VersionLabError`.
 
     >>> qd.run_in_versions(qd.Scenario.preset("seed-batched"), ["4.51.3", "4.52.4", "latest"])
     """
@@ -365,7 +376,7 @@ def run_in_versions(
     for version in bar:
         if progress:
             bar.set_postfix_str(f"{version}: environment")
-        env = side_env(version, cache=cache, pip_args=pip_args)
+        env = side_env(version, cache=cache, pip_args=pip_args, build=build)
         if progress:
             bar.set_postfix_str(f"{env.transformers}: running")
         started = time.perf_counter()

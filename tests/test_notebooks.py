@@ -11,6 +11,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from qwenvl_diag import versions
 from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
 
 NOTEBOOK_DIR = Path(__file__).parent.parent / "notebooks"
@@ -18,6 +19,8 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
 # both seed failures were fixed in transformers 4.52.1: older stacks must show them, newer ones must pass
 SEED_FIXED = transformers_at_least("4.52.1")
+# the version lab's side environments, shared with test_versions (in LAB_CACHE/envs; git ignores it)
+LAB_CACHE = Path(__file__).resolve().parents[1] / "test-output"
 
 
 def _run(path: Path) -> tuple[str, float]:
@@ -62,6 +65,9 @@ def _reproduce_expected() -> list[str]:
             f"transformers {TRANSFORMERS_VERSION} is already fixed: the video forward passed",
             f"transformers {TRANSFORMERS_VERSION} is already fixed: both seed failures passed above",
             "generate passed",
+            # ... and the version lab shows the batched failure under 4.51.3 (BUG_FACTS.md: line 1334)
+            "version lab: transformers 4.51.3 failed at "
+            "transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py:1334 (qwen2_5_vl-batched-causal-mask)",
         ]
     return common + [
         # the batched failure: the error, the library line, the known bug
@@ -105,7 +111,10 @@ EXPECTED = {"01_reproduce.ipynb": _reproduce_expected(), "02_layer_placement.ipy
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_notebook_runs_headless(name):
+def test_notebook_runs_headless(name, monkeypatch):
+    monkeypatch.setenv("QWENVL_DIAG_CACHE", str(LAB_CACHE))  # the kernel inherits it
+    if name == "01_reproduce.ipynb" and SEED_FIXED:
+        versions.side_env("4.51.3")  # made before the notebook runs, as `make lab` does for users
     text, seconds = _run(NOTEBOOK_DIR / name)
     for snippet in EXPECTED[name]:
         assert snippet in text, (

@@ -50,6 +50,14 @@ def test_an_unreachable_index_is_a_clear_error_and_leaves_nothing_behind(tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_without_build_a_side_environment_not_made_yet_is_an_error_that_says_how(tmp_path):
+    with pytest.raises(qd.VersionLabError, match=r"4.50.3 is not made yet .* makes none. Make it once"):
+        versions.side_env("4.50.3", cache=tmp_path, pip_args=UNREACHABLE, build=False)
+    with pytest.raises(qd.VersionLabError, match="not made yet"):
+        qd.run_in_versions(qd.Scenario(), ["4.50.3"], cache=tmp_path, progress=False, build=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_side_environment_shadows_transformers_and_keeps_the_kits_torch(lab):
     cache, env = lab
     import torch
@@ -63,6 +71,8 @@ def test_a_side_environment_shadows_transformers_and_keeps_the_kits_torch(lab):
     assert site.is_relative_to(env.path) and not (site / "torch").exists()
     again = versions.side_env(env.transformers, cache=cache)  # cached: reused, not rebuilt
     assert not again.created and again.python == env.python and again.accelerate == env.accelerate
+    offline = versions.side_env(env.transformers, cache=cache, pip_args=UNREACHABLE, build=False)
+    assert not offline.created and offline.python == env.python
     assert env.path.name.startswith(f"transformers-{env.transformers}-py")
     assert not [p for p in cache.iterdir() if p.name.startswith(".building")]
 
