@@ -42,6 +42,7 @@ bench: $(CURRENT)/.installed
 	$(CURRENT)/bin/python benchmarks/bench_models.py
 	$(CURRENT)/bin/python benchmarks/bench_plan.py
 	$(CURRENT)/bin/python benchmarks/bench_simulate.py
+	$(CURRENT)/bin/python benchmarks/bench_notebooks.py
 
 lint: $(CURRENT)/.installed
 	$(CURRENT)/bin/ruff format --check qwenvl_diag tests benchmarks
