@@ -57,6 +57,7 @@ from .rope import (
 )
 from .scenario import Scenario, run
 from .simulate import SimulatedGPUs, simulated_gpus
+from .tables import VERDICT_COLOURS, style_verify
 from .trace import Trace, trace_devices
 from .verify import VERDICTS, VERIFY_COLUMNS, verify
 from .versions import VERSION_COLUMNS, bisect_versions, run_in_versions
@@ -69,11 +70,13 @@ __all__ = [
     "Setup",
     "UnknownFixError",
     "VERDICTS",
+    "VERDICT_COLOURS",
     "VERIFY_COLUMNS",
     "applying",
     "fixes",
     "get_fix",
     "verify",
+    "style_verify",
     "VERSION_COLUMNS",
     "VersionLabError",
     "bisect_versions",

@@ -11,6 +11,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from qwenvl_diag import VERDICT_COLOURS as COLOURS
 from qwenvl_diag import versions
 from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
 
@@ -107,7 +108,60 @@ def _placement_expected() -> list[str]:
     ]
 
 
-EXPECTED = {"01_reproduce.ipynb": _reproduce_expected(), "02_layer_placement.ipynb": _placement_expected()}
+def _fix_and_verify_expected() -> tuple[list[str], list[str]]:
+    """What 03_fix_and_verify.ipynb must show on this stack (its own cells assert the details), and
+    what it must not: red rows where transformers is fixed, grey-green ("not needed") ones where not."""
+    green, grey, red = (f"background-color: {COLOURS[v]}" for v in ("fixed", "not needed", "not fixed"))
+    common = [
+        "image/png",  # the rope positions plot
+        "rope positions with second_per_grid_ts_as_list equal the single-device reference",
+        "video tokens 45-52: t takes [45, 47]",
+        f"seed-batched: the verdicts expected on transformers {TRANSFORMERS_VERSION}",
+        f"seed-video: the verdicts expected on transformers {TRANSFORMERS_VERSION}",
+        "error: none, generate passed",  # the scenario that carries vision_with_embeddings
+    ]
+    if SEED_FIXED:
+        lines = [f"{preset}: {fix} -> not needed" for preset in VERDICTS for fix in VERDICTS[preset]]
+        return common + lines + [grey, "no red rows on transformers"], [red, green]
+    lines = [
+        f"{preset}: {fix} -> {v}" for preset, verdicts in VERDICTS.items() for fix, v in verdicts.items()
+    ]
+    return common + lines + [
+        green,
+        red,
+        "seed-batched: fixed by single_device, vision_with_embeddings, rope_mask_hotfix",
+        "seed-video: fixed by second_per_grid_ts_as_list, rope_mask_hotfix",
+        "leaves qwen2_5_vl-batched-causal-mask in place",
+        "leaves qwen2_5_vl-video-second-per-grid-ts in place",
+        "without a fix: no positions: No Qwen2_5_VLForConditionalGeneration.get_rope_index call returned",
+    ], [grey]
+
+
+# what each fix does to the seed's failures on transformers 4.49-4.51.3 (03's verify tables)
+VERDICTS = {
+    "seed-batched": {
+        "inputs_to_execution_device": "not fixed",
+        "single_device": "fixed",
+        "vision_with_embeddings": "fixed",
+        "second_per_grid_ts_as_list": "not fixed",
+        "rope_mask_hotfix": "fixed",
+    },
+    "seed-video": {
+        "inputs_to_execution_device": "not fixed",
+        "single_device": "not fixed",
+        "vision_with_embeddings": "not fixed",
+        "second_per_grid_ts_as_list": "fixed",
+        "rope_mask_hotfix": "fixed",
+    },
+}
+FIX_AND_VERIFY, FIX_AND_VERIFY_ABSENT = _fix_and_verify_expected()
+
+EXPECTED = {
+    "01_reproduce.ipynb": _reproduce_expected(),
+    "02_layer_placement.ipynb": _placement_expected(),
+    "03_fix_and_verify.ipynb": FIX_AND_VERIFY,
+}
+ABSENT = {"03_fix_and_verify.ipynb": FIX_AND_VERIFY_ABSENT}  # snippets that must not show
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -120,5 +174,8 @@ def test_notebook_runs_headless(name, monkeypatch):
         assert snippet in text, (
             f"{name} (transformers {TRANSFORMERS_VERSION}, ran in {seconds:.1f} s): {snippet!r}"
         )
+    for snippet in ABSENT.get(name, []):
+        assert snippet not in text, f"{name} (transformers {TRANSFORMERS_VERSION}): {snippet!r}"
     if not SEED_FIXED:
         assert "is already fixed" not in text, f"{name} (ran in {seconds:.1f} s)"
+    print(f"{name}: ran headless in {seconds:.1f} s on transformers {TRANSFORMERS_VERSION}")
