@@ -3,6 +3,8 @@
 - `PlacementPanel`: checkpoint, GPUs, memory per GPU, strategy or explicit split points; the placement
   strip, the memory plot and the risk flags update on every change; "Run scenario" diagnoses the layout.
 - `DiagnosisPanel`: one Diagnosis as tabs (summary, then each of its frames).
+- `VerifyPanel`: a failure (a scenario preset, or your Scenario) and fixes; "Verify" runs `qd.verify`
+  and shows the table coloured by verdict (`qd.style_verify`).
 
 Every panel keeps its results on itself (`panel.plan`, `panel.diagnosis`, the figures as PNG bytes in
 image widgets), so it works, and is tested, without a browser: set `panel.controls[...].value` and read
@@ -31,7 +33,7 @@ from .placement import (
     split_device_map,
 )
 from .plots import plot_memory, plot_placement
-from .scenario import Scenario, run
+from .scenario import PRESETS, Scenario, run
 from .trace import ACTIONS
 
 PANEL_CLASS = "qd-panel"
@@ -262,3 +264,97 @@ class PlacementPanel(_Panel):
             self.button.disabled = False
         self.result.value = self.diagnosis._repr_html_()
         return self.diagnosis
+
+
+class VerifyPanel(_Panel):
+    """Which fix works on which failure: pick a scenario (the presets, or the `scenario` you pass, listed
+    as "yours") and fixes; "Verify" runs `qd.verify` and shows its table coloured by verdict. The fixes
+    preselected are every catalogue fix that runs here (not `upgrade_transformers`, which builds a side
+    environment from a package index: tick it to include it).
+
+    Results: `scenario` (the chosen Scenario), `frame` (the last verify table, None before).
+
+    >>> panel = qd.widgets.VerifyPanel("seed-video")
+    >>> frame = panel.verify()          # the same as clicking "Verify"
+    """
+
+    def __init__(self, scenario: str | Scenario = "seed-batched", fixes: list[str] | None = None) -> None:
+        from .fixes import CATALOGUE, resolve
+
+        widgets = _ipywidgets()
+        self.scenarios = {name: Scenario.preset(name) for name in PRESETS}
+        if isinstance(scenario, Scenario):
+            self.scenarios["yours"] = scenario
+            chosen = "yours"
+        elif scenario in PRESETS:
+            chosen = scenario
+        else:
+            raise QwenVLDiagError(
+                f"VerifyPanel takes a qd.Scenario or a preset name ({', '.join(PRESETS)}); got {scenario!r}."
+            )
+        if fixes is None:
+            fixes = [fix.name for fix in CATALOGUE if fix.stage != "environment"]
+        wide = {"description_width": "110px"}
+        self.controls = {
+            "scenario": widgets.Dropdown(
+                options=list(self.scenarios), value=chosen, description="failure", style=wide
+            ),
+            "fixes": widgets.SelectMultiple(
+                options=[fix.name for fix in CATALOGUE],
+                value=[fix.name for fix in resolve(fixes)],
+                rows=len(CATALOGUE),
+                description="fixes",
+                style=wide,
+            ),
+        }
+        self.described = widgets.HTML()
+        self.button = widgets.Button(description="Verify", button_style="primary", icon="check")
+        self.table = widgets.HTML()
+        self.frame = None
+        self.controls["scenario"].observe(lambda _change: self._describe(), names="value")
+        self.button.on_click(lambda _button: self.verify())
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.controls["scenario"], self.controls["fixes"]]),
+                self.described,
+                self.button,
+                self.table,
+            ]
+        )
+        self.widget.add_class(PANEL_CLASS)
+        self._describe()
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.scenarios[self.controls["scenario"].value]
+
+    def _describe(self) -> None:
+        s = self.scenario
+        strategy = s.strategy if isinstance(s.strategy, str) else "explicit map"
+        self.described.value = html.escape(
+            f"{s.model} on {s.gpus} x {s.memory} ({strategy}), {s.inputs} inputs, {s.action}"
+        )
+        self.table.value = ""
+
+    def verify(self):
+        """Run `qd.verify` on the chosen scenario and fixes, show the coloured table and return the frame
+        (None when no fix is chosen or the kit refuses the run: the message says why)."""
+        from .tables import style_verify
+        from .verify import verify
+
+        fixes = list(self.controls["fixes"].value)
+        if not fixes:
+            self.table.value = _message("Choose at least one fix.", _RED)
+            return None
+        self.button.disabled = True
+        self.table.value = _message(f"verifying {len(fixes)} fix(es) ...", "#555")
+        try:
+            self.frame = verify(self.scenario, fix=fixes)
+        except QwenVLDiagError as error:
+            self.table.value = _message(f"Could not verify: {error}", _RED)
+            return None
+        finally:
+            self.button.disabled = False
+        shown = self.frame[["fix", "verdict", "max_abs_logit_diff", "why"]]
+        self.table.value = style_verify(shown).hide(axis="index").to_html()
+        return self.frame

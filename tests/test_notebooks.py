@@ -114,6 +114,7 @@ def _fix_and_verify_expected() -> tuple[list[str], list[str]]:
     green, grey, red = (f"background-color: {COLOURS[v]}" for v in ("fixed", "not needed", "not fixed"))
     common = [
         "image/png",  # the rope positions plot
+        "application/vnd.jupyter.widget-view+json",  # the verify panel
         "rope positions with second_per_grid_ts_as_list equal the single-device reference",
         "video tokens 45-52: t takes [45, 47]",
         f"seed-batched: the verdicts expected on transformers {TRANSFORMERS_VERSION}",
