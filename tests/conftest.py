@@ -9,6 +9,25 @@ from qwenvl_diag.models.families import FAMILIES
 
 ALL_FAMILIES = list(FAMILIES)
 
+# What each catalogue fix (but upgrade_transformers) does to the seed's two failures on transformers
+# 4.49-4.51.3 (BUG_FACTS.md); from 4.52.1 every one is "not needed".
+SEED_FIX_VERDICTS = {
+    "seed-batched": {
+        "inputs_to_execution_device": "not fixed",
+        "single_device": "fixed",
+        "vision_with_embeddings": "fixed",
+        "second_per_grid_ts_as_list": "not fixed",
+        "rope_mask_hotfix": "fixed",
+    },
+    "seed-video": {
+        "inputs_to_execution_device": "not fixed",
+        "single_device": "not fixed",
+        "vision_with_embeddings": "not fixed",
+        "second_per_grid_ts_as_list": "fixed",
+        "rope_mask_hotfix": "fixed",
+    },
+}
+
 
 def family_available(family: str) -> bool:
     """Whether the installed transformers has `family` (else the kit must say which release it needs)."""

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from conftest import vision_apart_map
+from conftest import SEED_FIX_VERDICTS, vision_apart_map
 
 import qwenvl_diag as qd
 from qwenvl_diag._compat import transformers_at_least
@@ -27,23 +27,7 @@ IN_PROCESS = [fix.name for fix in CATALOGUE if fix.stage != "environment"]  # up
 PLACED_FIXES = [fix.name for fix in CATALOGUE if fix.stage == "placed"]
 PLAN_FIXES = [fix.name for fix in CATALOGUE if fix.stage == "plan"]
 
-# What each fix does to the seed's two failures on transformers 4.49-4.51.3.
-EXPECTED = {
-    "seed-batched": {
-        "inputs_to_execution_device": "not fixed",
-        "single_device": "fixed",
-        "vision_with_embeddings": "fixed",
-        "second_per_grid_ts_as_list": "not fixed",
-        "rope_mask_hotfix": "fixed",
-    },
-    "seed-video": {
-        "inputs_to_execution_device": "not fixed",
-        "single_device": "not fixed",
-        "vision_with_embeddings": "not fixed",
-        "second_per_grid_ts_as_list": "fixed",
-        "rope_mask_hotfix": "fixed",
-    },
-}
+EXPECTED = SEED_FIX_VERDICTS
 REMAINING_BUG = {"seed-batched": BATCHED_BUG, "seed-video": VIDEO_BUG}
 
 

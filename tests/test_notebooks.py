@@ -14,6 +14,7 @@ from nbclient import NotebookClient
 from qwenvl_diag import VERDICT_COLOURS as COLOURS
 from qwenvl_diag import versions
 from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
+from tests.conftest import SEED_FIX_VERDICTS
 
 NOTEBOOK_DIR = Path(__file__).parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -122,11 +123,9 @@ def _fix_and_verify_expected() -> tuple[list[str], list[str]]:
         "error: none, generate passed",  # the scenario that carries vision_with_embeddings
     ]
     if SEED_FIXED:
-        lines = [f"{preset}: {fix} -> not needed" for preset in VERDICTS for fix in VERDICTS[preset]]
+        lines = [f"{preset}: {fix} -> not needed" for preset, on in SEED_FIX_VERDICTS.items() for fix in on]
         return common + lines + [grey, "no red rows on transformers"], [red, green]
-    lines = [
-        f"{preset}: {fix} -> {v}" for preset, verdicts in VERDICTS.items() for fix, v in verdicts.items()
-    ]
+    lines = [f"{preset}: {fix} -> {v}" for preset, on in SEED_FIX_VERDICTS.items() for fix, v in on.items()]
     return common + lines + [
         green,
         red,
@@ -138,23 +137,6 @@ def _fix_and_verify_expected() -> tuple[list[str], list[str]]:
     ], [grey]
 
 
-# what each fix does to the seed's failures on transformers 4.49-4.51.3 (03's verify tables)
-VERDICTS = {
-    "seed-batched": {
-        "inputs_to_execution_device": "not fixed",
-        "single_device": "fixed",
-        "vision_with_embeddings": "fixed",
-        "second_per_grid_ts_as_list": "not fixed",
-        "rope_mask_hotfix": "fixed",
-    },
-    "seed-video": {
-        "inputs_to_execution_device": "not fixed",
-        "single_device": "not fixed",
-        "vision_with_embeddings": "not fixed",
-        "second_per_grid_ts_as_list": "fixed",
-        "rope_mask_hotfix": "fixed",
-    },
-}
 FIX_AND_VERIFY, FIX_AND_VERIFY_ABSENT = _fix_and_verify_expected()
 
 EXPECTED = {
