@@ -232,7 +232,6 @@ def side_env(
         details = _probe(Path(sys.executable))
         return SideEnv(details["transformers"], details["accelerate"], sys.executable, details=details)
     transformers = resolve_version(version, pip_args)
-    accelerate = matching_accelerate(transformers, pip_args)
     root = cache_dir(cache)
     target = root / f"transformers-{transformers}-{_kit_tag()}"
     marker = target / READY
@@ -245,6 +244,7 @@ def side_env(
             f"makes none. Make it once (needs a package index, about a minute): "
             f"qd.run_in_versions(scenario, [{transformers!r}]), or `make lab-envs`."
         )
+    accelerate = matching_accelerate(transformers, pip_args)  # may ask the index: only when building
     root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     temp = Path(tempfile.mkdtemp(prefix=f".building-transformers-{transformers}-", dir=root))
