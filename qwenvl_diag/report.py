@@ -104,8 +104,9 @@ def _details(title: str, frame: pd.DataFrame) -> str:
     return f"<details><summary>{html.escape(title)} ({len(frame)} rows)</summary>{body}</details>"
 
 
-def html_report(diagnosis) -> str:
-    """A compact HTML view for Jupyter: the verdict, the line, the known bug, then the frames folded."""
+def html_report(diagnosis, frames: bool = True) -> str:
+    """A compact HTML view for Jupyter: the verdict, the line, the known bug, then (`frames`) the frames
+    folded."""
     colour = "#b00020" if diagnosis.error else "#1b5e20"
     verdict = f"{diagnosis.error_type}: {diagnosis.error}" if diagnosis.error else "no device error"
     parts = [
@@ -128,6 +129,6 @@ def html_report(diagnosis) -> str:
         )
     if diagnosis.advice:
         parts.append("<ul>" + "".join(f"<li>{html.escape(a)}</li>" for a in diagnosis.advice) + "</ul>")
-    for name, frame in diagnosis.frames.items():
+    for name, frame in diagnosis.frames.items() if frames else ():
         parts.append(_details(name, frame))
     return "".join(parts) + "</div>"

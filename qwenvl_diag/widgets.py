@@ -33,6 +33,7 @@ from .placement import (
     split_device_map,
 )
 from .plots import plot_memory, plot_placement
+from .report import html_report
 from .scenario import PRESETS, Scenario, run
 from .trace import ACTIONS
 
@@ -90,7 +91,7 @@ class _Panel:
 
 
 class DiagnosisPanel(_Panel):
-    """A Diagnosis as tabs: "summary" (its HTML report: the error, the line, the known bug, the advice),
+    """A Diagnosis as tabs: "diagnosis" (its report: the error, the line, the known bug, the advice),
     then one tab per frame (`qd.diagnose.FRAMES`: placement, summary, flags, tensors, ...).
 
     >>> qd.widgets.DiagnosisPanel(qd.run(qd.Scenario.preset("seed-video")))
@@ -106,10 +107,10 @@ class DiagnosisPanel(_Panel):
             )
         widgets = _ipywidgets()
         self.diagnosis = diagnosis
-        pages = {"diagnosis": diagnosis._repr_html_()}
-        for name, frame in diagnosis.frames.items():
-            table = frame.to_html(max_rows=60, index=False) if not frame.empty else "<p>none</p>"
-            pages[f"{name} ({len(frame)})"] = table
+        pages = {"diagnosis": html_report(diagnosis, frames=False)}
+        for name, frame in diagnosis.frames.items():  # counts inside: tab titles have a fixed width
+            table = frame.to_html(max_rows=60, index=False) if not frame.empty else ""
+            pages[name] = f"<p>{name}: {len(frame)} rows</p>{table}"
         self.pages = {title: widgets.HTML(value) for title, value in pages.items()}
         self.widget = widgets.Tab(children=list(self.pages.values()), titles=list(self.pages))
         self.widget.add_class(PANEL_CLASS)

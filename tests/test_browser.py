@@ -440,11 +440,11 @@ def test_reproduce_notebook_in_jupyterlab(tmp_path, monkeypatch, committed_noteb
             _screenshot_element(page, panel, OUTPUT / "panel.png")
             page.screenshot(path=OUTPUT / "panel-viewport.png")
             # it is live: another tab shows that frame's table
-            tab = panel.get_by_role("tab", name=re.compile(r"^placement \(\d+\)"))
-            tab.click()
+            panel.get_by_role("tab", name="placement", exact=True).click()
             shown = panel.locator("table.dataframe:visible")
             expect(shown).to_have_count(1)
             expect(shown).to_contain_text("embed_tokens")
+            expect(panel.get_by_text(re.compile(r"^placement: \d+ rows$"))).to_be_visible()
             expect(panel_report).to_be_hidden()
             panel.get_by_role("tab", name="diagnosis").click()
             expect(panel_report).to_be_visible()

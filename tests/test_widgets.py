@@ -93,13 +93,12 @@ def test_the_run_button_diagnoses_the_seed_layout():
         assert "qwen2_5_vl-batched-causal-mask" in panel.result.value
 
     tabs = qd.widgets.DiagnosisPanel(diagnosis)
-    titles = list(tabs.widget.titles)
-    assert titles[0] == "diagnosis" and len(titles) == 1 + len(diagnosis.frames)
+    assert list(tabs.widget.titles) == ["diagnosis", *diagnosis.frames]
     for name, frame in diagnosis.frames.items():
-        assert f"{name} ({len(frame)})" in titles
-    placement = tabs.pages[f"placement ({len(diagnosis.frames['placement'])})"].value
-    assert diagnosis.frames["placement"]["module"].iloc[0] in placement
-    assert tabs.pages["diagnosis"].value == diagnosis._repr_html_()
+        assert tabs.pages[name].value.startswith(f"<p>{name}: {len(frame)} rows</p>")
+    assert diagnosis.frames["placement"]["module"].iloc[0] in tabs.pages["placement"].value
+    report = tabs.pages["diagnosis"].value  # the report without the folded frames the other tabs hold
+    assert report == diagnosis._repr_html_().split("<details>")[0] + "</div>"
     assert qd.widgets.PANEL_CLASS in tabs.widget._dom_classes
 
 
