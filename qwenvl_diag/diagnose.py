@@ -112,8 +112,8 @@ def _advice(
     codes = set(flags["code"]) if not flags.empty else set()
     if "vision_embed_apart" in codes and error is not None:
         advice.append(
-            "Keep the vision tower and embed_tokens on one GPU (an explicit device map, see "
-            "qd.plan_device_map(..., strategy={...})), or run on one device."
+            "Keep the vision tower and embed_tokens on one GPU (an explicit device map such as "
+            "qd.split_device_map(checkpoint, [layer], vision_gpu=0)), or run on one device."
         )
     if first is not None and not bugs:
         advice.append(

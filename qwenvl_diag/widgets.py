@@ -18,6 +18,7 @@ them back. ipywidgets is imported when a panel is made; without it the kit's err
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 
@@ -81,13 +82,24 @@ def _parse_splits(text: str) -> list[int]:
     return [int(p) for p in parts]
 
 
+def _img(image) -> str:
+    """An image widget's PNG as an <img> that needs no kernel ("" when it holds none)."""
+    data = bytes(image.value)
+    return f"<img src='data:image/png;base64,{base64.b64encode(data).decode()}'/>" if data else ""
+
+
 class _Panel:
-    """Shows its outer widget when it is the value of a notebook cell."""
+    """Shows its outer widget when it is the value of a notebook cell, with a static HTML copy of what it
+    shows at that moment for viewers without live widgets (GitHub, nbviewer, an HTML export); frontends
+    with the widget manager render the live widget instead."""
 
     widget: object
 
+    def _static_html(self) -> str:
+        raise NotImplementedError
+
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return {**self.widget._repr_mimebundle_(**kwargs), "text/html": self._static_html()}
 
 
 class DiagnosisPanel(_Panel):
@@ -114,6 +126,9 @@ class DiagnosisPanel(_Panel):
         self.pages = {title: widgets.HTML(value) for title, value in pages.items()}
         self.widget = widgets.Tab(children=list(self.pages.values()), titles=list(self.pages))
         self.widget.add_class(PANEL_CLASS)
+
+    def _static_html(self) -> str:
+        return html_report(self.diagnosis)
 
 
 class PlacementPanel(_Panel):
@@ -197,6 +212,16 @@ class PlacementPanel(_Panel):
         )
         self.widget.add_class(PANEL_CLASS)
         self.refresh()
+
+    def _static_html(self) -> str:
+        parts = [
+            self.status.value,
+            _img(self.strip),
+            _img(self.memory_plot),
+            self.flags.value,
+            self.result.value,
+        ]
+        return "<div>" + "".join(parts) + "</div>"
 
     @property
     def strategy(self) -> str | dict:
@@ -328,6 +353,9 @@ class VerifyPanel(_Panel):
     @property
     def scenario(self) -> Scenario:
         return self.scenarios[self.controls["scenario"].value]
+
+    def _static_html(self) -> str:
+        return f"<div><p>{self.described.value}</p>{self.table.value}</div>"
 
     def _describe(self) -> None:
         s = self.scenario

@@ -72,6 +72,17 @@ def test_invalid_settings_show_the_kits_message_and_clear_the_figures(panel):
     assert panel.plan is not None and panel.error is None and bytes(panel.strip.value).startswith(PNG)
 
 
+def test_a_panel_also_shows_a_static_copy_for_viewers_without_live_widgets(panel):
+    bundle = panel._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
+    static = bundle["text/html"]
+    assert panel.status.value in static and static.count("<img src='data:image/png;base64,") == 2
+    panel.controls["strategy"].value = "explicit"
+    panel.controls["splits"].value = "x"  # invalid: no figures, the message instead
+    static = panel._repr_mimebundle_()["text/html"]
+    assert "Cannot plan this layout" in static and "<img" not in static
+
+
 def test_panels_leave_no_open_figures_behind(panel):
     open_before = plt.get_fignums()
     panel.controls["gpus"].value = 4
@@ -100,6 +111,7 @@ def test_the_run_button_diagnoses_the_seed_layout():
     report = tabs.pages["diagnosis"].value  # the report without the folded frames the other tabs hold
     assert report == diagnosis._repr_html_().split("<details>")[0] + "</div>"
     assert qd.widgets.PANEL_CLASS in tabs.widget._dom_classes
+    assert tabs._repr_mimebundle_()["text/html"] == diagnosis._repr_html_()  # the report with every frame
 
 
 def test_a_checkpoint_this_transformers_lacks_is_shown_as_an_error_not_raised(panel):
@@ -140,6 +152,7 @@ def test_the_verify_panel_runs_verify_and_colours_the_rows_by_verdict():
     assert list(frame["verdict"]) == expected
     for verdict in expected:
         assert VERDICT_COLOURS[verdict] in panel.table.value
+    assert panel.table.value in panel._repr_mimebundle_()["text/html"]
     assert not panel.button.disabled
     panel.controls["scenario"].value = "seed-batched"  # another failure: the old table goes
     assert panel.table.value == "" and "batch inputs, generate" in panel.described.value
