@@ -2,7 +2,7 @@
 
 - `PlacementPanel`: checkpoint, GPUs, memory per GPU, strategy or explicit split points; the placement
   strip, the memory plot and the risk flags update on every change; "Run scenario" diagnoses the layout.
-- `DiagnosisPanel`: one Diagnosis as tabs (summary, then each of its frames).
+- `DiagnosisPanel`: one Diagnosis as tabs (its report, then each of its frames).
 - `VerifyPanel`: a failure (a scenario preset, or your Scenario) and fixes; "Verify" runs `qd.verify`
   and shows the table coloured by verdict (`qd.style_verify`).
 
