@@ -165,6 +165,7 @@ class PlacementPanel(_Panel):
                 value=resolve_checkpoint(model),
                 description="checkpoint",
                 style=wide,
+                layout=widgets.Layout(width="400px"),  # the longest name whole (the default cuts it)
             ),
             "gpus": widgets.IntSlider(value=gpus, min=1, max=8, description="GPUs", style=wide),
             "memory_gib": widgets.IntSlider(
@@ -184,8 +185,10 @@ class PlacementPanel(_Panel):
         }
         self.status = widgets.HTML()
         self.strip = widgets.Image(format="png")
-        self.memory_plot = widgets.Image(format="png")
-        self.flags = widgets.HTML()
+        # the memory plot at its own size (not stretched to the flags' height; smaller in a narrow panel),
+        # the flags beside it, or under it when they do not fit
+        self.memory_plot = widgets.Image(format="png", layout=widgets.Layout(flex="0 1 auto"))
+        self.flags = widgets.HTML(layout=widgets.Layout(flex="1 1 320px"))
         self.button = widgets.Button(description="Run scenario", button_style="primary", icon="play")
         self.result = widgets.HTML()
         self.plan: DevicePlan | None = None
@@ -205,7 +208,10 @@ class PlacementPanel(_Panel):
                 ),
                 self.status,
                 self.strip,
-                widgets.HBox([self.memory_plot, self.flags]),
+                widgets.HBox(
+                    [self.memory_plot, self.flags],
+                    layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"),
+                ),
                 widgets.HBox([self.button]),
                 self.result,
             ]

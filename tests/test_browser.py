@@ -1,15 +1,22 @@
-"""01_reproduce.ipynb in a real browser: JupyterLab on loopback, headless Chromium, Run All Cells.
+"""The notebooks in a real browser: JupyterLab on loopback, headless Chromium, Run All Cells.
 
-What a user sees after `make lab` and Run > Run All Cells: the diagnosis report, no traceback, and the
-widget panel rendered (not "Loading widget..."). Screenshots go to test-output/browser/<stack>/.
+- 01_reproduce.ipynb: what a user sees after `make lab` and Run > Run All Cells: the diagnosis report,
+  no traceback, and the widget panel rendered (not "Loading widget...").
+- 02_layer_placement.ipynb: the placement panel is live: it shows the layout the notebook's last cells
+  set, and a user's choices in it reach the kernel (the strategy dropdown re-plans and re-draws, "Run
+  scenario" diagnoses the layout under the panel).
+
+Screenshots go to test-output/browser/<stack>/ (02's files start with "02-").
 
 Needs Debian's Chromium (`apt-get install chromium chromium-driver`, as `.ci/run` does) and the
 `playwright` package (the `test` extra); Playwright's own browser downloads are never used. Without
-them the test is skipped with that advice (on CI, where `CI` is set, it fails instead).
+them the tests are skipped with that advice (on CI, where `CI` is set, they fail instead).
 
-`QWENVL_DIAG_SCREENSHOT_TO=docs/images/01_reproduce.png` (relative to the repository) also writes the
-README's picture: the notebook cell with the widget panel (its first tab is the diagnosis), as a
-palette PNG. Run it in .venv-legacy for the failing diagnosis.
+`QWENVL_DIAG_SCREENSHOT_TO=docs/images` (a directory, relative to the repository) also writes the
+README's pictures, as palette PNGs: `01_reproduce.png` (the notebook cell with the diagnosis panel, its
+first tab the diagnosis) and `02_layer_placement.png` (the placement panel after "Run scenario" on the
+seed's layout). A path ending in `.png` writes the 01 picture alone, there. Run it in .venv-legacy for
+the failing diagnoses.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -40,6 +48,8 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "01_reproduce.ipynb"
+PLACEMENT_NOTEBOOK = REPO / "notebooks" / "02_layer_placement.ipynb"
+PLACEMENT_PREFIX = "02-"  # the start of the names of the 02 test's files in OUTPUT
 OUTPUT = REPO / "test-output" / "browser" / f"transformers-{TRANSFORMERS_VERSION}"
 SCREENSHOT_ENV = "QWENVL_DIAG_SCREENSHOT_TO"
 TOKEN = "qwenvl-diag-browser-test"
@@ -64,6 +74,8 @@ VIEWPORT = {"width": 1280, "height": 900}
 SERVER_START_S = 90
 KERNEL_READY_S = 120
 RUN_ALL_S = 300  # Run All takes 10-30 s on a 2-core machine (more when the version lab runs)
+REPLAN_S = 60  # a control changed in the browser: the kernel re-plans and re-draws (under 1 s)
+RUN_SCENARIO_S = 180  # "Run scenario": the 7B twin on 8 simulated GPUs, generate (1-2 s)
 
 # JupyterLab settings for the test's own (temporary) user-settings directory
 LAB_SETTINGS = {
@@ -84,6 +96,35 @@ LAB_SETTINGS = {
 KERNEL_READY_JS = """() => {
     const kernel = window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel;
     return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
+}"""
+# where the panel's images and boxes are drawn, against the panel's box (CSS pixels)
+PANEL_GEOMETRY_JS = """panel => {
+    const box = panel.getBoundingClientRect();
+    const images = [...panel.querySelectorAll('img')].map(img => {
+        const r = img.getBoundingClientRect();
+        return {complete: img.complete, natural: [img.naturalWidth, img.naturalHeight],
+                shown: [r.width, r.height]};
+    });
+    let overflow = 0, widest = '';
+    for (const e of panel.querySelectorAll('*')) {
+        if (!e.checkVisibility()) continue;  // e.g. a folded <details>' table: laid out, not drawn
+        const past = e.getBoundingClientRect().right - box.right;
+        if (past > overflow) {
+            overflow = past;
+            widest = `<${e.tagName.toLowerCase()} class="${e.className}"> ${e.textContent.slice(0, 80)}`;
+        }
+    }
+    return {images, overflow, widest};
+}"""
+# how far below the panel's top its diagnosis's opening ends: the heading and what follows it up to the
+# advice list or the folded frames (the README's picture ends there)
+DIAGNOSIS_OPENING_JS = """panel => {
+    const heading = [...panel.querySelectorAll('h4')].find(h => h.textContent.includes('qwenvl-diag:'));
+    let bottom = heading.getBoundingClientRect().bottom;
+    for (let e = heading.nextElementSibling; e && !e.matches('ul, ol, details'); e = e.nextElementSibling) {
+        bottom = Math.max(bottom, e.getBoundingClientRect().bottom);
+    }
+    return bottom - panel.getBoundingClientRect().top;
 }"""
 # all code cells have run: every prompt shows its execution count
 ALL_RAN_JS = """() => {
@@ -338,50 +379,53 @@ def _screenshot_element(page, locator, path: Path) -> None:
     page.wait_for_timeout(300)
 
 
-def _readme_screenshot(page, target: Path) -> None:
-    """The README's picture: the cell with the widget panel (its first tab is the diagnosis), as a
-    palette PNG (small, and the same from run to run)."""
+def _readme_picture(notebook: Path) -> Path | None:
+    """Where the README's picture of `notebook` goes: QWENVL_DIAG_SCREENSHOT_TO names a directory (each
+    notebook's picture is `<notebook>.png` there) or, ending in .png, the 01 picture itself; None: none."""
+    target = os.environ.get(SCREENSHOT_ENV)
+    if not target:
+        return None
+    path = REPO / target
+    if path.suffix.lower() == ".png":
+        return path if notebook == NOTEBOOK else None
+    return path / f"{notebook.stem}.png"
+
+
+def _readme_screenshot(page, locator, target: Path, height: float | None = None) -> None:
+    """A README picture: `locator` whole (or its top `height` CSS pixels), as a palette PNG (small, and
+    the same from run to run)."""
     from PIL import Image
 
-    cell = page.locator(".jp-NotebookPanel .jp-Cell").filter(has=page.locator(PANEL))
     target.parent.mkdir(parents=True, exist_ok=True)
     raw = target.with_suffix(".raw.png")
-    _screenshot_element(page, cell, raw)
+    _screenshot_element(page, locator, raw)
     with Image.open(raw) as image:
+        if height is not None:
+            image = image.crop((0, 0, image.width, min(image.height, round(height))))
         image.convert("RGB").quantize(colors=64).save(target, optimize=True)
     raw.unlink()
 
 
-@pytest.fixture
-def committed_notebook_unchanged():
-    """The committed notebook is byte for byte what it was, and no checkpoint appears beside it."""
-    before = _digest(NOTEBOOK)
-    checkpoints = NOTEBOOK.parent / ".ipynb_checkpoints"
-    had_checkpoints = checkpoints.exists()
-    yield
-    assert _digest(NOTEBOOK) == before, f"{NOTEBOOK} was modified by the browser test"
-    assert checkpoints.exists() == had_checkpoints, f"{checkpoints} was created by the browser test"
-
-
-def test_reproduce_notebook_in_jupyterlab(tmp_path, monkeypatch, committed_notebook_unchanged):
-    chromium = _require_browser()
-    from playwright.sync_api import expect
-
-    monkeypatch.setenv("QWENVL_DIAG_CACHE", str(LAB_CACHE))  # the server and its kernel inherit it
-    if SEED_FIXED:
-        versions.side_env("4.51.3")  # made before the notebook runs, as `make lab` does for users
-
+def _clear_screenshots(prefix: str) -> None:
+    """A test's screenshots of an earlier run: `prefix*.png` ("" for 01: not those of 02)."""
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    for old in OUTPUT.glob("*.png"):
-        old.unlink()
+    for old in OUTPUT.glob(f"{prefix}*.png"):
+        if prefix or not old.name.startswith(PLACEMENT_PREFIX):
+            old.unlink()
+
+
+@contextlib.contextmanager
+def notebook_in_lab(
+    chromium: str, notebook: Path, tmp_path: Path, prefix: str = ""
+) -> Iterator[tuple[str, Any]]:
+    """JupyterLab serving a temporary copy of `notebook` and a browser page: yields (base URL, page).
+    A failure inside leaves `<prefix>failure.png`; the requests the browser refused (off
+    loopback) are listed in `<prefix>refused-requests.txt`."""
     root = tmp_path / "notebooks"
     root.mkdir()
-    shutil.copy2(NOTEBOOK, root / NOTEBOOK.name)  # JupyterLab serves (and may write) only this copy
-    code_cells = sum(c.cell_type == "code" for c in nbformat.read(NOTEBOOK, as_version=4).cells)
-
-    started = time.perf_counter()
+    shutil.copy2(notebook, root / notebook.name)  # JupyterLab serves (and may write) only this copy
     with (
-        serve_lab(root, tmp_path / "jupyter", OUTPUT / "jupyter.log") as base,
+        serve_lab(root, tmp_path / "jupyter", OUTPUT / f"{prefix}jupyter.log") as base,
         open_browser(chromium, tmp_path / "chromium-profile") as browser,
     ):
         # the notebook's kernel is this stack's interpreter
@@ -389,72 +433,256 @@ def test_reproduce_notebook_in_jupyterlab(tmp_path, monkeypatch, committed_noteb
         assert spec["argv"][0] == sys.executable, spec
         page = browser.new_page()
         try:
-            run_seconds = run_all_cells(page, base, NOTEBOOK.name)
-            outputs = page.evaluate(OUTPUT_TEXTS_JS)
-            text = "\n".join(body for _, body in outputs)
-            (OUTPUT / "outputs.txt").write_text(text)
-            context = f"transformers {TRANSFORMERS_VERSION}, Run All took {run_seconds:.1f} s"
-
-            # every code cell ran, in order, in one fresh kernel; no cell raised
-            tracebacks = [body for mime, body in outputs if mime.endswith("stderr") and "Traceback" in body]
-            assert not tracebacks, f"{context}: a cell raised:\n{tracebacks[0][-3000:]}"
-            prompts = page.evaluate(PROMPTS_JS)
-            assert prompts == [f"[{n}]:" for n in range(1, code_cells + 1)], (context, prompts)
-            kernels = _api(base, "/api/kernels")
-            assert [k["name"] for k in kernels] == ["python3"], kernels
-            assert f"transformers {TRANSFORMERS_VERSION} | accelerate" in text, context
-
-            # the diagnosis reports (HTML outputs), with this stack's outcome
-            html_outputs = page.locator('.jp-OutputArea-output[data-mime-type="text/html"]')
-            reports = html_outputs.locator("h4", has_text="qwenvl-diag:")
-            expect(reports).to_have_count(2)  # the batched generate, then the video forward
-            expect(reports.first).to_contain_text("Qwen/Qwen2.5-VL-7B-Instruct generate")
-            expect(reports.nth(1)).to_contain_text("Qwen/Qwen2.5-VL-7B-Instruct forward")
-            if SEED_FIXED:
-                expect(reports.first).to_contain_text("no device error")
-                expect(reports.nth(1)).to_contain_text("no device error")
-                assert "is already fixed" in text, context
-                # ... and the version lab's side environment shows the failure under 4.51.3
-                assert "version lab: transformers 4.51.3 failed at" in text, context
-            else:
-                expect(reports.first).to_contain_text(BATCHED_ERROR)
-                expect(reports.nth(1)).to_contain_text("found at least two devices, cuda:0 and cpu!")
-                assert "is already fixed" not in text, context
-            reports.first.scroll_into_view_if_needed()
-            expect(reports.first).to_be_visible()
-            page.screenshot(path=OUTPUT / "diagnosis-viewport.png")
-
-            # the widget panel is rendered by the widget manager, not left as a placeholder
-            for placeholder in ("Loading widget...", "Error displaying widget", "model not found"):
-                expect(page.get_by_text(placeholder)).to_have_count(0)
-            panel = page.locator(PANEL)
-            expect(panel).to_have_count(1)  # 01 shows one panel: the batched diagnosis
-            panel.scroll_into_view_if_needed()
-            expect(panel).to_be_visible()
-            box = panel.bounding_box()
-            assert box and box["width"] > 400 and box["height"] > 100, (context, box)
-            # its first tab is the same report, with the same outcome
-            panel_report = panel.locator("h4", has_text="qwenvl-diag:")
-            expect(panel_report).to_be_visible()
-            expect(panel_report).to_contain_text("no device error" if SEED_FIXED else BATCHED_ERROR)
-            _screenshot_element(page, panel, OUTPUT / "panel.png")
-            page.screenshot(path=OUTPUT / "panel-viewport.png")
-            # it is live: another tab shows that frame's table
-            panel.get_by_role("tab", name="placement", exact=True).click()
-            shown = panel.locator("table.dataframe:visible")
-            expect(shown).to_have_count(1)
-            expect(shown).to_contain_text("embed_tokens")
-            expect(panel.get_by_text(re.compile(r"^placement: \d+ rows$"))).to_be_visible()
-            expect(panel_report).to_be_hidden()
-            panel.get_by_role("tab", name="diagnosis").click()
-            expect(panel_report).to_be_visible()
-
-            _screenshot_whole_notebook(page, OUTPUT / "notebook.png")
-            (OUTPUT / "refused-requests.txt").write_text("".join(f"{url}\n" for url in browser.refused))
-            if target := os.environ.get(SCREENSHOT_ENV):
-                _readme_screenshot(page, REPO / target)
+            yield base, page
         except Exception:
             with contextlib.suppress(Exception):
-                page.screenshot(path=OUTPUT / "failure.png")
+                page.screenshot(path=OUTPUT / f"{prefix}failure.png")
             raise
+        finally:
+            (OUTPUT / f"{prefix}refused-requests.txt").write_text(
+                "".join(f"{url}\n" for url in browser.refused)
+            )
+
+
+def run_and_check_cells(page, base: str, notebook: Path, prefix: str = "") -> tuple[str, str]:
+    """Run All Cells of `notebook` (open in `page`), then: every code cell ran, in order, in one fresh
+    kernel, and no cell raised. Returns the outputs' text (also in `<prefix>outputs.txt`) and a context
+    line for assertion messages."""
+    code_cells = sum(c.cell_type == "code" for c in nbformat.read(notebook, as_version=4).cells)
+    run_seconds = run_all_cells(page, base, notebook.name)
+    outputs = page.evaluate(OUTPUT_TEXTS_JS)
+    text = "\n".join(body for _, body in outputs)
+    (OUTPUT / f"{prefix}outputs.txt").write_text(text)
+    context = f"transformers {TRANSFORMERS_VERSION}, Run All took {run_seconds:.1f} s"
+
+    # every code cell ran, in order, in one fresh kernel; no cell raised
+    tracebacks = [body for mime, body in outputs if mime.endswith("stderr") and "Traceback" in body]
+    assert not tracebacks, f"{context}: a cell raised:\n{tracebacks[0][-3000:]}"
+    prompts = page.evaluate(PROMPTS_JS)
+    assert prompts == [f"[{n}]:" for n in range(1, code_cells + 1)], (context, prompts)
+    kernels = _api(base, "/api/kernels")
+    assert [k["name"] for k in kernels] == ["python3"], kernels
+    return text, context
+
+
+def expect_widgets_rendered(page) -> None:
+    """The widget manager rendered every widget: no placeholder or error in its place."""
+    from playwright.sync_api import expect
+
+    for placeholder in ("Loading widget...", "Error displaying widget", "model not found"):
+        expect(page.get_by_text(placeholder)).to_have_count(0)
+
+
+def _check_panel_geometry(panel, context: str) -> dict:
+    """The panel's two images loaded and drawn without distortion, nothing drawn past its right edge
+    (what a user would otherwise see: a stretched plot, a cut-off table); returns the measures."""
+    geometry = panel.evaluate(PANEL_GEOMETRY_JS)
+    images = geometry["images"]
+    assert len(images) == 2, (context, geometry)  # the placement strip and the memory plot
+    for image in images:
+        (natural_w, natural_h), (shown_w, shown_h) = image["natural"], image["shown"]
+        assert image["complete"] and natural_w > 0 and natural_h > 0, (context, geometry)
+        assert shown_w > 0 and shown_h > 0, (context, geometry)
+        distortion = (shown_w / shown_h) / (natural_w / natural_h)
+        assert abs(distortion - 1) < 0.02, (f"{context}: an image is drawn distorted", geometry)
+    assert geometry["overflow"] <= 1, (f"{context}: the panel draws past its right edge", geometry)
+    return geometry
+
+
+@pytest.fixture
+def chromium(monkeypatch) -> str:
+    """The Chromium to drive (else a skip, on CI a failure); the version lab's cache for the server
+    and its kernels (they inherit the environment)."""
+    executable = _require_browser()
+    monkeypatch.setenv("QWENVL_DIAG_CACHE", str(LAB_CACHE))
+    return executable
+
+
+@pytest.fixture
+def committed_notebooks_unchanged():
+    """The committed notebooks are byte for byte what they were, and no checkpoint appears beside them."""
+    before = {path: _digest(path) for path in NOTEBOOK.parent.glob("*.ipynb")}
+    checkpoints = NOTEBOOK.parent / ".ipynb_checkpoints"
+    had_checkpoints = checkpoints.exists()
+    yield
+    after = {path: _digest(path) for path in NOTEBOOK.parent.glob("*.ipynb")}
+    changed = sorted(
+        str(path) for path in before.keys() | after.keys() if before.get(path) != after.get(path)
+    )
+    assert not changed, f"{changed} modified by the browser test"
+    assert checkpoints.exists() == had_checkpoints, f"{checkpoints} was created by the browser test"
+
+
+def test_reproduce_notebook_in_jupyterlab(tmp_path, chromium, committed_notebooks_unchanged):
+    from playwright.sync_api import expect
+
+    if SEED_FIXED:
+        versions.side_env("4.51.3")  # made before the notebook runs, as `make lab` does for users
+
+    _clear_screenshots("")
+    started = time.perf_counter()
+    with notebook_in_lab(chromium, NOTEBOOK, tmp_path) as (base, page):
+        text, context = run_and_check_cells(page, base, NOTEBOOK)
+        assert f"transformers {TRANSFORMERS_VERSION} | accelerate" in text, context
+
+        # the diagnosis reports (HTML outputs), with this stack's outcome
+        html_outputs = page.locator('.jp-OutputArea-output[data-mime-type="text/html"]')
+        reports = html_outputs.locator("h4", has_text="qwenvl-diag:")
+        expect(reports).to_have_count(2)  # the batched generate, then the video forward
+        expect(reports.first).to_contain_text("Qwen/Qwen2.5-VL-7B-Instruct generate")
+        expect(reports.nth(1)).to_contain_text("Qwen/Qwen2.5-VL-7B-Instruct forward")
+        if SEED_FIXED:
+            expect(reports.first).to_contain_text("no device error")
+            expect(reports.nth(1)).to_contain_text("no device error")
+            assert "is already fixed" in text, context
+            # ... and the version lab's side environment shows the failure under 4.51.3
+            assert "version lab: transformers 4.51.3 failed at" in text, context
+        else:
+            expect(reports.first).to_contain_text(BATCHED_ERROR)
+            expect(reports.nth(1)).to_contain_text("found at least two devices, cuda:0 and cpu!")
+            assert "is already fixed" not in text, context
+        reports.first.scroll_into_view_if_needed()
+        expect(reports.first).to_be_visible()
+        page.screenshot(path=OUTPUT / "diagnosis-viewport.png")
+
+        # the widget panel is rendered by the widget manager, not left as a placeholder
+        expect_widgets_rendered(page)
+        panel = page.locator(PANEL)
+        expect(panel).to_have_count(1)  # 01 shows one panel: the batched diagnosis
+        panel.scroll_into_view_if_needed()
+        expect(panel).to_be_visible()
+        box = panel.bounding_box()
+        assert box and box["width"] > 400 and box["height"] > 100, (context, box)
+        # its first tab is the same report, with the same outcome
+        panel_report = panel.locator("h4", has_text="qwenvl-diag:")
+        expect(panel_report).to_be_visible()
+        expect(panel_report).to_contain_text("no device error" if SEED_FIXED else BATCHED_ERROR)
+        _screenshot_element(page, panel, OUTPUT / "panel.png")
+        page.screenshot(path=OUTPUT / "panel-viewport.png")
+        # it is live: another tab shows that frame's table
+        panel.get_by_role("tab", name="placement", exact=True).click()
+        shown = panel.locator("table.dataframe:visible")
+        expect(shown).to_have_count(1)
+        expect(shown).to_contain_text("embed_tokens")
+        expect(panel.get_by_text(re.compile(r"^placement: \d+ rows$"))).to_be_visible()
+        expect(panel_report).to_be_hidden()
+        panel.get_by_role("tab", name="diagnosis").click()
+        expect(panel_report).to_be_visible()
+
+        _screenshot_whole_notebook(page, OUTPUT / "notebook.png")
+        if target := _readme_picture(NOTEBOOK):
+            cell = page.locator(".jp-NotebookPanel .jp-Cell").filter(has=page.locator(PANEL))
+            _readme_screenshot(page, cell, target)  # the cell with the panel: its first tab is the diagnosis
     print(f"browser test ({context}): {time.perf_counter() - started:.1f} s in all")
+
+
+def test_placement_panel_is_live_in_jupyterlab(tmp_path, chromium, committed_notebooks_unchanged):
+    """02's placement panel after Run All shows the layout the notebook's last cells set (explicit,
+    split at 14, vision tower on GPU 1: flagged); choosing a strategy in the browser re-plans in the
+    kernel and re-draws; "Run scenario" on the seed's layout shows the diagnosis under the panel."""
+    from playwright.sync_api import expect
+
+    _clear_screenshots(PLACEMENT_PREFIX)
+    started = time.perf_counter()
+    with notebook_in_lab(chromium, PLACEMENT_NOTEBOOK, tmp_path, PLACEMENT_PREFIX) as (base, page):
+        text, context = run_and_check_cells(page, base, PLACEMENT_NOTEBOOK, PLACEMENT_PREFIX)
+        assert f"transformers {TRANSFORMERS_VERSION}; checkpoints:" in text, context
+        expect_widgets_rendered(page)
+
+        panel = page.locator(PANEL).first  # the placement panel (the cell after the parameters)
+        panel.scroll_into_view_if_needed()
+        expect(panel).to_be_visible()
+        status = panel.locator(":scope > .widget-html").first  # the line under the controls
+        result = panel.locator(":scope > .widget-html").last  # under the button: the diagnosis
+        strip = panel.locator(":scope > img")  # the placement strip (the memory plot is in a row)
+        flags = panel.locator("table")
+        strategy = panel.get_by_label("strategy", exact=True)
+        splits = panel.get_by_label("split at layers", exact=True)
+        vision_gpu = panel.get_by_label("vision on GPU", exact=True)
+        gpus = panel.locator(".widget-slider").filter(
+            has=page.locator("label", has_text=re.compile(r"^GPUs$"))
+        )
+        button = panel.get_by_role("button", name="Run scenario")
+
+        # what the notebook's last cells set from code: explicit, split at layer 14, vision on GPU 1
+        expect(strategy).to_have_value("explicit")
+        expect(splits).to_have_value("14")
+        expect(splits).to_be_enabled()
+        expect(vision_gpu).to_have_value("1")
+        expect(gpus.locator(".widget-readout")).to_have_text("8")  # GPUS in the parameter cell
+        expect(status).to_have_text(
+            "Qwen/Qwen2.5-VL-7B-Instruct, explicit: 33 modules on cuda:0, cuda:1. Risky: vision_embed_apart."
+        )
+        expect(status.locator("span")).to_have_css("color", "rgb(176, 0, 32)")  # red: flagged
+        expect(flags).to_have_count(1)
+        expect(flags).to_contain_text("vision_embed_apart")
+        expect(panel.locator("img")).to_have_count(2)
+        for image in (strip, panel.locator("img").last):
+            expect(image).to_be_visible()
+            expect(image).to_have_js_property("complete", True)
+        _check_panel_geometry(panel, context)
+        expect(result).to_have_text("")  # nothing run from the panel yet
+        expect(button).to_be_enabled()
+        _screenshot_element(page, panel, OUTPUT / f"{PLACEMENT_PREFIX}panel.png")
+
+        # a user picks "sequential": the kernel re-plans, the strip is re-drawn, the flag goes away
+        explicit_strip = strip.get_attribute("src")
+        clicked = time.perf_counter()
+        strategy.select_option("sequential")
+        expect(status).to_have_text(
+            re.compile(r"^Qwen/Qwen2\.5-VL-7B-Instruct, sequential: .* No risky layout flagged\.$"),
+            timeout=REPLAN_S * 1000,
+        )
+        replan_seconds = time.perf_counter() - clicked
+        expect(strip).not_to_have_attribute("src", explicit_strip, timeout=REPLAN_S * 1000)
+        expect(strip).to_have_js_property("complete", True)
+        expect(status.locator("span")).to_have_css("color", "rgb(27, 94, 32)")  # green
+        expect(flags).to_have_count(0)
+        expect(splits).to_be_disabled()  # split points are for "explicit" only
+        expect(vision_gpu).to_be_disabled()
+        _check_panel_geometry(panel, context)
+        _screenshot_element(page, panel, OUTPUT / f"{PLACEMENT_PREFIX}panel-sequential.png")
+
+        # back to the seed's layout (balanced on the 8 GPUs the slider still shows): flagged again
+        sequential_strip = strip.get_attribute("src")
+        expect(gpus.locator(".widget-readout")).to_have_text("8")
+        strategy.select_option("balanced")
+        expect(status).to_have_text(
+            re.compile(
+                r"^Qwen/Qwen2\.5-VL-7B-Instruct, balanced: 33 modules on cuda:0, cuda:1, .*"
+                r"Risky: vision_embed_apart\.$"
+            ),
+            timeout=REPLAN_S * 1000,
+        )
+        expect(strip).not_to_have_attribute("src", sequential_strip, timeout=REPLAN_S * 1000)
+        expect(flags).to_contain_text("vision_embed_apart")
+
+        # "Run scenario": the kernel runs the layout (padded batch, generate) and shows the diagnosis
+        expect(panel.get_by_label("inputs", exact=True)).to_have_value("batch")
+        expect(panel.get_by_label("action", exact=True)).to_have_value("generate")
+        clicked = time.perf_counter()
+        button.click()
+        heading = result.locator("h4", has_text="qwenvl-diag:")
+        expect(heading).to_be_visible(timeout=RUN_SCENARIO_S * 1000)
+        run_seconds = time.perf_counter() - clicked
+        expect(heading).to_contain_text("qwenvl-diag: Qwen/Qwen2.5-VL-7B-Instruct generate: ")
+        if SEED_FIXED:
+            expect(heading).to_contain_text("no device error")
+        else:
+            expect(heading).to_contain_text(BATCHED_ERROR)
+            expect(result).to_contain_text("qwen2_5_vl-batched-causal-mask")  # the known bug
+        expect(button).to_be_enabled()  # again (it is disabled while the scenario runs)
+        expect(status).to_contain_text("balanced: 33 modules")  # the run changed no setting
+        _check_panel_geometry(panel, context)
+        heading.scroll_into_view_if_needed()
+        _screenshot_element(page, panel, OUTPUT / f"{PLACEMENT_PREFIX}panel-after-run.png")
+
+        _screenshot_whole_notebook(page, OUTPUT / f"{PLACEMENT_PREFIX}notebook.png")
+        if target := _readme_picture(PLACEMENT_NOTEBOOK):
+            # the panel after the run: controls, strip, memory, flags, the diagnosis's heading (and on
+            # a release with the bug, the line and the known bug; the advice and frames left out)
+            _readme_screenshot(page, panel, target, height=panel.evaluate(DIAGNOSIS_OPENING_JS) + 12)
+    print(
+        f"browser test 02 ({context}; in the panel: re-plan {replan_seconds:.1f} s, "
+        f"Run scenario {run_seconds:.1f} s): {time.perf_counter() - started:.1f} s in all"
+    )
