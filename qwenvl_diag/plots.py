@@ -55,7 +55,8 @@ def plot_placement(model_or_plan, ax=None):
     ax.set_yticks([])
     ax.set_xlim(-0.5, len(frame) - 0.5)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[d]) for d in devices]
-    ax.legend(handles, devices, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    columns = -(-len(devices) // 4)  # at most 4 rows: the legend fits the strip's height
+    ax.legend(handles, devices, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, ncol=columns)
     title = getattr(model_or_plan, "model", None) or type(model_or_plan).__name__
     ax.set_title(f"{title}: {len(frame)} placed modules (hatched: flagged)", fontsize=10)
     ax.figure.tight_layout()

@@ -33,6 +33,11 @@ def markdown_table(frame: pd.DataFrame, columns: list[str], max_rows: int = 20) 
 _SUMMARY_SHOWN = ["device", "modules", "params", "size", "share"]
 
 
+def counted(number: int, noun: str) -> str:
+    """ "1 row", "3 rows": a count with its noun."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def size_text(size: float) -> str:
     """Bytes as KiB / MiB / GiB, e.g. "1.5 GiB"."""
     for unit, scale in (("GiB", GiB), ("MiB", 2**20), ("KiB", 2**10)):
@@ -101,7 +106,7 @@ def markdown(diagnosis) -> str:
 
 def _details(title: str, frame: pd.DataFrame) -> str:
     body = frame.to_html(max_rows=30, index=False) if not frame.empty else "<p>none</p>"
-    return f"<details><summary>{html.escape(title)} ({len(frame)} rows)</summary>{body}</details>"
+    return f"<details><summary>{html.escape(title)} ({counted(len(frame), 'row')})</summary>{body}</details>"
 
 
 def html_report(diagnosis, frames: bool = True) -> str:

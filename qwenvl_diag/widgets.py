@@ -34,7 +34,7 @@ from .placement import (
     split_device_map,
 )
 from .plots import plot_memory, plot_placement
-from .report import html_report
+from .report import counted, html_report
 from .scenario import PRESETS, Scenario, run
 from .trace import ACTIONS
 
@@ -122,7 +122,7 @@ class DiagnosisPanel(_Panel):
         pages = {"diagnosis": html_report(diagnosis, frames=False)}
         for name, frame in diagnosis.frames.items():  # counts inside: tab titles have a fixed width
             table = frame.to_html(max_rows=60, index=False) if not frame.empty else ""
-            pages[name] = f"<p>{name}: {len(frame)} rows</p>{table}"
+            pages[name] = f"<p>{name}: {counted(len(frame), 'row')}</p>{table}"
         self.pages = {title: widgets.HTML(value) for title, value in pages.items()}
         self.widget = widgets.Tab(children=list(self.pages.values()), titles=list(self.pages))
         self.widget.add_class(PANEL_CLASS)
@@ -269,7 +269,8 @@ class PlacementPanel(_Panel):
         self.memory_plot.value = _png(plot_memory(self.plan))
         flags = flags_frame(self.plan)
         used = ", ".join(device_summary_frame(self.plan).query("modules > 0")["device"])
-        summary = f"{self.plan.model}, {self.plan.strategy}: {len(self.plan.device_map)} modules on {used}"
+        modules = counted(len(self.plan.device_map), "module")
+        summary = f"{self.plan.model}, {self.plan.strategy}: {modules} on {used}"
         if flags.empty:
             self.status.value = _message(f"{summary}. No risky layout flagged.", _GREEN)
             self.flags.value = ""

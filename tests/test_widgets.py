@@ -106,7 +106,7 @@ def test_the_run_button_diagnoses_the_seed_layout():
     tabs = qd.widgets.DiagnosisPanel(diagnosis)
     assert list(tabs.widget.titles) == ["diagnosis", *diagnosis.frames]
     for name, frame in diagnosis.frames.items():
-        assert tabs.pages[name].value.startswith(f"<p>{name}: {len(frame)} rows</p>")
+        assert tabs.pages[name].value.startswith(f"<p>{name}: {len(frame)} row")
     assert diagnosis.frames["placement"]["module"].iloc[0] in tabs.pages["placement"].value
     report = tabs.pages["diagnosis"].value  # the report without the folded frames the other tabs hold
     assert report == diagnosis._repr_html_().split("<details>")[0] + "</div>"
