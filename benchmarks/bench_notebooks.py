@@ -14,8 +14,8 @@ from pathlib import Path
 
 import transformers
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.test_notebooks import NOTEBOOKS, _run  # noqa: E402  the tests' way to execute a notebook
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # as pytest puts it
+from test_notebooks import NOTEBOOKS, _run  # noqa: E402  the tests' way to execute a notebook
 
 BUDGET_S = 60.0
 GOALS_S = {"01_reproduce.ipynb": 30.0}

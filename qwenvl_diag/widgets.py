@@ -22,7 +22,9 @@ import base64
 import html
 import io
 
-from .errors import QwenVLDiagError
+from .diagnose import Diagnosis
+from .errors import InvalidArgumentError, PlacementError, QwenVLDiagError
+from .fixes import CATALOGUE, resolve
 from .inputs import INPUT_KINDS
 from .models.catalog import resolve_checkpoint, shipped_checkpoints
 from .placement import (
@@ -36,13 +38,17 @@ from .placement import (
 from .plots import plot_memory, plot_placement
 from .report import counted, html_report
 from .scenario import PRESETS, Scenario, run
+from .tables import style_verify
 from .trace import ACTIONS
+from .verify import verify
 
 PANEL_CLASS = "qd-panel"
 """The CSS class every panel's outer widget carries (browser tests and custom styles find it by it)."""
 
 EXPLICIT = "explicit"
 _RED, _GREEN = "#b00020", "#1b5e20"
+_LABELS = {"description_width": "110px"}  # room for the longest control label
+_GPUS, _GIB = (1, 8), (4, 192)  # what the sliders offer
 
 
 def _ipywidgets():
@@ -75,7 +81,7 @@ def _parse_splits(text: str) -> list[int]:
     """ "14" -> [14], "10, 20" -> [10, 20], "" -> []: the split points typed into the panel."""
     parts = [p.strip() for p in str(text).replace(";", ",").split(",") if p.strip()]
     if not all(p.isdigit() for p in parts):
-        raise QwenVLDiagError(
+        raise PlacementError(
             "Split points are decoder-layer numbers separated by commas, e.g. '14' or '10, 20'; "
             f"got {text!r}."
         )
@@ -86,6 +92,28 @@ def _img(image) -> str:
     """An image widget's PNG as an <img> that needs no kernel ("" when it holds none)."""
     data = bytes(image.value)
     return f"<img src='data:image/png;base64,{base64.b64encode(data).decode()}'/>" if data else ""
+
+
+def _check_start(
+    strategy: str, gpus: int, memory_gib: int, vision_gpu: int, inputs: str, action: str
+) -> None:
+    """The kit's errors for starting values the controls cannot hold (a widget would clamp a number
+    silently, or raise its own TraitError for an unknown choice)."""
+    if strategy not in (*STRATEGIES, EXPLICIT):
+        raise PlacementError(
+            f"Unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)} or 'explicit'."
+        )
+    Scenario(gpus=gpus, inputs=inputs, action=action)  # the scenario's own checks of these three
+    for name, value, (low, high) in (
+        ("gpus", gpus, _GPUS),
+        ("memory_gib", memory_gib, _GIB),
+        ("vision_gpu", vision_gpu, (0, _GPUS[1] - 1)),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InvalidArgumentError(
+                f"The panel's {name} is an int from {low} to {high}; got {value!r}. For other layouts call "
+                "qd.plan_device_map(checkpoint, gpus, memory, strategy) directly."
+            )
 
 
 class _Panel:
@@ -110,10 +138,8 @@ class DiagnosisPanel(_Panel):
     """
 
     def __init__(self, diagnosis) -> None:
-        from .diagnose import Diagnosis
-
         if not isinstance(diagnosis, Diagnosis):
-            raise QwenVLDiagError(
+            raise InvalidArgumentError(
                 "DiagnosisPanel shows a qd.Diagnosis (from qd.run or qd.diagnose); "
                 f"got {type(diagnosis).__name__}."
             )
@@ -154,11 +180,8 @@ class PlacementPanel(_Panel):
         action: str = "generate",
     ) -> None:
         widgets = _ipywidgets()
-        if strategy not in (*STRATEGIES, EXPLICIT):
-            raise QwenVLDiagError(
-                f"Unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)} or 'explicit'."
-            )
-        wide = {"description_width": "110px"}
+        _check_start(strategy, gpus, memory_gib, vision_gpu, inputs, action)
+        wide = _LABELS
         self.controls = {
             "model": widgets.Dropdown(
                 options=shipped_checkpoints(),
@@ -167,9 +190,9 @@ class PlacementPanel(_Panel):
                 style=wide,
                 layout=widgets.Layout(width="400px"),  # the longest name whole (the default cuts it)
             ),
-            "gpus": widgets.IntSlider(value=gpus, min=1, max=8, description="GPUs", style=wide),
+            "gpus": widgets.IntSlider(value=gpus, min=_GPUS[0], max=_GPUS[1], description="GPUs", style=wide),
             "memory_gib": widgets.IntSlider(
-                value=memory_gib, min=4, max=192, step=4, description="GiB per GPU", style=wide
+                value=memory_gib, min=_GIB[0], max=_GIB[1], step=4, description="GiB per GPU", style=wide
             ),
             "strategy": widgets.Dropdown(
                 options=[*STRATEGIES, EXPLICIT], value=strategy, description="strategy", style=wide
@@ -178,7 +201,7 @@ class PlacementPanel(_Panel):
                 value=splits, placeholder="e.g. 14 or 10, 20", description="split at layers", style=wide
             ),
             "vision_gpu": widgets.BoundedIntText(
-                value=vision_gpu, min=0, max=7, description="vision on GPU", style=wide
+                value=vision_gpu, min=0, max=_GPUS[1] - 1, description="vision on GPU", style=wide
             ),
             "inputs": widgets.Dropdown(options=INPUT_KINDS, value=inputs, description="inputs", style=wide),
             "action": widgets.Dropdown(options=ACTIONS, value=action, description="action", style=wide),
@@ -312,8 +335,6 @@ class VerifyPanel(_Panel):
     """
 
     def __init__(self, scenario: str | Scenario = "seed-batched", fixes: list[str] | None = None) -> None:
-        from .fixes import CATALOGUE, resolve
-
         widgets = _ipywidgets()
         self.scenarios = {name: Scenario.preset(name) for name in PRESETS}
         if isinstance(scenario, Scenario):
@@ -322,12 +343,12 @@ class VerifyPanel(_Panel):
         elif scenario in PRESETS:
             chosen = scenario
         else:
-            raise QwenVLDiagError(
+            raise InvalidArgumentError(
                 f"VerifyPanel takes a qd.Scenario or a preset name ({', '.join(PRESETS)}); got {scenario!r}."
             )
         if fixes is None:
             fixes = [fix.name for fix in CATALOGUE if fix.stage != "environment"]
-        wide = {"description_width": "110px"}
+        wide = _LABELS
         self.controls = {
             "scenario": widgets.Dropdown(
                 options=list(self.scenarios), value=chosen, description="failure", style=wide
@@ -375,9 +396,6 @@ class VerifyPanel(_Panel):
     def verify(self):
         """Run `qd.verify` on the chosen scenario and fixes, show the coloured table and return the frame
         (None when no fix is chosen or the kit refuses the run: the message says why)."""
-        from .tables import style_verify
-        from .verify import verify
-
         fixes = list(self.controls["fixes"].value)
         if not fixes:
             self.table.value = _message("Choose at least one fix.", _RED)

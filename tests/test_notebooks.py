@@ -9,12 +9,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import SEED_FIX_VERDICTS
 from nbclient import NotebookClient
 
 from qwenvl_diag import VERDICT_COLOURS as COLOURS
 from qwenvl_diag import versions
 from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
-from tests.conftest import SEED_FIX_VERDICTS
 
 NOTEBOOK_DIR = Path(__file__).parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))

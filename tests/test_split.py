@@ -6,9 +6,9 @@ import bisect
 
 import pytest
 import torch
+from conftest import vision_apart_map
 
 import qwenvl_diag as qd
-from tests.conftest import vision_apart_map
 
 CHECKPOINT = "Qwen/Qwen2.5-VL-7B-Instruct"  # 28 decoder layers
 

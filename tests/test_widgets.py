@@ -123,12 +123,32 @@ def test_a_checkpoint_this_transformers_lacks_is_shown_as_an_error_not_raised(pa
 
 
 def test_bad_arguments_raise_the_kits_errors():
-    with pytest.raises(qd.QwenVLDiagError, match="shows a qd.Diagnosis"):
+    with pytest.raises(qd.InvalidArgumentError, match="shows a qd.Diagnosis"):
         qd.widgets.DiagnosisPanel({"error": "x"})
     with pytest.raises(qd.UnknownCheckpointError):
         qd.widgets.PlacementPanel("Qwen/NotAModel")
-    with pytest.raises(qd.QwenVLDiagError, match="Unknown strategy"):
+    with pytest.raises(qd.PlacementError, match="Unknown strategy"):
         qd.widgets.PlacementPanel(strategy="fastest")
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,message",
+    [
+        (
+            {"gpus": 16},
+            qd.InvalidArgumentError,
+            "gpus is an int from 1 to 8; got 16",
+        ),  # a slider would clamp it
+        ({"memory_gib": 2}, qd.InvalidArgumentError, "memory_gib is an int from 4 to 192"),
+        ({"vision_gpu": -1}, qd.InvalidArgumentError, "vision_gpu is an int from 0 to 7"),
+        ({"gpus": 2.5}, qd.QwenVLDiagError, "gpus must be a positive int"),
+        ({"inputs": "movie"}, qd.QwenVLDiagError, "Unknown inputs 'movie'"),
+        ({"action": "train"}, qd.QwenVLDiagError, "Unknown action 'train'"),
+    ],
+)
+def test_starting_values_the_controls_cannot_hold_are_refused_with_the_kits_errors(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        qd.widgets.PlacementPanel(**kwargs)
 
 
 def test_without_ipywidgets_the_panels_say_what_to_install(monkeypatch):
@@ -167,7 +187,7 @@ def test_the_verify_panel_preselects_the_fixes_that_run_here_and_takes_your_scen
     assert chosen == set(qd.fixes()["name"]) - {"upgrade_transformers"}  # the one that needs an index
     panel.controls["fixes"].value = ()
     assert panel.verify() is None and "Choose at least one fix" in panel.table.value
-    with pytest.raises(qd.QwenVLDiagError, match="a qd.Scenario or a preset name"):
+    with pytest.raises(qd.InvalidArgumentError, match="a qd.Scenario or a preset name"):
         qd.widgets.VerifyPanel("seed-everything")
     with pytest.raises(qd.UnknownFixError):
         qd.widgets.VerifyPanel(fixes=["single_gpu"])
