@@ -57,7 +57,7 @@ from .rope import (
 )
 from .scenario import Scenario, run
 from .simulate import SimulatedGPUs, simulated_gpus
-from .tables import VERDICT_COLOURS, style_verify
+from .tables import VERDICT_COLOURS, style_frame, style_verify
 from .trace import Trace, trace_devices
 from .verify import VERDICTS, VERIFY_COLUMNS, verify
 from .versions import VERSION_COLUMNS, bisect_versions, run_in_versions
@@ -77,6 +77,7 @@ __all__ = [
     "get_fix",
     "verify",
     "style_verify",
+    "style_frame",
     "VERSION_COLUMNS",
     "VersionLabError",
     "bisect_versions",

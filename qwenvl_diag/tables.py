@@ -1,6 +1,11 @@
-"""`style_verify`: a `qd.verify` table with one background colour per verdict, green for a fix that
-works and red for one that does not, for notebooks and HTML reports.
+"""Frames for reading in a notebook or an HTML report.
 
+`style_frame`: any of the kit's frames with its text readable: text columns wrap within a sensible
+width (never squeezed into a one-word strip beside many columns), very long texts shortened with the
+full text a click away. `style_verify`: a `qd.verify` table the same way, with one background colour
+per verdict, green for a fix that works and red for one that does not.
+
+>>> qd.style_frame(qd.run_in_versions(qd.Scenario.preset("seed-batched"), ["4.51.3"]))
 >>> report = qd.verify(qd.Scenario.preset("seed-video"), fix=["single_device", "rope_mask_hotfix"])
 >>> qd.style_verify(report)                      # a pandas Styler: displays as a coloured table
 >>> qd.style_verify(report[["fix", "verdict", "why"]]).to_html()
@@ -8,7 +13,8 @@ works and red for one that does not, for notebooks and HTML reports.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import html
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -29,6 +35,81 @@ VERDICT_COLOURS = {
 
 TEXT_COLOUR = "#1a1a1a"
 
+MISSING = "—"
+"""How a missing value (None, NaN) shows."""
+LONG_TEXT = 24
+"""A text column whose longest text has more characters than this wraps between `TEXT_WIDTHS`."""
+TEXT_WIDTHS = ("14em", "36em")
+"""The narrowest and widest a wrapping text column is drawn: wide enough to read a phrase per line
+however many columns share the page (the table scrolls sideways instead), narrow enough to wrap."""
+FOLD_AT = 240
+"""Texts longer than this many characters show their start; the whole text is a click away."""
+
+
+def _text_columns(frame: pd.DataFrame) -> list[Any]:
+    """The columns that hold text (object or string dtype, at least one str value)."""
+    return [
+        column
+        for column, dtype in frame.dtypes.items()
+        if (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype))
+        and frame[column].map(lambda value: isinstance(value, str)).any()
+    ]
+
+
+def _readable_text(value: Any, fold_at: int) -> str:
+    """`value` as HTML: escaped; a text longer than `fold_at` as its start, unfolding to all of it."""
+    text = html.escape(str(value))
+    if len(str(value)) <= fold_at:
+        return text
+    start = html.escape(str(value)[:fold_at].rsplit(" ", 1)[0])
+    return f"<details><summary>{start} …</summary>{text}</details>"
+
+
+def style_frame(frame: pd.DataFrame, fold_at: int = FOLD_AT) -> Styler:
+    """`frame` as a pandas Styler that reads well in JupyterLab and in HTML exports: text columns
+    left-aligned; a column with long texts wraps between `TEXT_WIDTHS` (never a one-word strip: with
+    many columns the table scrolls sideways); a text longer than `fold_at` characters shows its start,
+    the rest a click away (an HTML <details>); missing values show as "—"; text is HTML-escaped.
+    `frame` is not modified. Needs jinja2 (installed with the notebooks extra).
+
+    >>> qd.style_frame(qd.flags_frame(qd.plan_device_map("Qwen/Qwen2.5-VL-7B-Instruct", 8, "24GiB")))
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise InvalidArgumentError(
+            f"style_frame takes a pandas DataFrame (any of the kit's frames); got {type(frame).__name__}."
+        )
+    if isinstance(fold_at, bool) or not isinstance(fold_at, int) or fold_at < 1:
+        raise InvalidArgumentError(f"fold_at is a number of characters (an int >= 1); got {fold_at!r}.")
+    try:
+        styler = frame.style
+    except ImportError as error:  # pandas' Styler renders with jinja2
+        raise QwenVLDiagError(
+            "Styled tables need jinja2 for pandas' Styler: pip install jinja2 (or qwenvl-diag[notebooks])."
+        ) from error
+    styler = styler.format(na_rep=MISSING)
+    text = _text_columns(frame)
+    if not text:
+        return styler
+    styler = styler.format(lambda value: _readable_text(value, fold_at), subset=text, na_rep=MISSING)
+    # words read from the left; numbers stay right-aligned
+    styler = styler.set_properties(subset=text, **{"text-align": "left"})
+    longest = {
+        column: frame[column].map(lambda v: len(v) if isinstance(v, str) else 0).max() for column in text
+    }
+    wrapped = [column for column in text if longest[column] > LONG_TEXT]
+    if wrapped:
+        narrowest, widest = TEXT_WIDTHS
+        styler = styler.set_properties(
+            subset=wrapped,
+            **{
+                "white-space": "normal",
+                "min-width": narrowest,
+                "max-width": widest,
+                "overflow-wrap": "anywhere",
+            },
+        )
+    return styler
+
 
 def _row_style(row: pd.Series) -> list[str]:
     style = f"background-color: {VERDICT_COLOURS[row['verdict']]}; color: {TEXT_COLOUR}"
@@ -38,9 +119,9 @@ def _row_style(row: pd.Series) -> list[str]:
 def style_verify(frame: pd.DataFrame) -> Styler:
     """`frame` (what `qd.verify` returns, or a selection of its rows and columns that keeps `verdict`)
     as a pandas Styler whose rows are coloured by verdict (`VERDICT_COLOURS`): green "fixed",
-    grey-green "not needed", red "not fixed" and "breaks results". Missing values (no error, no
-    logits because the run failed) show as "—", the logit difference in scientific notation, and
-    text columns are left-aligned and wrap. `frame` is not modified. Needs jinja2 (installed with the
+    grey-green "not needed", red "not fixed" and "breaks results". Text reads as in `style_frame`
+    (missing values, e.g. no error or no logits because the run failed, show as "—"); the logit
+    difference is in scientific notation. `frame` is not modified. Needs jinja2 (installed with the
     notebooks extra).
 
     >>> qd.style_verify(qd.verify(qd.Scenario.preset("seed-batched"), fix="single_device"))
@@ -57,20 +138,7 @@ def style_verify(frame: pd.DataFrame) -> Styler:
             f"style_verify: verdicts {unknown} are not qd.verify's ({', '.join(VERDICTS)}); pass the "
             "frame of qd.verify(scenario, fix=...)."
         )
-    try:
-        styler = frame.style
-    except ImportError as error:  # pandas' Styler renders with jinja2
-        raise QwenVLDiagError(
-            "style_verify needs jinja2 for pandas' Styler: pip install jinja2 (or qwenvl-diag[notebooks])."
-        ) from error
-    styler = styler.apply(_row_style, axis=1).format(na_rep="—")
+    styler = style_frame(frame).apply(_row_style, axis=1)
     if "max_abs_logit_diff" in frame.columns:
-        styler = styler.format({"max_abs_logit_diff": "{:.1e}"}, na_rep="—")
-    text = [
-        column
-        for column, dtype in frame.dtypes.items()
-        if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
-    ]
-    if text:  # words read from the left; numbers stay right-aligned
-        styler = styler.set_properties(subset=text, **{"text-align": "left", "white-space": "normal"})
+        styler = styler.format({"max_abs_logit_diff": "{:.1e}"}, na_rep=MISSING)
     return styler

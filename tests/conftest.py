@@ -9,6 +9,14 @@ from qwenvl_diag.models.families import FAMILIES
 
 ALL_FAMILIES = list(FAMILIES)
 
+# The library lines of the seed's two failures (Qwen2.5-VL's modeling file, transformers 4.49-4.51.3), and
+# where 4.51.3 has them (../shared/research/BUG_FACTS.md)
+MASK_CODE = (
+    "diagonal_attend_mask = torch.arange(target_length, device=device) > cache_position.reshape(-1, 1)"
+)
+VIDEO_CODE = "time_tensor = expanded_range * second_per_grid_t"
+SEED_LINES_4_51_3 = {MASK_CODE: 1334, VIDEO_CODE: 1645}
+
 # What each catalogue fix (but upgrade_transformers) does to the seed's two failures on transformers
 # 4.49-4.51.3 (BUG_FACTS.md); from 4.52.1 every one is "not needed".
 SEED_FIX_VERDICTS = {

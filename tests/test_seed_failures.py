@@ -14,19 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import dispatch_model
-from conftest import vision_apart_map
+from conftest import MASK_CODE, SEED_LINES_4_51_3, VIDEO_CODE, vision_apart_map
 
 import qwenvl_diag as qd
 from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
 
 AFFECTED = not transformers_at_least("4.52.1")
 SIMULATOR = str(Path(qd.__file__).parent / "simulate")
-VIDEO_LINE = "time_tensor = expanded_range * second_per_grid_t"
-MASK_LINE = (
-    "diagonal_attend_mask = torch.arange(target_length, device=device) > cache_position.reshape(-1, 1)"
-)
 SAME_DEVICE = "Expected all tensors to be on the same device, but found at least two devices, "
-KNOWN_LINES = {"4.51.3": {VIDEO_LINE: 1645, MASK_LINE: 1334}}  # ../shared/research/BUG_FACTS.md
+KNOWN_LINES = {"4.51.3": SEED_LINES_4_51_3}
 
 
 def _raising_frame(error: BaseException) -> traceback.FrameSummary:
@@ -80,7 +76,7 @@ def test_video_failure_with_a_tensor_second_per_grid_ts(action, layout):
             _assert_raised_at(
                 caught.value,
                 model,
-                VIDEO_LINE,
+                VIDEO_CODE,
                 f"{SAME_DEVICE}cuda:0 and cpu!",
             )
         else:
@@ -122,7 +118,7 @@ def test_batched_failure_with_vision_and_embeddings_on_different_gpus():
             _assert_raised_at(
                 caught.value,
                 model,
-                MASK_LINE,
+                MASK_CODE,
                 f"{SAME_DEVICE}cuda:1 and cuda:0!",
             )
         else:

@@ -1,4 +1,5 @@
-"""style_verify: each verify row gets its verdict's colour in the rendered HTML (green for a fix that
+"""style_frame: text columns of any frame read well (wrapped within a width, long texts folded, escaped);
+style_verify: each verify row gets its verdict's colour in the rendered HTML (green for a fix that
 works, red for one that does not), and a frame that is not a verify table gets the kit's error."""
 
 from __future__ import annotations
@@ -32,6 +33,76 @@ def _frame(verdicts: list[str]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=qd.VERIFY_COLUMNS, dtype=object).astype({"max_abs_logit_diff": float})
+
+
+def _cell_css(html: str, row: int, col: int) -> dict[str, str]:
+    """The CSS properties the rendered style sheet gives cell (`row`, `col`)."""
+    found = {}
+    for selectors, body in re.findall(r"([^{}]+)\{([^}]*)\}", html):
+        if re.search(rf"_row{row}_col{col}\b", selectors):
+            found.update(
+                (name.strip(), value.strip())
+                for name, value in (part.split(":", 1) for part in body.split(";") if ":" in part)
+            )
+    return found
+
+
+def _cell_text(html: str, row: int, col: int) -> str:
+    """The HTML inside the <td> of cell (`row`, `col`)."""
+    match = re.search(rf'<td id="T_\w+_row{row}_col{col}" class="[^"]*" >(.*?)</td>', html, re.S)
+    assert match, (row, col, html[:2000])
+    return match.group(1)
+
+
+def test_style_frame_wraps_long_text_within_a_width_and_leaves_short_columns_alone():
+    frame = pd.DataFrame(
+        {
+            "release": ["4.51.3", "4.52.4"],
+            "error": ["Expected all tensors to be on the same device, but found at least two devices", None],
+            "line": pd.array([1334, None], dtype="Int64"),
+        }
+    )
+    before = frame.copy()
+    html = qd.style_frame(frame).to_html()
+    narrowest, widest = qd.tables.TEXT_WIDTHS
+    error = _cell_css(html, 0, 1)
+    assert error["min-width"] == narrowest and error["max-width"] == widest, error
+    assert error["white-space"] == "normal" and error["text-align"] == "left", error
+    release = _cell_css(html, 0, 0)
+    assert release.get("text-align") == "left" and "min-width" not in release, release  # short text
+    assert _cell_css(html, 0, 2) == {}  # numbers keep the table's own alignment
+    assert _cell_text(html, 1, 1) == "—" and _cell_text(html, 1, 2) == "—"  # missing values
+    assert _cell_text(html, 0, 2) == "1334"
+    pd.testing.assert_frame_equal(frame, before)  # the caller's frame is untouched
+
+
+def test_style_frame_folds_very_long_text_and_escapes_html():
+    long = "get_rope_index: " + " ".join(f"word{i}" for i in range(80)) + " <end>"
+    frame = pd.DataFrame({"why": [long, "x < y & z"]})
+    html = qd.style_frame(frame, fold_at=60).to_html()
+    folded = _cell_text(html, 0, 0)
+    summary = re.fullmatch(r"<details><summary>(.*?) …</summary>(.*)</details>", folded, re.S)
+    assert summary, folded
+    assert long.startswith(summary.group(1)) and len(summary.group(1)) <= 60, summary.group(1)
+    assert summary.group(2) == long.replace("<", "&lt;").replace(">", "&gt;")  # the whole text, unfolded
+    assert _cell_text(html, 1, 0) == "x &lt; y &amp; z"  # short: shown whole, escaped
+    medium = pd.DataFrame({"why": ["word " * 40]})  # 200 characters: the default folds only longer ones
+    assert "<details>" not in qd.style_frame(medium).to_html()
+    assert "<details>" in qd.style_frame(pd.DataFrame({"why": ["word " * 60]})).to_html()
+
+
+@pytest.mark.parametrize(
+    ("wrong", "fold_at", "message"),
+    [
+        ([{"error": "x"}], 240, r"style_frame takes a pandas DataFrame .*; got list"),
+        (pd.DataFrame({"a": ["x"]}), 0, r"fold_at is a number of characters"),
+        (pd.DataFrame({"a": ["x"]}), True, r"fold_at is a number of characters"),
+    ],
+    ids=["list", "zero", "bool"],
+)
+def test_style_frame_refuses_what_it_cannot_show(wrong, fold_at, message):
+    with pytest.raises(qd.InvalidArgumentError, match=message):
+        qd.style_frame(wrong, fold_at=fold_at)
 
 
 def _row_colours(html: str, row: int) -> set[str]:
