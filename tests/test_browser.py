@@ -5,8 +5,11 @@
 - 02_layer_placement.ipynb: the placement panel is live: it shows the layout the notebook's last cells
   set, and a user's choices in it reach the kernel (the strategy dropdown re-plans and re-draws, "Run
   scenario" diagnoses the layout under the panel).
+- 03_fix_and_verify.ipynb: the verify tables are coloured by verdict, green and red where this stack
+  has the bugs, grey-green where it does not, and the verify panel's "Verify" colours its table the same.
+Every notebook: no table squeezes a text column into a strip a word or two wide.
 
-Screenshots go to test-output/browser/<stack>/ (02's files start with "02-").
+Screenshots go to test-output/browser/<stack>/ (each notebook's files start with its number, "01-").
 
 Needs Debian's Chromium (`apt-get install chromium chromium-driver`, as `.ci/run` does) and the
 `playwright` package (the `test` extra); Playwright's own browser downloads are never used. Without
@@ -14,486 +17,92 @@ them the tests are skipped with that advice (on CI, where `CI` is set, they fail
 
 `QWENVL_DIAG_SCREENSHOT_TO=docs/images` (a directory, relative to the repository) also writes the
 README's pictures, as palette PNGs: `01_reproduce.png` (the notebook cell with the diagnosis panel, its
-first tab the diagnosis) and `02_layer_placement.png` (the placement panel after "Run scenario" on the
-seed's layout). A path ending in `.png` writes the 01 picture alone, there. Run it in .venv-legacy for
-the failing diagnoses.
+first tab the diagnosis), `02_layer_placement.png` (the placement panel after "Run scenario" on the
+seed's layout) and `03_fix_and_verify.png` (the verify panel after "Verify" on the video failure). Run
+it in .venv-legacy for the failing diagnoses.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import nbformat
 import pytest
+from browser_support import (
+    DIAGNOSIS_OPENING_JS,
+    LAB_CACHE,
+    NOTEBOOKS,
+    OUTPUT,
+    PANEL,
+    check_panel_geometry,
+    check_tables_readable,
+    clear_screenshots,
+    digest,
+    expect_widgets_rendered,
+    notebook_in_lab,
+    readme_picture,
+    readme_screenshot,
+    require_browser,
+    run_and_check_cells,
+    screenshot_element,
+    screenshot_whole_notebook,
+)
+from conftest import SEED_FIX_VERDICTS
 
-from qwenvl_diag import versions
+from qwenvl_diag import VERDICT_COLOURS, versions
 from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parent.parent
-NOTEBOOK = REPO / "notebooks" / "01_reproduce.ipynb"
-PLACEMENT_NOTEBOOK = REPO / "notebooks" / "02_layer_placement.ipynb"
-PLACEMENT_PREFIX = "02-"  # the start of the names of the 02 test's files in OUTPUT
-OUTPUT = REPO / "test-output" / "browser" / f"transformers-{TRANSFORMERS_VERSION}"
-SCREENSHOT_ENV = "QWENVL_DIAG_SCREENSHOT_TO"
-TOKEN = "qwenvl-diag-browser-test"
-PANEL = ".qd-panel"  # the CSS class qwenvl_diag.widgets puts on its panels' root element
+NOTEBOOK = NOTEBOOKS / "01_reproduce.ipynb"
+PLACEMENT_NOTEBOOK = NOTEBOOKS / "02_layer_placement.ipynb"
+FIX_NOTEBOOK = NOTEBOOKS / "03_fix_and_verify.ipynb"
 SEED_FIXED = transformers_at_least("4.52.1")
 BATCHED_ERROR = "found at least two devices, cuda:1 and cuda:0!"
-# the version lab's side environments, shared with test_notebooks (git ignores test-output/)
-LAB_CACHE = REPO / "test-output"
-
-# Debian's Chromium, headless, with nothing that phones home
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORT = {"width": 1280, "height": 900}
-SERVER_START_S = 90
-KERNEL_READY_S = 120
-RUN_ALL_S = 300  # Run All takes 10-30 s on a 2-core machine (more when the version lab runs)
 REPLAN_S = 60  # a control changed in the browser: the kernel re-plans and re-draws (under 1 s)
 RUN_SCENARIO_S = 180  # "Run scenario": the 7B twin on 8 simulated GPUs, generate (1-2 s)
+VERIFY_S = 300  # "Verify": five fixes on the video failure, each a run and a reference (10-30 s)
 
-# JupyterLab settings for the test's own (temporary) user-settings directory
-LAB_SETTINGS = {
-    # every cell attached to the DOM, so what is asserted is what is there
-    # (and no blank page after the last one, which would grow with the window)
-    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none", "scrollPastEnd": False},
-    # the copy under test is never written back (it is a temporary copy anyway)
-    "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
-    # no news or update toasts over the notebook, no requests off the machine
-    "@jupyterlab/apputils-extension/notification": {
-        "fetchNews": "false",
-        "checkForUpdates": False,
-        "doNotDisturbMode": True,
-    },
-}
-
-# the current notebook's kernel is started, connected and idle
-KERNEL_READY_JS = """() => {
-    const kernel = window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel;
-    return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
-}"""
-# where the panel's images and boxes are drawn, against the panel's box (CSS pixels)
-PANEL_GEOMETRY_JS = """panel => {
-    const box = panel.getBoundingClientRect();
-    const images = [...panel.querySelectorAll('img')].map(img => {
-        const r = img.getBoundingClientRect();
-        return {complete: img.complete, natural: [img.naturalWidth, img.naturalHeight],
-                shown: [r.width, r.height]};
-    });
-    let overflow = 0, widest = '';
-    for (const e of panel.querySelectorAll('*')) {
-        if (!e.checkVisibility()) continue;  // e.g. a folded <details>' table: laid out, not drawn
-        const past = e.getBoundingClientRect().right - box.right;
-        if (past > overflow) {
-            overflow = past;
-            widest = `<${e.tagName.toLowerCase()} class="${e.className}"> ${e.textContent.slice(0, 80)}`;
-        }
-    }
-    return {images, overflow, widest};
-}"""
-# how far below the panel's top its diagnosis's opening ends: the heading and what follows it up to the
-# advice list or the folded frames (the README's picture ends there)
-DIAGNOSIS_OPENING_JS = """panel => {
-    const heading = [...panel.querySelectorAll('h4')].find(h => h.textContent.includes('qwenvl-diag:'));
-    let bottom = heading.getBoundingClientRect().bottom;
-    for (let e = heading.nextElementSibling; e && !e.matches('ul, ol, details'); e = e.nextElementSibling) {
-        bottom = Math.max(bottom, e.getBoundingClientRect().bottom);
-    }
-    return bottom - panel.getBoundingClientRect().top;
-}"""
-# all code cells have run: every prompt shows its execution count
-ALL_RAN_JS = """() => {
-    const prompts = [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt')];
-    return prompts.length > 0 && prompts.every(p => /^\\[\\d+\\]:$/.test(p.textContent.trim()));
-}"""
-# a cell raised: Run All stops there, so stop waiting and report it
-TRACEBACK_JS = """() => [...document.querySelectorAll(
-    '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
-    .some(o => o.textContent.includes('Traceback'))"""
-OUTPUT_TEXTS_JS = """() => [...document.querySelectorAll('.jp-NotebookPanel .jp-OutputArea-output')]
-    .map(o => [o.getAttribute('data-mime-type') || '', o.textContent])"""
-PROMPTS_JS = """() => [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt')]
-    .map(p => p.textContent.trim())"""
+# every verify table shown (a table with a "verdict" column): per row, its fix, its verdict and the
+# background colours its cells are drawn with
+VERIFY_TABLES_JS = """root => [...root.querySelectorAll('table')]
+    .filter(t => t.checkVisibility()
+                 && [...t.querySelectorAll('thead th')].some(h => h.textContent.trim() === 'verdict'))
+    .map(t => {
+        const heads = [...t.querySelectorAll('thead tr:last-child th')].map(h => h.textContent.trim());
+        return [...t.querySelectorAll('tbody tr')].map(row => {
+            const cells = [...row.children];
+            const at = name => cells[heads.indexOf(name)].textContent.trim();
+            return {fix: at('fix'), verdict: at('verdict'),
+                    colours: [...new Set(cells.filter(c => c.tagName === 'TD')
+                                              .map(c => getComputedStyle(c).backgroundColor))]};
+        });
+    })"""
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser"):
-        if path := shutil.which(name):
-            return path
-    return None
+def _rgb(colour: str) -> str:
+    """A "#rrggbb" colour as the browser's computed style writes it."""
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({red}, {green}, {blue})"
 
 
-def _require_browser() -> str:
-    """The Chromium executable, or a skip (a failure on CI) that says how to get what is missing."""
-    missing = []
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append(
-            "the playwright package: pip install -e '.[test]' (or pip install playwright; "
-            "do not run `playwright install`: the test drives the system Chromium)"
-        )
-    chromium = _chromium()
-    if chromium is None:
-        missing.append(
-            "Chromium: sudo apt-get install chromium chromium-driver (Debian/Ubuntu; .ci/run does this)"
-        )
-    if missing:
-        message = "the browser test needs " + " and ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(message + " (on CI this test must run, not be skipped)")
-        pytest.skip(message)
-    return chromium
+def _expected_verdicts(preset: str) -> dict[str, str]:
+    verdicts = SEED_FIX_VERDICTS[preset]
+    return {fix: "not needed" if SEED_FIXED else verdict for fix, verdict in verdicts.items()}
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _api(base: str, path: str, method: str = "GET", timeout: float = 5):
-    request = urllib.request.Request(
-        f"{base}{path}", method=method, headers={"Authorization": f"token {TOKEN}"}
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        body = response.read()
-    return json.loads(body) if body else None
-
-
-def _jupyter_env(home: Path) -> dict[str, str]:
-    """Temporary Jupyter/IPython directories, so that no user configuration, kernel or setting applies,
-    and a `python3` kernelspec that runs this interpreter (this stack), first on JUPYTER_PATH."""
-    kernel = home / "path" / "kernels" / "python3"
-    kernel.mkdir(parents=True)
-    spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
-    (kernel / "kernel.json").write_text(json.dumps(spec, indent=1))
-    settings = home / "lab-settings"
-    for plugin, values in LAB_SETTINGS.items():
-        path = settings / f"{plugin}.jupyterlab-settings"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "IPYTHON"))}
-    env.update(
-        JUPYTER_PATH=str(home / "path"),
-        JUPYTER_CONFIG_DIR=str(home / "config"),
-        JUPYTER_DATA_DIR=str(home / "data"),
-        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-        JUPYTERLAB_SETTINGS_DIR=str(settings),
-        JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
-        IPYTHONDIR=str(home / "ipython"),
-        MPLBACKEND="module://matplotlib_inline.backend_inline",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-@contextlib.contextmanager
-def serve_lab(root_dir: Path, home: Path, log_path: Path) -> Iterator[str]:
-    """JupyterLab of this interpreter on 127.0.0.1 (a free port, a known token), serving `root_dir`;
-    yields its base URL. Kernels and server are shut down on exit, whatever happened."""
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--allow-root",  # CI runs as root
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        "--port-retries=0",
-        f"--IdentityProvider.token={TOKEN}",
-        f"--ServerApp.root_dir={root_dir}",
-        f"--LabApp.user_settings_dir={home / 'lab-settings'}",
-        f"--LabApp.workspaces_dir={home / 'workspaces'}",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        "--LabApp.news_url=",
-        "--LabApp.extension_manager=readonly",  # no lookups on the package index
-        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: the kernel's real state
-        "--ServerApp.terminals_enabled=False",
-    ]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            command,
-            cwd=root_dir,
-            env=_jupyter_env(home),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the server and the kernels it starts
-        )
-        try:
-            deadline = time.monotonic() + SERVER_START_S
-            while True:
-                if server.poll() is not None:
-                    raise AssertionError(
-                        f"jupyter lab exited with {server.returncode}:\n{log_path.read_text()[-3000:]}"
-                    )
-                try:
-                    _api(base, "/api/status", timeout=2)
-                    break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    if time.monotonic() > deadline:
-                        raise AssertionError(
-                            f"jupyter lab did not answer in {SERVER_START_S} s:\n"
-                            f"{log_path.read_text()[-3000:]}"
-                        ) from None
-                    time.sleep(0.5)
-            yield base
-        finally:
-            with contextlib.suppress(Exception):
-                _api(base, "/api/shutdown", method="POST")  # stops the kernels, then the server
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.terminate()
-                try:
-                    server.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait()
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(server.pid, signal.SIGKILL)  # a kernel left behind by the group's leader
-
-
-@contextlib.contextmanager
-def open_browser(chromium: str, profile: Path):
-    """A fresh headless Chromium profile; anything not on loopback is refused (and listed in
-    `context.refused`)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=chromium,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport=VIEWPORT,
-            device_scale_factor=1,
-            color_scheme="light",
-            locale="en-US",
-            timezone_id="UTC",
-        )
-        try:
-            context.refused = []
-
-            def refuse(route):
-                context.refused.append(route.request.url)
-                route.abort()
-
-            context.route(re.compile(r"^(?!https?://(127\.0\.0\.1|localhost)[:/]).*"), refuse)
-            yield context
-        finally:
-            context.close()
-            shutil.rmtree(profile, ignore_errors=True)
-
-
-def run_all_cells(page, base: str, name: str) -> float:
-    """Open notebook `name`, wait for its kernel, Run > Run All Cells, wait for every cell; seconds."""
-    from playwright.sync_api import expect
-
-    page.goto(f"{base}/lab/tree/{name}?token={TOKEN}", wait_until="domcontentloaded")
-    expect(page.locator(".jp-NotebookPanel .jp-Cell").first).to_be_visible(timeout=KERNEL_READY_S * 1000)
-    # the notebook's kernel is started, connected and idle before anything is run (the toolbar's
-    # indicator says "idle" before that: Run All then runs nothing)
-    page.wait_for_function(KERNEL_READY_JS, timeout=KERNEL_READY_S * 1000, polling=250)
-    started = time.perf_counter()
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-    # the run has begun: the first code cell is queued or done
-    expect(page.locator(".jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt").first).to_have_text(
-        re.compile(r"^\[(\*|\d+)\]:$"), timeout=30_000
-    )
-    page.wait_for_function(
-        f"() => ({ALL_RAN_JS})() || ({TRACEBACK_JS})()", timeout=RUN_ALL_S * 1000, polling=500
-    )
-    expect(page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator")).to_have_attribute(
-        "data-status", "idle", timeout=60_000
-    )
-    return time.perf_counter() - started
-
-
-def _screenshot_whole_notebook(page, path: Path) -> None:
-    """The whole notebook in one image: scrolled to the top, the window as tall as its content."""
-    measure = """() => {
-        const outer = document.querySelector('.jp-NotebookPanel .jp-WindowedPanel-outer');
-        outer.scrollTop = 0;
-        return window.innerHeight + outer.scrollHeight - outer.clientHeight;
-    }"""
-    height = page.evaluate(measure)
-    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(int(height), 32000)})
-    page.wait_for_timeout(500)
-    height = page.evaluate(measure)  # after the new layout
-    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(int(height), 32000)})
-    page.wait_for_timeout(500)
-    page.screenshot(path=path)
-    page.set_viewport_size(VIEWPORT)
-    page.wait_for_timeout(300)
-
-
-def _screenshot_element(page, locator, path: Path) -> None:
-    """`locator` whole: the window made tall enough for it below JupyterLab's bars, then restored."""
-    box = locator.bounding_box()
-    page.set_viewport_size(
-        {"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], int(box["height"]) + 240)}
-    )
-    page.wait_for_timeout(300)
-    locator.scroll_into_view_if_needed()
-    locator.screenshot(path=path)
-    page.set_viewport_size(VIEWPORT)
-    page.wait_for_timeout(300)
-
-
-def _readme_picture(notebook: Path) -> Path | None:
-    """Where the README's picture of `notebook` goes: QWENVL_DIAG_SCREENSHOT_TO names a directory (each
-    notebook's picture is `<notebook>.png` there) or, ending in .png, the 01 picture itself; None: none."""
-    target = os.environ.get(SCREENSHOT_ENV)
-    if not target:
-        return None
-    path = REPO / target
-    if path.suffix.lower() == ".png":
-        return path if notebook == NOTEBOOK else None
-    return path / f"{notebook.stem}.png"
-
-
-def _readme_screenshot(page, locator, target: Path, height: float | None = None) -> None:
-    """A README picture: `locator` whole (or its top `height` CSS pixels), as a palette PNG (small, and
-    the same from run to run)."""
-    from PIL import Image
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    raw = target.with_suffix(".raw.png")
-    _screenshot_element(page, locator, raw)
-    with Image.open(raw) as image:
-        if height is not None:
-            image = image.crop((0, 0, image.width, min(image.height, round(height))))
-        image.convert("RGB").quantize(colors=64).save(target, optimize=True)
-    raw.unlink()
-
-
-def _clear_screenshots(prefix: str) -> None:
-    """A test's screenshots of an earlier run: `prefix*.png` ("" for 01: not those of 02)."""
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    for old in OUTPUT.glob(f"{prefix}*.png"):
-        if prefix or not old.name.startswith(PLACEMENT_PREFIX):
-            old.unlink()
-
-
-@contextlib.contextmanager
-def notebook_in_lab(
-    chromium: str, notebook: Path, tmp_path: Path, prefix: str = ""
-) -> Iterator[tuple[str, Any]]:
-    """JupyterLab serving a temporary copy of `notebook` and a browser page: yields (base URL, page).
-    A failure inside leaves `<prefix>failure.png`; the requests the browser refused (off
-    loopback) are listed in `<prefix>refused-requests.txt`."""
-    root = tmp_path / "notebooks"
-    root.mkdir()
-    shutil.copy2(notebook, root / notebook.name)  # JupyterLab serves (and may write) only this copy
-    with (
-        serve_lab(root, tmp_path / "jupyter", OUTPUT / f"{prefix}jupyter.log") as base,
-        open_browser(chromium, tmp_path / "chromium-profile") as browser,
-    ):
-        # the notebook's kernel is this stack's interpreter
-        spec = _api(base, "/api/kernelspecs")["kernelspecs"]["python3"]["spec"]
-        assert spec["argv"][0] == sys.executable, spec
-        page = browser.new_page()
-        try:
-            yield base, page
-        except Exception:
-            with contextlib.suppress(Exception):
-                page.screenshot(path=OUTPUT / f"{prefix}failure.png")
-            raise
-        finally:
-            (OUTPUT / f"{prefix}refused-requests.txt").write_text(
-                "".join(f"{url}\n" for url in browser.refused)
-            )
-
-
-def run_and_check_cells(page, base: str, notebook: Path, prefix: str = "") -> tuple[str, str]:
-    """Run All Cells of `notebook` (open in `page`), then: every code cell ran, in order, in one fresh
-    kernel, and no cell raised. Returns the outputs' text (also in `<prefix>outputs.txt`) and a context
-    line for assertion messages."""
-    code_cells = sum(c.cell_type == "code" for c in nbformat.read(notebook, as_version=4).cells)
-    run_seconds = run_all_cells(page, base, notebook.name)
-    outputs = page.evaluate(OUTPUT_TEXTS_JS)
-    text = "\n".join(body for _, body in outputs)
-    (OUTPUT / f"{prefix}outputs.txt").write_text(text)
-    context = f"transformers {TRANSFORMERS_VERSION}, Run All took {run_seconds:.1f} s"
-
-    # every code cell ran, in order, in one fresh kernel; no cell raised
-    tracebacks = [body for mime, body in outputs if mime.endswith("stderr") and "Traceback" in body]
-    assert not tracebacks, f"{context}: a cell raised:\n{tracebacks[0][-3000:]}"
-    prompts = page.evaluate(PROMPTS_JS)
-    assert prompts == [f"[{n}]:" for n in range(1, code_cells + 1)], (context, prompts)
-    kernels = _api(base, "/api/kernels")
-    assert [k["name"] for k in kernels] == ["python3"], kernels
-    return text, context
-
-
-def expect_widgets_rendered(page) -> None:
-    """The widget manager rendered every widget: no placeholder or error in its place."""
-    from playwright.sync_api import expect
-
-    for placeholder in ("Loading widget...", "Error displaying widget", "model not found"):
-        expect(page.get_by_text(placeholder)).to_have_count(0)
-
-
-def _check_panel_geometry(panel, context: str) -> dict:
-    """The panel's two images loaded and drawn without distortion, nothing drawn past its right edge
-    (what a user would otherwise see: a stretched plot, a cut-off table); returns the measures."""
-    geometry = panel.evaluate(PANEL_GEOMETRY_JS)
-    images = geometry["images"]
-    assert len(images) == 2, (context, geometry)  # the placement strip and the memory plot
-    for image in images:
-        (natural_w, natural_h), (shown_w, shown_h) = image["natural"], image["shown"]
-        assert image["complete"] and natural_w > 0 and natural_h > 0, (context, geometry)
-        assert shown_w > 0 and shown_h > 0, (context, geometry)
-        distortion = (shown_w / shown_h) / (natural_w / natural_h)
-        assert abs(distortion - 1) < 0.02, (f"{context}: an image is drawn distorted", geometry)
-    assert geometry["overflow"] <= 1, (f"{context}: the panel draws past its right edge", geometry)
-    return geometry
+def _check_verify_table(rows: list[dict], preset: str, context: str) -> None:
+    """A verify table as drawn: this stack's verdicts for `preset`, each row all in its verdict's colour."""
+    assert {row["fix"]: row["verdict"] for row in rows} == _expected_verdicts(preset), (context, rows)
+    for row in rows:
+        assert row["colours"] == [_rgb(VERDICT_COLOURS[row["verdict"]])], (context, row)
 
 
 @pytest.fixture
 def chromium(monkeypatch) -> str:
     """The Chromium to drive (else a skip, on CI a failure); the version lab's cache for the server
     and its kernels (they inherit the environment)."""
-    executable = _require_browser()
+    executable = require_browser()
     monkeypatch.setenv("QWENVL_DIAG_CACHE", str(LAB_CACHE))
     return executable
 
@@ -501,11 +110,11 @@ def chromium(monkeypatch) -> str:
 @pytest.fixture
 def committed_notebooks_unchanged():
     """The committed notebooks are byte for byte what they were, and no checkpoint appears beside them."""
-    before = {path: _digest(path) for path in NOTEBOOK.parent.glob("*.ipynb")}
-    checkpoints = NOTEBOOK.parent / ".ipynb_checkpoints"
+    before = {path: digest(path) for path in NOTEBOOKS.glob("*.ipynb")}
+    checkpoints = NOTEBOOKS / ".ipynb_checkpoints"
     had_checkpoints = checkpoints.exists()
     yield
-    after = {path: _digest(path) for path in NOTEBOOK.parent.glob("*.ipynb")}
+    after = {path: digest(path) for path in NOTEBOOKS.glob("*.ipynb")}
     changed = sorted(
         str(path) for path in before.keys() | after.keys() if before.get(path) != after.get(path)
     )
@@ -518,11 +127,11 @@ def test_reproduce_notebook_in_jupyterlab(tmp_path, chromium, committed_notebook
 
     if SEED_FIXED:
         versions.side_env("4.51.3")  # made before the notebook runs, as `make lab` does for users
-
-    _clear_screenshots("")
+    clear_screenshots(NOTEBOOK)
     started = time.perf_counter()
     with notebook_in_lab(chromium, NOTEBOOK, tmp_path) as (base, page):
         text, context = run_and_check_cells(page, base, NOTEBOOK)
+        check_tables_readable(page, context)  # the version lab's table among them, where it runs
         assert f"transformers {TRANSFORMERS_VERSION} | accelerate" in text, context
 
         # the diagnosis reports (HTML outputs), with this stack's outcome
@@ -543,7 +152,7 @@ def test_reproduce_notebook_in_jupyterlab(tmp_path, chromium, committed_notebook
             assert "is already fixed" not in text, context
         reports.first.scroll_into_view_if_needed()
         expect(reports.first).to_be_visible()
-        page.screenshot(path=OUTPUT / "diagnosis-viewport.png")
+        page.screenshot(path=OUTPUT / "01-diagnosis-viewport.png")
 
         # the widget panel is rendered by the widget manager, not left as a placeholder
         expect_widgets_rendered(page)
@@ -557,8 +166,8 @@ def test_reproduce_notebook_in_jupyterlab(tmp_path, chromium, committed_notebook
         panel_report = panel.locator("h4", has_text="qwenvl-diag:")
         expect(panel_report).to_be_visible()
         expect(panel_report).to_contain_text("no device error" if SEED_FIXED else BATCHED_ERROR)
-        _screenshot_element(page, panel, OUTPUT / "panel.png")
-        page.screenshot(path=OUTPUT / "panel-viewport.png")
+        screenshot_element(page, panel, OUTPUT / "01-panel.png")
+        page.screenshot(path=OUTPUT / "01-panel-viewport.png")
         # it is live: another tab shows that frame's table
         panel.get_by_role("tab", name="placement", exact=True).click()
         shown = panel.locator("table.dataframe:visible")
@@ -569,10 +178,10 @@ def test_reproduce_notebook_in_jupyterlab(tmp_path, chromium, committed_notebook
         panel.get_by_role("tab", name="diagnosis").click()
         expect(panel_report).to_be_visible()
 
-        _screenshot_whole_notebook(page, OUTPUT / "notebook.png")
-        if target := _readme_picture(NOTEBOOK):
+        screenshot_whole_notebook(page, OUTPUT / "01-notebook.png")
+        if target := readme_picture(NOTEBOOK):
             cell = page.locator(".jp-NotebookPanel .jp-Cell").filter(has=page.locator(PANEL))
-            _readme_screenshot(page, cell, target)  # the cell with the panel: its first tab is the diagnosis
+            readme_screenshot(page, cell, target)  # the cell with the panel: its first tab is the diagnosis
     print(f"browser test ({context}): {time.perf_counter() - started:.1f} s in all")
 
 
@@ -582,10 +191,11 @@ def test_placement_panel_is_live_in_jupyterlab(tmp_path, chromium, committed_not
     kernel and re-draws; "Run scenario" on the seed's layout shows the diagnosis under the panel."""
     from playwright.sync_api import expect
 
-    _clear_screenshots(PLACEMENT_PREFIX)
+    clear_screenshots(PLACEMENT_NOTEBOOK)
     started = time.perf_counter()
-    with notebook_in_lab(chromium, PLACEMENT_NOTEBOOK, tmp_path, PLACEMENT_PREFIX) as (base, page):
-        text, context = run_and_check_cells(page, base, PLACEMENT_NOTEBOOK, PLACEMENT_PREFIX)
+    with notebook_in_lab(chromium, PLACEMENT_NOTEBOOK, tmp_path) as (base, page):
+        text, context = run_and_check_cells(page, base, PLACEMENT_NOTEBOOK)
+        check_tables_readable(page, context)
         assert f"transformers {TRANSFORMERS_VERSION}; checkpoints:" in text, context
         expect_widgets_rendered(page)
 
@@ -620,10 +230,10 @@ def test_placement_panel_is_live_in_jupyterlab(tmp_path, chromium, committed_not
         for image in (strip, panel.locator("img").last):
             expect(image).to_be_visible()
             expect(image).to_have_js_property("complete", True)
-        _check_panel_geometry(panel, context)
+        check_panel_geometry(panel, context)
         expect(result).to_have_text("")  # nothing run from the panel yet
         expect(button).to_be_enabled()
-        _screenshot_element(page, panel, OUTPUT / f"{PLACEMENT_PREFIX}panel.png")
+        screenshot_element(page, panel, OUTPUT / "02-panel.png")
 
         # a user picks "sequential": the kernel re-plans, the strip is re-drawn, the flag goes away
         explicit_strip = strip.get_attribute("src")
@@ -640,8 +250,8 @@ def test_placement_panel_is_live_in_jupyterlab(tmp_path, chromium, committed_not
         expect(flags).to_have_count(0)
         expect(splits).to_be_disabled()  # split points are for "explicit" only
         expect(vision_gpu).to_be_disabled()
-        _check_panel_geometry(panel, context)
-        _screenshot_element(page, panel, OUTPUT / f"{PLACEMENT_PREFIX}panel-sequential.png")
+        check_panel_geometry(panel, context)
+        screenshot_element(page, panel, OUTPUT / "02-panel-sequential.png")
 
         # back to the seed's layout (balanced on the 8 GPUs the slider still shows): flagged again
         sequential_strip = strip.get_attribute("src")
@@ -673,16 +283,60 @@ def test_placement_panel_is_live_in_jupyterlab(tmp_path, chromium, committed_not
             expect(result).to_contain_text("qwen2_5_vl-batched-causal-mask")  # the known bug
         expect(button).to_be_enabled()  # again (it is disabled while the scenario runs)
         expect(status).to_contain_text("balanced: 33 modules")  # the run changed no setting
-        _check_panel_geometry(panel, context)
+        check_panel_geometry(panel, context)
         heading.scroll_into_view_if_needed()
-        _screenshot_element(page, panel, OUTPUT / f"{PLACEMENT_PREFIX}panel-after-run.png")
+        screenshot_element(page, panel, OUTPUT / "02-panel-after-run.png")
 
-        _screenshot_whole_notebook(page, OUTPUT / f"{PLACEMENT_PREFIX}notebook.png")
-        if target := _readme_picture(PLACEMENT_NOTEBOOK):
+        screenshot_whole_notebook(page, OUTPUT / "02-notebook.png")
+        if target := readme_picture(PLACEMENT_NOTEBOOK):
             # the panel after the run: controls, strip, memory, flags, the diagnosis's heading (and on
             # a release with the bug, the line and the known bug; the advice and frames left out)
-            _readme_screenshot(page, panel, target, height=panel.evaluate(DIAGNOSIS_OPENING_JS) + 12)
+            readme_screenshot(page, panel, target, height=panel.evaluate(DIAGNOSIS_OPENING_JS) + 12)
     print(
         f"browser test 02 ({context}; in the panel: re-plan {replan_seconds:.1f} s, "
         f"Run scenario {run_seconds:.1f} s): {time.perf_counter() - started:.1f} s in all"
+    )
+
+
+def test_fix_and_verify_colours_each_verdict_in_jupyterlab(tmp_path, chromium, committed_notebooks_unchanged):
+    """03's verify tables are drawn in their verdicts' colours with this stack's verdicts; the verify
+    panel, "Verify" clicked on the video failure it was given, colours its table the same way."""
+    from playwright.sync_api import expect
+
+    clear_screenshots(FIX_NOTEBOOK)
+    started = time.perf_counter()
+    with notebook_in_lab(chromium, FIX_NOTEBOOK, tmp_path) as (base, page):
+        text, context = run_and_check_cells(page, base, FIX_NOTEBOOK)
+        assert f"transformers {TRANSFORMERS_VERSION} | accelerate" in text, context
+        expect_widgets_rendered(page)
+        check_tables_readable(page, context)
+
+        # the two verify tables of the notebook: the batched failure, then the video
+        tables = page.locator(".jp-NotebookPanel .jp-Notebook").evaluate(VERIFY_TABLES_JS)
+        panel = page.locator(PANEL)
+        expect(panel).to_have_count(1)
+        assert len(tables) == 2, (context, tables)  # the panel's table is empty until "Verify"
+        for rows, preset in zip(tables, ("seed-batched", "seed-video"), strict=True):
+            _check_verify_table(rows, preset, context)
+
+        # the panel: its failure is the notebook's video scenario ("yours"), every in-process fix ticked
+        button = panel.get_by_role("button", name="Verify")
+        expect(panel.get_by_label("failure", exact=True)).to_have_value("yours")
+        panel.scroll_into_view_if_needed()
+        clicked = time.perf_counter()
+        button.click()
+        expect(panel.locator("table tbody tr")).to_have_count(
+            len(SEED_FIX_VERDICTS["seed-video"]), timeout=VERIFY_S * 1000
+        )
+        verify_seconds = time.perf_counter() - clicked
+        expect(button).to_be_enabled()
+        [panel_rows] = panel.evaluate(VERIFY_TABLES_JS)
+        _check_verify_table(panel_rows, "seed-video", context)
+        screenshot_element(page, panel, OUTPUT / "03-panel-after-verify.png")
+        screenshot_whole_notebook(page, OUTPUT / "03-notebook.png")
+        if target := readme_picture(FIX_NOTEBOOK):
+            readme_screenshot(page, panel, target)
+    print(
+        f"browser test 03 ({context}; in the panel: Verify {verify_seconds:.1f} s): "
+        f"{time.perf_counter() - started:.1f} s in all"
     )

@@ -77,7 +77,9 @@ def _execute(path: Path, probe: dict[str, str]) -> Executed:
         for index, cell in enumerate(notebook.cells):
             client.execute_cell(cell, index)
         seconds = time.perf_counter() - started
-        client.execute_cell(probe_cell, len(notebook.cells))
+        notebook.cells.append(probe_cell)  # nbclient writes each executed cell back into the notebook
+        client.execute_cell(probe_cell, len(notebook.cells) - 1)
+        notebook.cells.pop()
     text = "\n".join(
         output.get("text", "") + json.dumps(output.get("data", {}))
         for cell in notebook.cells
