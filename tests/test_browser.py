@@ -63,21 +63,35 @@ REPLAN_S = 60  # a control changed in the browser: the kernel re-plans and re-dr
 RUN_SCENARIO_S = 180  # "Run scenario": the 7B twin on 8 simulated GPUs, generate (1-2 s)
 VERIFY_S = 300  # "Verify": five fixes on the video failure, each a run and a reference (10-30 s)
 
-# every verify table shown (a table with a "verdict" column): per row, its fix, its verdict and the
-# background colours its cells are drawn with
+# every verify table shown (a styled table with a "verdict" column): its column headings and, per row, each
+# cell's text, classes and background colour as drawn
 VERIFY_TABLES_JS = """root => [...root.querySelectorAll('table')]
-    .filter(t => t.checkVisibility()
-                 && [...t.querySelectorAll('thead th')].some(h => h.textContent.trim() === 'verdict'))
-    .map(t => {
-        const heads = [...t.querySelectorAll('thead tr:last-child th')].map(h => h.textContent.trim());
-        return [...t.querySelectorAll('tbody tr')].map(row => {
-            const cells = [...row.children];
-            const at = name => cells[heads.indexOf(name)].textContent.trim();
-            return {fix: at('fix'), verdict: at('verdict'),
-                    colours: [...new Set(cells.filter(c => c.tagName === 'TD')
-                                              .map(c => getComputedStyle(c).backgroundColor))]};
-        });
-    })"""
+    .filter(t => t.checkVisibility() && [...t.querySelectorAll('thead th.col_heading')]
+        .some(h => h.textContent.trim() === 'verdict'))
+    .map(t => ({
+        heads: [...t.querySelectorAll('thead th')].map(h => [h.textContent.trim(), h.className]),
+        rows: [...t.querySelectorAll('tbody tr')].map(row => [...row.querySelectorAll('td')].map(
+            c => [c.textContent.trim(), c.className, getComputedStyle(c).backgroundColor])),
+    }))"""
+
+
+def _verify_rows(table: dict) -> list[dict]:
+    """A drawn verify table's rows: fix, verdict and the set of the row's cell colours (pandas' Styler
+    gives a column's heading and its cells the same class "col<N>")."""
+    column = {
+        text: re.search(r"\bcol\d+\b", classes).group()
+        for text, classes in table["heads"]
+        if "col_heading" in classes
+    }
+    assert {"fix", "verdict"} <= column.keys(), table["heads"]
+
+    def at(cells: list, name: str) -> str:
+        return next(text for text, classes, _ in cells if column[name] in classes.split())
+
+    return [
+        {"fix": at(cells, "fix"), "verdict": at(cells, "verdict"), "colours": sorted({c[2] for c in cells})}
+        for cells in table["rows"]
+    ]
 
 
 def _rgb(colour: str) -> str:
@@ -91,8 +105,9 @@ def _expected_verdicts(preset: str) -> dict[str, str]:
     return {fix: "not needed" if SEED_FIXED else verdict for fix, verdict in verdicts.items()}
 
 
-def _check_verify_table(rows: list[dict], preset: str, context: str) -> None:
+def _check_verify_table(table: dict, preset: str, context: str) -> None:
     """A verify table as drawn: this stack's verdicts for `preset`, each row all in its verdict's colour."""
+    rows = _verify_rows(table)
     assert {row["fix"]: row["verdict"] for row in rows} == _expected_verdicts(preset), (context, rows)
     for row in rows:
         assert row["colours"] == [_rgb(VERDICT_COLOURS[row["verdict"]])], (context, row)
@@ -316,8 +331,8 @@ def test_fix_and_verify_colours_each_verdict_in_jupyterlab(tmp_path, chromium, c
         panel = page.locator(PANEL)
         expect(panel).to_have_count(1)
         assert len(tables) == 2, (context, tables)  # the panel's table is empty until "Verify"
-        for rows, preset in zip(tables, ("seed-batched", "seed-video"), strict=True):
-            _check_verify_table(rows, preset, context)
+        for table, preset in zip(tables, ("seed-batched", "seed-video"), strict=True):
+            _check_verify_table(table, preset, context)
 
         # the panel: its failure is the notebook's video scenario ("yours"), every in-process fix ticked
         button = panel.get_by_role("button", name="Verify")
@@ -330,8 +345,8 @@ def test_fix_and_verify_colours_each_verdict_in_jupyterlab(tmp_path, chromium, c
         )
         verify_seconds = time.perf_counter() - clicked
         expect(button).to_be_enabled()
-        [panel_rows] = panel.evaluate(VERIFY_TABLES_JS)
-        _check_verify_table(panel_rows, "seed-video", context)
+        [panel_table] = panel.evaluate(VERIFY_TABLES_JS)
+        _check_verify_table(panel_table, "seed-video", context)
         screenshot_element(page, panel, OUTPUT / "03-panel-after-verify.png")
         screenshot_whole_notebook(page, OUTPUT / "03-notebook.png")
         if target := readme_picture(FIX_NOTEBOOK):
