@@ -14,6 +14,7 @@ per verdict, green for a fix that works and red for one that does not.
 from __future__ import annotations
 
 import html
+import re
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -38,12 +39,18 @@ TEXT_COLOUR = "#1a1a1a"
 MISSING = "—"
 """How a missing value (None, NaN) shows."""
 LONG_TEXT = 24
-"""A text column whose longest text has more characters than this wraps between `TEXT_WIDTHS`."""
-TEXT_WIDTHS = ("14em", "36em")
-"""The narrowest and widest a wrapping text column is drawn: wide enough to read a phrase per line
-however many columns share the page (the table scrolls sideways instead), narrow enough to wrap."""
+"""A column of prose (words with spaces) whose longest text has more characters than this wraps
+between `TEXT_WIDTHS`."""
+TEXT_WIDTHS = ("12em", "36em")
+"""The narrowest and widest a column of prose is drawn: wide enough to read a phrase per line however
+many columns share the page, narrow enough to wrap."""
 FOLD_AT = 240
 """Texts longer than this many characters show their start; the whole text is a click away."""
+LONG_WORD = 16
+"""A word (no spaces) longer than this, e.g. a file path or a bug id, may break after "/", "_" or ".":
+a long path in one column must not push the others into one-word strips."""
+
+_BREAK_AFTER = re.compile(r"([/_.])(?=\w)")
 
 
 def _text_columns(frame: pd.DataFrame) -> list[Any]:
@@ -56,21 +63,36 @@ def _text_columns(frame: pd.DataFrame) -> list[Any]:
     ]
 
 
+def _breakable(text: str) -> str:
+    """`text` as HTML: escaped, its long words allowed to break after "/", "_" or "." (<wbr>)."""
+    return " ".join(
+        _BREAK_AFTER.sub(r"\1<wbr>", html.escape(word)) if len(word) > LONG_WORD else html.escape(word)
+        for word in text.split(" ")
+    )
+
+
 def _readable_text(value: Any, fold_at: int) -> str:
-    """`value` as HTML: escaped; a text longer than `fold_at` as its start, unfolding to all of it."""
-    text = html.escape(str(value))
-    if len(str(value)) <= fold_at:
-        return text
-    start = html.escape(str(value)[:fold_at].rsplit(" ", 1)[0])
-    return f"<details><summary>{start} …</summary>{text}</details>"
+    """`value` as HTML (`_breakable`); a text longer than `fold_at` as its start, unfolding to all of it."""
+    text = str(value)
+    if len(text) <= fold_at:
+        return _breakable(text)
+    start = text[:fold_at].rsplit(" ", 1)[0]
+    return f"<details><summary>{_breakable(start)} …</summary>{_breakable(text)}</details>"
+
+
+def _is_prose(values: pd.Series) -> bool:
+    """Whether a text column holds words to wrap: some text with a space, and long ones."""
+    texts = [value for value in values if isinstance(value, str)]
+    return any(" " in text for text in texts) and max(map(len, texts)) > LONG_TEXT
 
 
 def style_frame(frame: pd.DataFrame, fold_at: int = FOLD_AT) -> Styler:
     """`frame` as a pandas Styler that reads well in JupyterLab and in HTML exports: text columns
-    left-aligned; a column with long texts wraps between `TEXT_WIDTHS` (never a one-word strip: with
-    many columns the table scrolls sideways); a text longer than `fold_at` characters shows its start,
-    the rest a click away (an HTML <details>); missing values show as "—"; text is HTML-escaped.
-    `frame` is not modified. Needs jinja2 (installed with the notebooks extra).
+    left-aligned; a column of long prose wraps between `TEXT_WIDTHS` (never a one-word strip beside many
+    columns); long words (paths, ids) and labels may break after "/", "_" or "."; a text longer
+    than `fold_at` characters shows its start, the rest a click away (an HTML <details>); missing
+    values show as "—"; text is HTML-escaped. `frame` is not modified. Needs jinja2 (installed with
+    the notebooks extra).
 
     >>> qd.style_frame(qd.flags_frame(qd.plan_device_map("Qwen/Qwen2.5-VL-7B-Instruct", 8, "24GiB")))
     """
@@ -87,26 +109,19 @@ def style_frame(frame: pd.DataFrame, fold_at: int = FOLD_AT) -> Styler:
             "Styled tables need jinja2 for pandas' Styler: pip install jinja2 (or qwenvl-diag[notebooks])."
         ) from error
     styler = styler.format(na_rep=MISSING)
+    for axis in (0, 1):  # row and column labels: long names break too
+        styler = styler.format_index(lambda label: _breakable(str(label)), axis=axis)
     text = _text_columns(frame)
     if not text:
         return styler
     styler = styler.format(lambda value: _readable_text(value, fold_at), subset=text, na_rep=MISSING)
     # words read from the left; numbers stay right-aligned
     styler = styler.set_properties(subset=text, **{"text-align": "left"})
-    longest = {
-        column: frame[column].map(lambda v: len(v) if isinstance(v, str) else 0).max() for column in text
-    }
-    wrapped = [column for column in text if longest[column] > LONG_TEXT]
-    if wrapped:
+    prose = [column for column in text if _is_prose(frame[column])]
+    if prose:
         narrowest, widest = TEXT_WIDTHS
         styler = styler.set_properties(
-            subset=wrapped,
-            **{
-                "white-space": "normal",
-                "min-width": narrowest,
-                "max-width": widest,
-                "overflow-wrap": "anywhere",
-            },
+            subset=prose, **{"white-space": "normal", "min-width": narrowest, "max-width": widest}
         )
     return styler
 
@@ -140,5 +155,6 @@ def style_verify(frame: pd.DataFrame) -> Styler:
         )
     styler = style_frame(frame).apply(_row_style, axis=1)
     if "max_abs_logit_diff" in frame.columns:
-        styler = styler.format({"max_abs_logit_diff": "{:.1e}"}, na_rep=MISSING)
+        # a subset, not a {column: format} dict: that would reset every other column's format
+        styler = styler.format("{:.1e}", subset=["max_abs_logit_diff"], na_rep=MISSING)
     return styler

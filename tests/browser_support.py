@@ -132,6 +132,13 @@ SQUEEZED_CELLS_JS = """() => {
     }
     return squeezed;
 }"""
+# tables of the notebook's outputs wider than their output area (the reader would scroll sideways to
+# see their last columns): their column names, their width and the area's (CSS pixels)
+WIDE_TABLES_JS = """() => [...document.querySelectorAll('.jp-NotebookPanel .jp-OutputArea-output table')]
+    .filter(table => table.checkVisibility())
+    .map(table => [[...table.querySelectorAll('thead th')].map(h => h.textContent.trim()).join(' | '),
+                   table.getBoundingClientRect().width, table.closest('.jp-OutputArea-output').clientWidth])
+    .filter(([, width, area]) => width > area + 1)"""
 PROMPTS_JS = """() => [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt')]
     .map(p => p.textContent.trim())"""
 
@@ -376,7 +383,7 @@ def screenshot_element(page, locator, path: Path) -> None:
 
 def file_prefix(notebook: Path) -> str:
     """The start of the names of `notebook`'s files in OUTPUT: its number, "01-"."""
-    return notebook.name[:3]
+    return notebook.name[:2] + "-"
 
 
 def readme_picture(notebook: Path) -> Path | None:
@@ -467,7 +474,10 @@ def expect_widgets_rendered(page) -> None:
 
 
 def check_tables_readable(page, context: str) -> None:
-    """No text cell of a table in the notebook's outputs is squeezed into a strip a word or two wide."""
+    """Every table in the notebook's outputs fits its output area, and none squeezes a text cell into
+    a strip a word or two wide."""
+    wide = page.evaluate(WIDE_TABLES_JS)
+    assert not wide, (f"{context}: tables wider than the notebook (columns, width, room)", wide)
     squeezed = page.evaluate(SQUEEZED_CELLS_JS)
     assert not squeezed, (f"{context}: table cells squeezed (text, lines, characters per line)", squeezed)
 

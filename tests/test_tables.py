@@ -76,6 +76,28 @@ def test_style_frame_wraps_long_text_within_a_width_and_leaves_short_columns_alo
     pd.testing.assert_frame_equal(frame, before)  # the caller's frame is untouched
 
 
+def test_style_frame_lets_long_words_and_column_names_break_at_separators():
+    path = "transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py"
+    frame = pd.DataFrame({"file": [path], "same_generated_ids": ["4.51.3"]})
+    html = qd.style_frame(frame).to_html()
+    cell = _cell_text(html, 0, 0)
+    assert cell.replace("<wbr>", "") == path and cell.count("<wbr>") == path.count("/") + path.count("_") + 1
+    assert "min-width" not in _cell_css(html, 0, 0)  # a path is not prose: it breaks, it does not wrap
+    assert _cell_text(html, 0, 1) == "4.51.3"  # short words stay whole
+    assert ">same_<wbr>generated_<wbr>ids</th>" in html  # so do long column names
+    labelled = qd.style_frame(frame.set_axis(["inputs_to_execution_device"])).to_html()
+    assert ">inputs_<wbr>to_<wbr>execution_<wbr>device</th>" in labelled  # and row labels
+
+
+def test_style_verify_reads_its_text_as_style_frame_does():
+    frame = _frame(["fixed", "not fixed"]).assign(fix="inputs_to_execution_device", why="a reason " * 5)
+    html = qd.style_verify(frame).to_html()
+    fix, why = qd.VERIFY_COLUMNS.index("fix"), qd.VERIFY_COLUMNS.index("why")
+    assert _cell_text(html, 0, fix) == "inputs_<wbr>to_<wbr>execution_<wbr>device"
+    assert _cell_css(html, 1, why)["min-width"] == qd.tables.TEXT_WIDTHS[0]
+    assert _cell_text(html, 0, qd.VERIFY_COLUMNS.index("max_abs_logit_diff")) == "0.0e+00"
+
+
 def test_style_frame_folds_very_long_text_and_escapes_html():
     long = "get_rope_index: " + " ".join(f"word{i}" for i in range(80)) + " <end>"
     frame = pd.DataFrame({"why": [long, "x < y & z"]})
