@@ -29,12 +29,17 @@ KNOWN_BUG_COLUMNS = [
     "code",
     "fixed_in",
     "references",
+    "signature",
+    "scenario",
+    "workaround",
 ]
 """Columns of `known_bugs()`, one row per catalogue entry. `families` is a list of family names
 ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"); `affected` a version specifier string (">=4.49.0,<4.52.1");
 `location` "models/<family>/<file>.py: <function>" (the path inside the transformers package);
 `code` a substring of the source line that raises; `fixed_in` the first fixed release; `references`
-a list of issue / pull-request URLs."""
+a list of issue / pull-request URLs; `signature` the error as the kit's reproduction raises it (a dict:
+`ErrorSignature`'s fields); `scenario` the name of the `Scenario.preset` that reproduces it (None: none
+yet); `workaround` what to do short of upgrading, naming the kit's fixes (`qd.fixes()`) for it."""
 
 TRANSFORMERS = "https://github.com/huggingface/transformers"
 MASK_CODE = (
@@ -51,6 +56,21 @@ MASK_REFERENCES = (f"{TRANSFORMERS}/issues/37606", f"{TRANSFORMERS}/pull/37612")
 
 
 @dataclass(frozen=True)
+class ErrorSignature:
+    """How a bug's error looks where the kit reproduces it: `op` the ATen op that mixed devices ("gt"),
+    `devices` the kind of pair, "gpu/gpu" or "gpu/cpu", `wrapper` the CUDA wrapper its message names
+    (None: TensorIterator's message names none) and `argument` the argument the message names."""
+
+    op: str
+    devices: str
+    wrapper: str | None = None
+    argument: str | None = None
+
+    def row(self) -> dict:
+        return {"op": self.op, "devices": self.devices, "wrapper": self.wrapper, "argument": self.argument}
+
+
+@dataclass(frozen=True)
 class KnownBug:
     """One catalogue entry. `file` is the path inside the transformers package."""
 
@@ -64,6 +84,9 @@ class KnownBug:
     code: str
     fixed_in: str
     references: tuple[str, ...]
+    signature: ErrorSignature
+    scenario: str | None
+    workaround: str
 
     @property
     def location(self) -> str:
@@ -86,10 +109,13 @@ class KnownBug:
             "code": self.code,
             "fixed_in": self.fixed_in,
             "references": list(self.references),
+            "signature": self.signature.row(),
+            "scenario": self.scenario,
+            "workaround": self.workaround,
         }
 
 
-def _causal_mask_bug(family: str, name: str, affected: str) -> KnownBug:
+def _causal_mask_bug(family: str, name: str, affected: str, scenario: str | None) -> KnownBug:
     """The batched-generate causal-mask bug as it appears in one family's modeling file."""
     return KnownBug(
         id=f"{family}-batched-causal-mask",
@@ -102,6 +128,13 @@ def _causal_mask_bug(family: str, name: str, affected: str) -> KnownBug:
         code=MASK_CODE,
         fixed_in="4.52.1",
         references=MASK_REFERENCES,
+        # Tensor.gt of an arange on the embeddings' GPU and cache_position on the main GPU
+        signature=ErrorSignature(op="gt", devices="gpu/gpu"),
+        scenario=scenario,
+        workaround=(
+            "keep the vision tower and embed_tokens on one GPU (fix vision_with_embeddings: re-plan with "
+            "them together), run on one GPU (single_device), or patch the model instance (rope_mask_hotfix)"
+        ),
     )
 
 
@@ -127,10 +160,18 @@ CATALOGUE: tuple[KnownBug, ...] = (
             "https://github.com/QwenLM/Qwen3-VL/issues/1131",
             "https://github.com/EvolvingLMMs-Lab/lmms-eval/issues/643",
         ),
+        # Tensor.mul of the CPU arange and the 0-dim CUDA second_per_grid_t
+        signature=ErrorSignature(op="mul", devices="gpu/cpu"),
+        scenario="seed-video",
+        workaround=(
+            "hand second_per_grid_ts to the model as a list of floats (fix second_per_grid_ts_as_list), "
+            "or patch the model instance (rope_mask_hotfix)"
+        ),
     ),
-    _causal_mask_bug("qwen2_5_vl", "Qwen2.5-VL", ">=4.49.0,<4.52.1"),
-    # Before 4.47 Qwen2-VL's generation wrapper did not pass cache_position (BUG_FACTS.md).
-    _causal_mask_bug("qwen2_vl", "Qwen2-VL", ">=4.47.0,<4.52.1"),
+    _causal_mask_bug("qwen2_5_vl", "Qwen2.5-VL", ">=4.49.0,<4.52.1", "seed-batched"),
+    # Before 4.47 Qwen2-VL's generation wrapper did not pass cache_position (BUG_FACTS.md). No Qwen2-VL
+    # checkpoint ships yet, so no scenario reproduces it.
+    _causal_mask_bug("qwen2_vl", "Qwen2-VL", ">=4.47.0,<4.52.1", None),
 )
 
 

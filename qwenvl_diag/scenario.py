@@ -18,6 +18,7 @@ from .errors import QwenVLDiagError
 from .inputs import INPUT_KINDS, sample_inputs
 from .models.catalog import resolve_checkpoint, shipped_checkpoints
 from .models.families import FAMILIES
+from .presets import PRESETS
 from .trace import ACTIONS
 
 DEVICE_MODES = ("auto", "simulated", "real")
@@ -88,29 +89,6 @@ class Scenario:
         if name not in PRESETS:
             raise QwenVLDiagError(f"Unknown preset {name!r}; presets: {', '.join(PRESETS)}.")
         return cls.from_dict(PRESETS[name])
-
-
-PRESETS = {
-    # 7B on 8 x 24 GiB, balanced: the vision tower on GPU 0, embed_tokens on GPU 1; a padded batch, generate.
-    "seed-batched": {
-        "model": "Qwen/Qwen2.5-VL-7B-Instruct",
-        "gpus": 8,
-        "memory": "24GiB",
-        "strategy": "balanced",
-        "inputs": "batch",
-        "action": "generate",
-    },
-    # A video whose second_per_grid_ts is a tensor, on two GPUs (the root hook moves it to GPU 0).
-    "seed-video": {
-        "model": "Qwen/Qwen2.5-VL-7B-Instruct",
-        "gpus": 2,
-        "memory": "24GiB",
-        "strategy": "auto",
-        "inputs": "video",
-        "second_per_grid_ts": "tensor",
-        "action": "forward",
-    },
-}
 
 
 def _use_real_devices(scenario: Scenario) -> bool:

@@ -1,0 +1,116 @@
+"""Which catalogue entries a pasted failure's facts point to, best first, each with a score, the evidence
+it rests on and what would confirm it. Pure data: the catalogue (`qwenvl_diag.bugs`) and `read_facts`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from ..bugs import CATALOGUE, KnownBug, _same_file, _squeeze
+from .facts import DEVICE_ERROR_KINDS
+
+# Points per piece of evidence. An entry is a candidate only with evidence of *where* it failed (its
+# library line, its function, or its code quoted) or, from the error line alone, its signature and family.
+WHERE_LINE, WHERE_FUNCTION, CODE_QUOTED = 50, 25, 35
+SIGNATURE_DEVICES, SIGNATURE_OP, FAMILY = 10, 10, 10
+VERSION_AFFECTED, VERSION_UNAFFECTED = 15, -45
+FAMILY_OTHER = -60
+
+
+def _release(version: str | None) -> Version | None:
+    """A reported transformers version as the release it is or leads to ("4.45.0.dev0" -> 4.45.0)."""
+    try:
+        return Version(Version(version).base_version) if version else None
+    except InvalidVersion:
+        return None
+
+
+def _where(bug: KnownBug, facts: dict[str, Any], text: str) -> tuple[int, list[str]]:
+    """Points and evidence for where it failed: the deepest library frame, any frame, the quoted code."""
+    frames = [facts["library_frame"]] if facts["library_frame"] else []
+    frames += [frame for frame in facts["frames"] if frame is not facts["library_frame"]]
+    for frame in frames:
+        if _same_file(frame["file"], bug.file) and frame["function"] == bug.function:
+            code = frame["code"] or ""
+            if _squeeze(bug.code) in _squeeze(code):
+                return WHERE_LINE, [
+                    f"the traceback ends at its line: {bug.function} in {bug.file}: {bug.code}"
+                ]
+            return WHERE_FUNCTION, [f"the traceback runs through {bug.function} in {bug.file}"]
+    if _squeeze(bug.code) in _squeeze(text):
+        return CODE_QUOTED, [f"the text quotes its line: {bug.code}"]
+    return 0, []
+
+
+def _signature(bug: KnownBug, facts: dict[str, Any]) -> tuple[int, list[str], list[str]]:
+    """Points, evidence and contradictions from the error line against the entry's signature."""
+    points, evidence, against = 0, [], []
+    if facts["error_kind"] != "device":
+        return points, evidence, against
+    signature = bug.signature
+    if facts["device_pair"] == signature.devices:
+        points += SIGNATURE_DEVICES
+        evidence.append(
+            f"the error mixes {facts['device_pair']} devices ({', '.join(facts['devices'])}), as it does"
+        )
+    elif facts["device_pair"]:
+        against.append(f"the error mixes {facts['device_pair']} devices; this bug mixes {signature.devices}")
+    if facts["op"] and facts["op"].rstrip("_") == signature.op.rstrip("_"):
+        points += SIGNATURE_OP
+        evidence.append(f"the error names its op, {facts['op']}")
+    elif facts["wrapper"] and signature.wrapper is None:
+        against.append(f"the error names {facts['wrapper']}; this bug's op ({signature.op}) names no wrapper")
+    return points, evidence, against
+
+
+def _candidate(bug: KnownBug, facts: dict[str, Any], text: str) -> dict[str, Any] | None:
+    where, evidence = _where(bug, facts, text)
+    points, signature_evidence, against = _signature(bug, facts)
+    family = facts["family"]
+    if family in bug.families:
+        points += FAMILY
+        evidence.append(f"the model is {family}")
+    elif family:
+        points += FAMILY_OTHER
+        against.append(f"the model is {family}; this bug is in {', '.join(bug.families)}")
+    if not where and (not signature_evidence or family not in bug.families):
+        return None  # nothing says it failed there
+    release = _release(facts["versions"].get("transformers"))
+    confirm = []
+    if release is None:
+        confirm.append("the transformers version (`transformers env` or `pip show transformers`)")
+    elif bug.affects(release):
+        points += VERSION_AFFECTED
+        evidence.append(f"transformers {facts['versions']['transformers']} is affected ({bug.affected})")
+    else:
+        points += VERSION_UNAFFECTED
+        against.append(
+            f"transformers {facts['versions']['transformers']} is not affected "
+            f"({bug.affected}, fixed in {bug.fixed_in})"
+        )
+    if where < WHERE_LINE:
+        confirm.append(f"the traceback's last transformers frame: {bug.function} at `{bug.code}`")
+    if bug.scenario:
+        confirm.append(f"reproduce it: qwenvl-diag explain --run (the kit's scenario {bug.scenario!r})")
+    return {
+        **bug.row(),
+        "score": where + points,
+        "evidence": evidence + signature_evidence,
+        "against": against,
+        "confirm": confirm,
+    }
+
+
+def rank(facts: dict[str, Any], text: str) -> list[dict[str, Any]]:
+    """The catalogue entries `facts` (read from `text`) point to, best first; [] when the text shows an
+    error that is not about devices, or a model that is not Qwen-VL."""
+    if facts["error_kind"] == "other":
+        return []
+    if facts["model_type"] and not facts["family"]:
+        return []  # the failure runs in another model's code
+    if facts["error_kind"] is not None and facts["error_kind"] not in DEVICE_ERROR_KINDS:
+        return []
+    candidates = [c for bug in CATALOGUE if (c := _candidate(bug, facts, text)) is not None]
+    candidates = [c for c in candidates if c["score"] > 0]
+    return sorted(candidates, key=lambda c: -c["score"])

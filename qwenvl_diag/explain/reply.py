@@ -1,0 +1,71 @@
+"""The markdown a maintainer pastes in reply to a report: what it is, where it was fixed, the workaround,
+how to check; or, when nothing in the catalogue fits, what the reporter should add."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .facts import DEVICE_ERROR_KINDS
+
+
+def _reported(facts: dict[str, Any]) -> str:
+    versions = facts["versions"]
+    parts = [f"transformers {versions['transformers']}" if "transformers" in versions else None]
+    parts += [f"{name} {versions[name]}" for name in ("accelerate", "torch") if name in versions]
+    gpus = facts["gpus"]
+    if gpus["count"] or gpus["type"]:
+        parts.append(f"{gpus['count'] or '?'} x {gpus['type'] or 'GPU'}")
+    return ", ".join(part for part in parts if part)
+
+
+def reply_for(
+    facts: dict[str, Any], candidates: list[dict[str, Any]], scenario: dict[str, Any] | None
+) -> str:
+    """The reply for the best candidate (and a line for each runner-up)."""
+    best = candidates[0]
+    references = ", ".join(best["references"])
+    lines = [
+        f"This looks like a known transformers bug, **{best['id']}**: {best['title']}.",
+        "",
+        f"- **What happens**: {best['trigger']}",
+        f"- **Where**: `{best['code']}` in `{best['location']}`.",
+        f"- **Affected**: transformers `{best['affected']}`; **fixed in {best['fixed_in']}** ({references}).",
+    ]
+    if reported := _reported(facts):
+        lines.append(f"- **Your report**: {reported}.")
+    if best["against"]:
+        lines.append(f"- **But**: {'; '.join(best['against'])}.")
+    lines += [
+        f"- **Fix**: upgrade to transformers >= {best['fixed_in']}.",
+        f"- **Workaround** on an affected release: {best['workaround']}.",
+    ]
+    check = ["`qwenvl-diag explain --run traceback.txt` (qwenvl-diag) reproduces it on simulated GPUs"]
+    if scenario:
+        check.append(f"or `qwenvl-diag doctor --preset {scenario['preset']}`")
+    lines.append(f"- **How to check** (no GPU needed): {' '.join(check)}.")
+    if len(candidates) > 1:
+        others = ", ".join(f"{c['id']} (score {c['score']})" for c in candidates[1:])
+        lines += ["", f"Other candidates: {others}."]
+    return "\n".join(lines)
+
+
+def not_recognised(facts: dict[str, Any]) -> str:
+    """The reply when no catalogue entry fits: why, and what would help."""
+    if facts["error_kind"] == "other":
+        why = f"the error is not about devices ({facts['error']})"
+    elif facts["model_type"] and not facts["family"]:
+        why = f"the failure is in `{facts['model_type']}`'s code, not a Qwen-VL model's"
+    elif facts["error_kind"] in DEVICE_ERROR_KINDS:
+        why = "it is a device error, but no known Qwen-VL bug raises it where this one did"
+    else:
+        why = "no device error was found in the text"
+    wanted = [
+        "the whole traceback, from `Traceback (most recent call last)` to the error line",
+        "`transformers env` (or `pip list | grep -E 'transformers|accelerate|torch|qwen'`)",
+        "how the model was loaded (`device_map`, `max_memory`, the number of GPUs) and what was run "
+        "(`generate` or a forward, image / video / text, batch size)",
+    ]
+    return "\n".join(
+        [f"Not recognised as a known Qwen-VL device bug: {why}.", "", "What would help:"]
+        + [f"- {item}" for item in wanted]
+    )

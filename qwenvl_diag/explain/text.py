@@ -1,0 +1,38 @@
+"""What a pasted text is made of, line by line: the noise around each line (colour codes, torchrun's
+`[rank3]:` and Ray's `(pid=..)` prefixes, logging timestamps and levels) taken off, so that a traceback
+reads the same however it was printed."""
+
+from __future__ import annotations
+
+import re
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+_PREFIXES = (
+    re.compile(r"^\[(?:rank|Rank|RANK)\s*\d+\]:?\s?"),  # torchrun / DeepSpeed: "[rank3]: "
+    re.compile(r"^\(\w+ pid=\d+(?:, ip=[\d.]+)?\)\s?"),  # Ray workers: "(RayWorkerWrapper pid=12) "
+    # logging: "2025-03-01 10:00:00,123 - root - ERROR - ", "[2025-03-01 10:00:00] ERROR: "
+    re.compile(
+        r"^\[?\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[,.]\d+)?\]?"
+        r"(?:\s*[-|]?\s*(?:[\w.]+\s*[-|:]\s*)??(?:INFO|ERROR|WARNING|WARN|DEBUG|CRITICAL)\b)?\s*[-|:]?\s?"
+    ),
+    re.compile(r"^(?:INFO|ERROR|WARNING|WARN|DEBUG|CRITICAL):[\w.]*:"),  # logging's default "ERROR:root:"
+    re.compile(r"^\d+:\s(?=\s*(?:File|Traceback|\w+Error))"),  # "0: " rank prefixes of some launchers
+)
+
+
+def clean_line(line: str) -> str:
+    """`line` without colour codes and the prefixes launchers and loggers put before each line."""
+    line = _ANSI.sub("", line).rstrip("\r\n")
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            stripped = prefix.sub("", line, count=1)
+            if stripped != line:
+                line, changed = stripped, True
+    return line
+
+
+def clean_lines(text: str) -> list[str]:
+    """The lines of `text`, each cleaned (`clean_line`)."""
+    return [clean_line(line) for line in text.replace("\r\n", "\n").split("\n")]
