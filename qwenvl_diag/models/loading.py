@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import transformers
-from transformers import AutoConfig, AutoProcessor
+from transformers import AutoConfig
 
 from ..errors import ModelLoadError, NotQwenVLError
 from .catalog import shipped_checkpoints
@@ -36,6 +36,8 @@ def load_model(path_or_id: str, **from_pretrained_kwargs):
 
     >>> model, processor = load_model("/models/Qwen2.5-VL-7B-Instruct", device_map="auto")
     """
+    from transformers import AutoProcessor  # imports torchvision (~2 s), as in processor.build_processor
+
     if not isinstance(path_or_id, (str, Path)):
         raise ModelLoadError(f"load_model takes a directory or a hub id; got {type(path_or_id).__name__}.")
     path_or_id = str(path_or_id)
