@@ -54,13 +54,15 @@ def test_the_package_the_catalogue_and_the_errors_import_without_torch(statement
 
 def test_the_cli_and_every_subcommand_help_import_no_torch():
     code = (
-        "import contextlib, io, json, sys\n"
+        "import argparse, contextlib, io, json, sys\n"
         "from qwenvl_diag import cli\n"
-        "commands = cli._parser()._subparsers._group_actions[0].choices\n"
+        "actions = cli._parser()._actions\n"
+        "commands = next(a for a in actions if isinstance(a, argparse._SubParsersAction)).choices\n"
         "for argv in [['--help'], *([name, '--help'] for name in commands)]:\n"
         "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
         "        cli.main(argv)\n"
-        f"print(json.dumps({{'commands': list(commands), 'loaded': [m for m in {TORCH_SIDE!r} if m in sys.modules]}}))"
+        f"loaded = [m for m in {TORCH_SIDE!r} if m in sys.modules]\n"
+        "print(json.dumps({'commands': list(commands), 'loaded': loaded}))"
     )
     found = _fresh(code)
     assert "doctor" in found["commands"]
