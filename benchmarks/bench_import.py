@@ -35,17 +35,13 @@ RATIOS = [  # (label, measured, against, goal)
     ("qwenvl-diag --help / import torch", "cli help", "torch", 0.3),
 ]
 # the kit of this checkout, also where it is installed elsewhere (worktrees)
-ENV = {
-    **os.environ,
-    "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
-    ),
-}
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
 def _seconds(args: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, *args], check=True, env=ENV, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, *args], check=True, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
