@@ -28,7 +28,7 @@ FORMATS = ("markdown", "json", "text")
 
 def _add_doctor(commands) -> None:
     doctor = commands.add_parser("doctor", help="run a scenario and print its diagnosis")
-    doctor.set_defaults(run=_doctor)
+    doctor.set_defaults(handler=_doctor)
     # the fields' defaults, not Scenario(): making one checks its fixes against the catalogue (torch)
     defaults = argparse.Namespace(**{field.name: field.default for field in dataclasses.fields(Scenario)})
     doctor.add_argument("--preset", choices=sorted(PRESETS), help="start from a named scenario")
@@ -132,7 +132,7 @@ def _doctor(options: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
     try:
-        return options.run(options)
+        return options.handler(options)
     except (QwenVLDiagError, json.JSONDecodeError, OSError) as error:
         print(f"qwenvl-diag: {error}", file=sys.stderr)
         return 2
