@@ -39,6 +39,7 @@ test-legacy: $(LEGACY)/.installed
 	$(LEGACY)/bin/python -m pytest
 
 bench: $(CURRENT)/.installed
+	$(CURRENT)/bin/python benchmarks/bench_import.py
 	$(CURRENT)/bin/python benchmarks/bench_models.py
 	$(CURRENT)/bin/python benchmarks/bench_plan.py
 	$(CURRENT)/bin/python benchmarks/bench_simulate.py

@@ -10,12 +10,18 @@ import copy
 import inspect
 import re
 from contextlib import contextmanager
+from importlib import metadata
+from typing import TYPE_CHECKING
 
-import torch
-import transformers
 from packaging.version import Version
 
-TRANSFORMERS_VERSION = Version(transformers.__version__)
+if TYPE_CHECKING:
+    import torch
+
+# Read from the package metadata, which names the release that `import transformers` finds first on
+# sys.path (the side environments' too), so that knowing the release imports neither transformers
+# nor torch (4.x's `import transformers` imports torch): the catalogue and the CLI stay torch-free.
+TRANSFORMERS_VERSION = Version(metadata.version("transformers"))
 TRANSFORMERS_5 = TRANSFORMERS_VERSION.major >= 5
 
 
@@ -68,6 +74,8 @@ def processor_video_kwargs(video_kwargs: dict) -> dict:
 
 @contextmanager
 def _default_dtype(dtype: torch.dtype):
+    import torch
+
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -134,6 +142,7 @@ def transformers_device_map(model: torch.nn.Module, strategy: str, max_memory: d
     builds for float16 loads of models that list `_keep_in_fp32_modules` (Qwen-VL lists none).
     `max_memory` is copied: accelerate converts its values in place.
     """
+    import torch
     from transformers import modeling_utils
 
     from .errors import UnsupportedReleaseError
@@ -166,6 +175,7 @@ def _inlined_device_map(model: torch.nn.Module, strategy: str, max_memory: dict,
     `_get_device_map` existed): accelerate's balanced budgets (or the given ones for "sequential"),
     weights tied, then `infer_auto_device_map` with the model's no-split classes and, for float16
     loads, float32 for `_keep_in_fp32_modules`. `max_memory` is copied."""
+    import torch
     from accelerate.utils import get_balanced_memory, get_max_memory, infer_auto_device_map
 
     keep = getattr(model, "_keep_in_fp32_modules", None) if dtype == torch.float16 else None

@@ -1,4 +1,4 @@
-"""`qwenvl-diag doctor`: run a scenario from the shell and print its diagnosis.
+"""`qwenvl-diag`, the kit's command line. `doctor` runs a scenario from the shell and prints its diagnosis.
 
     qwenvl-diag doctor --model Qwen/Qwen2.5-VL-7B-Instruct --gpus 8 --strategy balanced \\
         --inputs batch --action generate --format markdown
@@ -7,27 +7,30 @@
 environment of the version lab (`qd.run_in_versions`).
 
 Exit status: 0 when the run passed, 1 when it failed (the report says why), 2 for bad options.
+
+Each subcommand is a pair: `_add_<command>` declares its options, `_<command>` runs it. The parser (and
+every `--help`) imports no torch: the modules that need it are imported when a subcommand runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
+from .choices import ACTIONS, DEVICE_MODES, INPUT_KINDS
 from .errors import QwenVLDiagError
-from .inputs import INPUT_KINDS
-from .scenario import DEVICE_MODES, PRESETS, Scenario, run
-from .trace import ACTIONS
+from .scenario import PRESETS, Scenario, run
 
 FORMATS = ("markdown", "json", "text")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qwenvl-diag", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+def _add_doctor(commands) -> None:
     doctor = commands.add_parser("doctor", help="run a scenario and print its diagnosis")
-    defaults = Scenario()
+    doctor.set_defaults(handler=_doctor)
+    # the fields' defaults, not Scenario(): making one checks its fixes against the catalogue (torch)
+    defaults = argparse.Namespace(**{field.name: field.default for field in dataclasses.fields(Scenario)})
     doctor.add_argument("--preset", choices=sorted(PRESETS), help="start from a named scenario")
     doctor.add_argument("--scenario", help="a scenario as JSON (what Scenario.to_json writes), or @file.json")
     doctor.add_argument(
@@ -50,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run under this transformers release (e.g. 4.51.3, latest) in a cached side environment",
     )
     doctor.add_argument("--format", choices=FORMATS, default="text", help="report format (text)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qwenvl-diag", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_doctor(commands)
     return parser
 
 
@@ -110,19 +119,23 @@ def _in_side_env(version: str, scenario: Scenario, fmt: str) -> int:
     return done.returncode
 
 
-def main(argv: list[str] | None = None) -> int:
-    options = _parser().parse_args(argv)
-    try:
-        scenario = _scenario(options)
-        if options.transformers not in (None, "installed"):
-            return _in_side_env(options.transformers, scenario, options.format)
-        diagnosis = run(scenario)
-    except (QwenVLDiagError, json.JSONDecodeError, OSError) as error:
-        print(f"qwenvl-diag: {error}", file=sys.stderr)
-        return 2
+def _doctor(options: argparse.Namespace) -> int:
+    scenario = _scenario(options)
+    if options.transformers not in (None, "installed"):
+        return _in_side_env(options.transformers, scenario, options.format)
+    diagnosis = run(scenario)
     render = {"markdown": diagnosis.to_markdown, "json": diagnosis.to_json, "text": lambda: _text(diagnosis)}
     sys.stdout.write(render[options.format]().rstrip("\n") + "\n")
     return 0 if diagnosis.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = _parser().parse_args(argv)
+    try:
+        return options.handler(options)
+    except (QwenVLDiagError, json.JSONDecodeError, OSError) as error:
+        print(f"qwenvl-diag: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ from PIL import Image, ImageDraw
 from transformers import BatchFeature
 
 from ._compat import process_vision_info_kwargs, processor_video_kwargs
+from .choices import INPUT_KINDS
 from .errors import NotQwenVLError, UnknownInputKindError
 from .models.families import family_of_processor
 
-INPUT_KINDS = ("image", "batch", "video", "text")
 _SECOND_PER_GRID_FORMS = (None, "list", "tensor")
 
 

@@ -12,16 +12,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from .choices import ACTIONS, DEVICE_MODES, INPUT_KINDS
 from .errors import QwenVLDiagError
-from .inputs import INPUT_KINDS, sample_inputs
 from .models.catalog import resolve_checkpoint, shipped_checkpoints
 from .models.families import FAMILIES
 from .presets import PRESETS
-from .trace import ACTIONS
-
-DEVICE_MODES = ("auto", "simulated", "real")
 
 
 @dataclass
@@ -92,6 +87,8 @@ class Scenario:
 
 
 def _use_real_devices(scenario: Scenario) -> bool:
+    import torch
+
     real = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if scenario.devices == "real" and real < scenario.gpus:
         raise QwenVLDiagError(
@@ -137,6 +134,7 @@ def _build(scenario: Scenario):
 def materials(scenario: Scenario) -> tuple:
     """(model, source, plan, inputs) of a scenario, built fresh: the model before placement, what the plan
     was planned from, the plan, and the inputs on the CPU."""
+    from .inputs import sample_inputs
     from .placement import plan_device_map
 
     model, processor, source = _build(scenario)

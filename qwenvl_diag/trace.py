@@ -29,6 +29,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
+from .choices import ACTIONS
 from .errors import InvalidArgumentError
 from .placement.modules import module_kind
 from .simulate.checker import DeviceCheckMode
@@ -47,7 +48,6 @@ TENSOR_COLUMNS = [
 TRANSFER_COLUMNS = ["from", "to", "bytes", "shape", "module", "op", "file", "line", "code"]
 MISMATCH_COLUMNS = ["op", "devices", "module", "file", "line", "function", "code", "raised", "error"]
 
-ACTIONS = ("forward", "generate")
 _SKIPPED_DIRS = tuple(str(Path(m.__file__).parent) for m in (torch,)) + (str(Path(__file__).parent),)
 _Tensor = torch.Tensor
 _COPIES = {

@@ -21,7 +21,9 @@ from ._compat import TRANSFORMERS_VERSION
 from .bugs import match_known_bugs
 from .errors import FixNotApplicableWarning, QwenVLDiagError
 from .fixes import Fix, Setup, applying, fix_names, get_fix, resolve
+from .judged import Judged
 from .scenario import Scenario, devices_for, materials
+from .versions import LATEST, judge_in, resolve_version, side_env
 
 VERIFY_COLUMNS = [
     "fix",
@@ -126,17 +128,6 @@ def _failure(error: BaseException, fix: Fix) -> str:
     return f"it leaves {bug['id']} in place{aim}: {what}, at {where}"
 
 
-@dataclass
-class Judged:
-    """A run judged against the reference: its error text, the largest logit difference (NaN when it
-    failed), whether the ids are the same (None when it failed), and what still fails and where."""
-
-    error: str | None
-    diff: float = math.nan
-    same: bool | None = None
-    failure: str | None = None
-
-
 def _judge(outcome: Outcome, reference: Outcome, fix: Fix | None) -> Judged:
     if outcome.error is not None:
         failure = _failure(outcome.error, fix) if fix is not None else None
@@ -207,8 +198,6 @@ def _reference(model: torch.nn.Module, inputs, scenario: Scenario) -> Outcome:
 def _in_latest(scenario: Scenario, before: Judged) -> tuple[Judged, list[str]]:
     """The scenario judged under the newest transformers, in the version lab's side environment (or
     `before` itself when the installed release is the newest)."""
-    from .versions import LATEST, judge_in, resolve_version, side_env
-
     try:
         if resolve_version(LATEST) == str(TRANSFORMERS_VERSION):
             return before, [f"transformers {TRANSFORMERS_VERSION}, installed here, is the newest release"]

@@ -38,6 +38,7 @@ from packaging.version import InvalidVersion, Version
 
 from ._compat import TRANSFORMERS_VERSION
 from .errors import InvalidArgumentError, UnsupportedReleaseError, VersionLabError
+from .judged import Judged
 from .report import short_path
 from .scenario import Scenario
 
@@ -287,11 +288,9 @@ def doctor_in(env: SideEnv, scenario: Scenario, fmt: str = "json") -> subprocess
         ) from error
 
 
-def judge_in(env: SideEnv, scenario: Scenario):
+def judge_in(env: SideEnv, scenario: Scenario) -> Judged:
     """`qd.verify`'s judgement of `scenario` (error, logit difference and ids against its single-device
-    reference) made by the side environment's Python; returns a `verify.Judged`."""
-    from .verify import Judged
-
+    reference) made by the side environment's Python."""
     code = "import sys; from qwenvl_diag.verify import main; sys.exit(main())"
     command = [env.python, "-c", code, scenario.to_json()]
     try:

@@ -22,10 +22,10 @@ import base64
 import html
 import io
 
+from .choices import ACTIONS, INPUT_KINDS
 from .diagnose import Diagnosis
 from .errors import InvalidArgumentError, PlacementError, QwenVLDiagError
 from .fixes import CATALOGUE, resolve
-from .inputs import INPUT_KINDS
 from .models.catalog import resolve_checkpoint, shipped_checkpoints
 from .placement import (
     STRATEGIES,
@@ -39,7 +39,6 @@ from .plots import plot_memory, plot_placement
 from .report import counted, html_report
 from .scenario import PRESETS, Scenario, run
 from .tables import style_verify
-from .trace import ACTIONS
 from .verify import verify
 
 PANEL_CLASS = "qd-panel"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import transformers
-from transformers import AutoConfig, AutoProcessor
 
 from ..errors import ModelLoadError, NotQwenVLError
 from .catalog import shipped_checkpoints
@@ -36,6 +35,10 @@ def load_model(path_or_id: str, **from_pretrained_kwargs):
 
     >>> model, processor = load_model("/models/Qwen2.5-VL-7B-Instruct", device_map="auto")
     """
+    # the auto classes import every model type's mappings (~0.5 s) and, for processors, torchvision
+    # (~2 s): imported when a checkpoint is loaded, not with the kit
+    from transformers import AutoConfig, AutoProcessor
+
     if not isinstance(path_or_id, (str, Path)):
         raise ModelLoadError(f"load_model takes a directory or a hub id; got {type(path_or_id).__name__}.")
     path_or_id = str(path_or_id)

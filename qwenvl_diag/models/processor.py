@@ -11,7 +11,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from transformers import AutoProcessor, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from .._compat import tokenizer_class_name
 from .catalog import checkpoint_file
@@ -34,6 +34,10 @@ def token_ids(family: Family, checkpoint: str | None, real_ids: bool) -> dict[st
 
 def build_processor(family: Family, checkpoint: str | None = None, real_ids: bool = True):
     """The family's processor, with the checkpoint's (or the reference's) real configs."""
+    # transformers' processor module imports the image processors and, through them, torchvision
+    # (about 2 s): it is imported when a processor is made, not with the kit
+    from transformers import AutoProcessor
+
     tok_config = checkpoint_or_reference_file(family, checkpoint, "tokenizer_config.json")
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=build_tokenizer(special_tokens(tok_config), real_ids), unk_token=UNK_TOKEN

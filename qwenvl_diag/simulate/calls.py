@@ -12,7 +12,7 @@ import torch
 from . import state
 from .checker import KERNEL_CHECKS, DeviceCheckMode
 from .rng import RANDOM_CALLS, device_generator
-from .tensor import SimTensor, adopt, device_of, move_in_place
+from .tensor import SimTensor, adopt, device_of, handle_calls_with, move_in_place
 
 _DISABLE = torch._C.DisableTorchFunctionSubclass
 _CPU = torch.device("cpu")
@@ -225,3 +225,6 @@ def is_simulated_call(func, types, kwargs) -> bool:
     if func in _SPECIAL or kwargs.get("device") is not None:
         return True
     return any(issubclass(t, SimTensor) for t in types)
+
+
+handle_calls_with(handle)

@@ -13,9 +13,7 @@ import contextlib
 import torch
 
 from . import state
-
-# torch's default seed of a CUDA generator (c10::detail::default_rng_seed_val).
-DEFAULT_CUDA_SEED = 67280421310721
+from .state import seeded_state
 
 _Tensor = torch.Tensor
 _F = torch.nn.functional
@@ -53,10 +51,6 @@ RANDOM_CALLS = frozenset(
         _Tensor.cauchy_,
     }
 )
-
-
-def seeded_state(seed: int) -> torch.Tensor:
-    return torch.Generator().manual_seed(seed).get_state()
 
 
 @contextlib.contextmanager

@@ -8,6 +8,13 @@ import weakref
 import torch
 
 _CUDA = "cuda"
+# torch's default seed of a CUDA generator (c10::detail::default_rng_seed_val).
+DEFAULT_CUDA_SEED = 67280421310721
+
+
+def seeded_state(seed: int) -> torch.Tensor:
+    """A generator state seeded with `seed`: what a simulated GPU's generator starts from (see `rng`)."""
+    return torch.Generator().manual_seed(seed).get_state()
 
 
 class Simulation:
@@ -22,8 +29,6 @@ class Simulation:
         self.transfers = 0
         self.transferred_bytes = 0
         self._thread = threading.local()
-        from .rng import DEFAULT_CUDA_SEED, seeded_state
-
         self.rng_states = [seeded_state(DEFAULT_CUDA_SEED) for _ in range(count)]
 
     @property

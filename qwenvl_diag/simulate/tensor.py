@@ -11,6 +11,14 @@ import torch
 from . import state
 
 _CPU = torch.device("cpu")
+_handle = None
+
+
+def handle_calls_with(handle) -> None:
+    """Make `handle(func, args, kwargs)` what every torch call on a simulated tensor does: `calls`
+    registers its handler here, since it builds on this module (the dependency goes one way)."""
+    global _handle
+    _handle = handle
 
 
 class SimTensor(torch.Tensor):
@@ -46,9 +54,7 @@ class SimTensor(torch.Tensor):
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
-        from .calls import handle
-
-        return handle(func, args, kwargs or {})
+        return _handle(func, args, kwargs or {})
 
 
 class SimParameter(SimTensor, torch.nn.Parameter):
