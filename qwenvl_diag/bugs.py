@@ -11,13 +11,16 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from ._compat import TRANSFORMERS_VERSION
 from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 KNOWN_BUG_COLUMNS = [
     "id",
@@ -193,6 +196,8 @@ def known_bugs() -> pd.DataFrame:
 
     >>> qd.known_bugs()[["id", "affected", "fixed_in"]]
     """
+    import pandas as pd
+
     return pd.DataFrame([bug.row() for bug in CATALOGUE], columns=KNOWN_BUG_COLUMNS)
 
 

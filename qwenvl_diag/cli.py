@@ -1,4 +1,5 @@
-"""`qwenvl-diag`, the kit's command line. `doctor` runs a scenario from the shell and prints its diagnosis.
+"""`qwenvl-diag`, the kit's command line. `doctor` runs a scenario from the shell and prints its diagnosis;
+`explain` reads a pasted error or traceback and says which known bug it is.
 
     qwenvl-diag doctor --model Qwen/Qwen2.5-VL-7B-Instruct --gpus 8 --strategy balanced \\
         --inputs batch --action generate --format markdown
@@ -6,7 +7,10 @@
 `--transformers 4.51.3` (or `latest`) runs the same doctor under that release, in a cached side
 environment of the version lab (`qd.run_in_versions`).
 
-Exit status: 0 when the run passed, 1 when it failed (the report says why), 2 for bad options.
+    qwenvl-diag explain traceback.txt --format markdown     # or: pbpaste | qwenvl-diag explain -
+
+Exit status: doctor 0 when the run passed, 1 when it failed (the report says why); explain 0 when it
+recognised a known bug, 1 when not (the reply says what would help); 2 for bad options or files.
 
 Each subcommand is a pair: `_add_<command>` declares its options, `_<command>` runs it. The parser (and
 every `--help`) imports no torch: the modules that need it are imported when a subcommand runs.
@@ -55,10 +59,28 @@ def _add_doctor(commands) -> None:
     doctor.add_argument("--format", choices=FORMATS, default="text", help="report format (text)")
 
 
+def _add_explain(commands) -> None:
+    explain = commands.add_parser(
+        "explain", help="say which known bug a pasted error or traceback is (no torch needed)"
+    )
+    explain.set_defaults(handler=_explain)
+    explain.add_argument(
+        "file", nargs="?", default="-", help="the pasted text: a file, or - for standard input (-)"
+    )
+    explain.add_argument("--format", choices=FORMATS, default="text", help="output format (text)")
+    explain.add_argument(
+        "--run",
+        action="store_true",
+        help="also reproduce the best candidate's scenario (in the version lab when the text reports "
+        "another transformers release) and print its diagnosis",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qwenvl-diag", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _add_doctor(commands)
+    _add_explain(commands)
     return parser
 
 
@@ -127,6 +149,42 @@ def _doctor(options: argparse.Namespace) -> int:
     render = {"markdown": diagnosis.to_markdown, "json": diagnosis.to_json, "text": lambda: _text(diagnosis)}
     sys.stdout.write(render[options.format]().rstrip("\n") + "\n")
     return 0 if diagnosis.ok else 1
+
+
+def _reproduce(scenario_fields: dict, release: str | None, fmt: str) -> int:
+    """Run the explanation's scenario, in the reported transformers release where it differs from the
+    installed one; print its diagnosis."""
+    from ._compat import TRANSFORMERS_VERSION
+
+    scenario = Scenario.from_dict({k: v for k, v in scenario_fields.items() if k != "preset"})
+    if release and release != str(TRANSFORMERS_VERSION):
+        return _in_side_env(release, scenario, fmt)
+    diagnosis = run(scenario)
+    render = {"markdown": diagnosis.to_markdown, "json": diagnosis.to_json, "text": lambda: _text(diagnosis)}
+    sys.stdout.write(render[fmt]().rstrip("\n") + "\n")
+    return 0 if diagnosis.ok else 1
+
+
+def _explain(options: argparse.Namespace) -> int:
+    from .explain import explain
+
+    if options.file == "-":
+        text = sys.stdin.read()
+    else:
+        with open(options.file, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    explanation = explain(text)
+    render = {"markdown": explanation.to_markdown, "json": explanation.to_json, "text": explanation.to_text}
+    sys.stdout.write(render[options.format]().rstrip("\n") + "\n")
+    if options.run:
+        if explanation.scenario is None:
+            print("nothing to reproduce: no candidate with a scenario", file=sys.stderr)
+        else:
+            sys.stdout.flush()
+            _reproduce(
+                explanation.scenario, explanation.facts["versions"].get("transformers"), options.format
+            )
+    return 0 if explanation.recognised else 1
 
 
 def main(argv: list[str] | None = None) -> int:

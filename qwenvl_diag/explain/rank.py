@@ -11,7 +11,8 @@ from ..bugs import CATALOGUE, KnownBug, _same_file, _squeeze
 from .facts import DEVICE_ERROR_KINDS
 
 # Points per piece of evidence. An entry is a candidate only with evidence of *where* it failed (its
-# library line, its function, or its code quoted) or, from the error line alone, its signature and family.
+# library line, its function, or its code quoted) or, from the error line alone, its signature with the
+# op named or the family known.
 WHERE_LINE, WHERE_FUNCTION, CODE_QUOTED = 50, 25, 35
 SIGNATURE_DEVICES, SIGNATURE_OP, FAMILY = 10, 10, 10
 VERSION_AFFECTED, VERSION_UNAFFECTED = 15, -45
@@ -43,11 +44,12 @@ def _where(bug: KnownBug, facts: dict[str, Any], text: str) -> tuple[int, list[s
     return 0, []
 
 
-def _signature(bug: KnownBug, facts: dict[str, Any]) -> tuple[int, list[str], list[str]]:
-    """Points, evidence and contradictions from the error line against the entry's signature."""
-    points, evidence, against = 0, [], []
+def _signature(bug: KnownBug, facts: dict[str, Any]) -> tuple[int, list[str], list[str], bool]:
+    """Points, evidence and contradictions from the error line against the entry's signature, and
+    whether the error names the entry's op."""
+    points, evidence, against, op_named = 0, [], [], False
     if facts["error_kind"] != "device":
-        return points, evidence, against
+        return points, evidence, against, op_named
     signature = bug.signature
     if facts["device_pair"] == signature.devices:
         points += SIGNATURE_DEVICES
@@ -58,15 +60,16 @@ def _signature(bug: KnownBug, facts: dict[str, Any]) -> tuple[int, list[str], li
         against.append(f"the error mixes {facts['device_pair']} devices; this bug mixes {signature.devices}")
     if facts["op"] and facts["op"].rstrip("_") == signature.op.rstrip("_"):
         points += SIGNATURE_OP
+        op_named = True
         evidence.append(f"the error names its op, {facts['op']}")
     elif facts["wrapper"] and signature.wrapper is None:
         against.append(f"the error names {facts['wrapper']}; this bug's op ({signature.op}) names no wrapper")
-    return points, evidence, against
+    return points, evidence, against, op_named
 
 
 def _candidate(bug: KnownBug, facts: dict[str, Any], text: str) -> dict[str, Any] | None:
     where, evidence = _where(bug, facts, text)
-    points, signature_evidence, against = _signature(bug, facts)
+    points, signature_evidence, against, op_named = _signature(bug, facts)
     family = facts["family"]
     if family in bug.families:
         points += FAMILY
@@ -74,8 +77,10 @@ def _candidate(bug: KnownBug, facts: dict[str, Any], text: str) -> dict[str, Any
     elif family:
         points += FAMILY_OTHER
         against.append(f"the model is {family}; this bug is in {', '.join(bug.families)}")
-    if not where and (not signature_evidence or family not in bug.families):
-        return None  # nothing says it failed there
+    # without where it failed, only a signature that names the op (a wrapper's message does), or one
+    # seen in this bug's family, points to it
+    if not where and not (signature_evidence and (op_named or family in bug.families)):
+        return None
     release = _release(facts["versions"].get("transformers"))
     confirm = []
     if release is None:

@@ -1,0 +1,394 @@
+"""explain: a pasted failure -> facts, the catalogue entries it points to, the scenario, a reply.
+
+The tracebacks explained are the kit's own reproductions of each catalogue entry that has a scenario
+(`tests/reproduce_traceback.py`, the real transformers 4.51.3 code raising on simulated GPUs: in this
+stack where it is 4.51.3, else in the version lab's 4.51.3 side environment), rendered the ways users
+paste them: plain Python, IPython (>= 8 and older), torchrun's `[rank3]:` prefixes, logging prefixes,
+colour codes, Windows paths, frames cut. Unrelated failures must match nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import qwenvl_diag as qd
+from qwenvl_diag import versions
+from qwenvl_diag._compat import TRANSFORMERS_VERSION
+from qwenvl_diag.bugs import CATALOGUE, KNOWN_BUG_COLUMNS
+from qwenvl_diag.explain import FACT_KEYS, read_facts
+from qwenvl_diag.presets import PRESETS
+
+REPO = Path(__file__).resolve().parents[1]
+LAB_CACHE = REPO / "test-output"  # the version lab's side environments, shared with test_versions
+REPRODUCED = [bug for bug in CATALOGUE if bug.scenario]
+RELEASE = "4.51.3"  # the last release with both seed bugs (BUG_FACTS.md)
+ESC = "\x1b"
+
+
+@pytest.fixture(scope="module")
+def reproductions(tmp_path_factory) -> dict[str, dict]:
+    """Each reproducible entry's failure on transformers 4.51.3: {"frames": [...], "error": "..."}."""
+    if str(TRANSFORMERS_VERSION) == RELEASE:
+        from reproduce_traceback import reproduce
+
+        return {bug.id: reproduce(bug.scenario) for bug in REPRODUCED}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("QWENVL_DIAG_CACHE", str(LAB_CACHE))
+        python = versions.side_env(RELEASE).python
+    found = {}
+    for bug in REPRODUCED:
+        done = subprocess.run(
+            [python, str(REPO / "tests" / "reproduce_traceback.py"), bug.scenario],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=REPO,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        found[bug.id] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
+def _plain(failure: dict) -> str:
+    lines = ["Traceback (most recent call last):"]
+    for frame in failure["frames"]:
+        lines += [
+            f'  File "{frame["file"]}", line {frame["line"]}, in {frame["function"]}',
+            f"    {frame['code']}",
+        ]
+    return "\n".join(lines + [failure["error"]])
+
+
+def _ipython(failure: dict) -> str:
+    """IPython >= 8: `Cell In[..]`, `File path:line, in function(...)` and `->` arrows."""
+    lines = ["-" * 75, f"RuntimeError{' ' * 30}Traceback (most recent call last)", "Cell In[7], line 3"]
+    lines += [
+        "      1 inputs = processor(text=texts, images=images, return_tensors='pt')",
+        "----> 3 out = run()",
+    ]
+    for frame in failure["frames"][1:]:
+        number = frame["line"]
+        lines += ["", f"File {frame['file']}:{number}, in Model.{frame['function']}(self, *args, **kwargs)"]
+        lines += [
+            f"   {number - 1} previous = line",
+            f"-> {number} {frame['code']}",
+            f"   {number + 1} next = line",
+        ]
+    return "\n".join(lines + ["", failure["error"]])
+
+
+def _old_ipython(failure: dict) -> str:
+    """IPython 7: `path in function(args)` and `--->` arrows."""
+    lines = [f"RuntimeError{' ' * 30}Traceback (most recent call last)"]
+    for frame in failure["frames"]:
+        lines += [
+            f"{frame['file']} in {frame['function']}(self, input_ids)",
+            f"--> {frame['line']} {frame['code']}",
+            "",
+        ]
+    return "\n".join(lines + [failure["error"]])
+
+
+def _prefixed(prefix: str):
+    return lambda failure: "\n".join(prefix + line for line in _plain(failure).splitlines())
+
+
+def _windows(failure: dict) -> str:
+    """Another machine: a Windows interpreter's paths."""
+    site = "C:\\Users\\bob\\miniconda3\\envs\\vl\\Lib\\site-packages\\"
+
+    def windows(path: str) -> str:
+        if "site-packages/" in path:
+            return site + path.split("site-packages/", 1)[1].replace("/", "\\")
+        return "C:\\Users\\bob\\work\\" + Path(path).name
+
+    return _plain({**failure, "frames": [{**f, "file": windows(f["file"])} for f in failure["frames"]]})
+
+
+def _coloured(failure: dict) -> str:
+    """Colour codes, as a terminal with rich tracebacks copies them."""
+    return "\n".join(f"{ESC}[31m{line}{ESC}[0m" for line in _plain(failure).splitlines())
+
+
+def _cut(failure: dict) -> str:
+    """Only the last frame and the error, and a release in words."""
+    return _plain({**failure, "frames": failure["frames"][-1:]}) + f"\nI am on transformers {RELEASE}"
+
+
+FORMATS = {
+    "plain": _plain,
+    "ipython": _ipython,
+    "old-ipython": _old_ipython,
+    "torchrun": _prefixed("[rank3]: "),
+    "logging": _prefixed("2025-05-02 10:11:12,345 - root - ERROR - "),
+    "windows": _windows,
+    "colour": _coloured,
+    "cut": _cut,
+}
+VERSIONS = f"transformers=={RELEASE}\naccelerate==1.6.0\ntorch==2.6.0+cu124\n"
+
+
+@pytest.mark.parametrize("form", sorted(FORMATS))
+@pytest.mark.parametrize("bug", REPRODUCED, ids=[bug.id for bug in REPRODUCED])
+def test_the_kits_reproduction_is_explained_in_every_form(reproductions, bug, form):
+    failure = reproductions[bug.id]
+    text = FORMATS[form](failure) + ("" if form == "cut" else "\n" + VERSIONS)
+    result = qd.explain(text)
+    assert result.recognised and result.best["id"] == bug.id, (form, result.candidates, text[-1500:])
+    facts, raised = result.facts, failure["frames"][-1]
+    assert facts["error"] == failure["error"], facts["error"]
+    assert facts["error_kind"] == "device" and facts["device_pair"] == bug.signature.devices
+    assert (
+        facts["library_frame"]["line"] == raised["line"]
+        and facts["library_frame"]["function"] == raised["function"]
+    )
+    assert facts["library_frame"]["code"] == raised["code"].strip()
+    assert facts["family"] == "qwen2_5_vl" and facts["versions"]["transformers"] == RELEASE
+    assert result.scenario == {"preset": bug.scenario, **PRESETS[bug.scenario]}
+    assert f"**{bug.id}**" in result.reply and f"fixed in {bug.fixed_in}" in result.reply
+
+
+def test_the_traceback_of_a_fixed_release_says_so(reproductions):
+    bug = REPRODUCED[0]
+    text = _plain(reproductions[bug.id]) + "\ntransformers==4.52.4"
+    best = qd.explain(text).best
+    assert best["id"] == bug.id  # the same line, but ...
+    assert any("is not affected" in reason for reason in best["against"]), best["against"]
+    assert qd.explain(_plain(reproductions[bug.id]) + "\n" + VERSIONS).best["score"] > best["score"]
+
+
+@pytest.mark.parametrize("bug", REPRODUCED, ids=[bug.id for bug in REPRODUCED])
+def test_partial_text_a_quoted_code_line_and_the_error(reproductions, bug):
+    failure = reproductions[bug.id]
+    text = f"my code fails with {failure['error']}\nat this line:\n    {bug.code}\n(transformers {RELEASE})"
+    result = qd.explain(text)
+    assert result.best["id"] == bug.id, result.candidates
+    assert result.facts["frames"] == [] and result.facts["library_frame"] is None
+
+
+def test_an_error_line_alone_names_its_devices_op_and_argument_in_both_torch_wordings():
+    old = (
+        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
+        "cuda:1 and cuda:0! (when checking argument for argument "
+        "mask in method wrapper_CUDA__masked_scatter_)"
+    )
+    new = (
+        "RuntimeError: Expected all tensors to be on the same device, but got mask is on cuda:1, different "
+        "from other tensors on cuda:0 (when checking argument in method wrapper_CUDA__masked_scatter_)"
+    )
+    for text, wording in ((old, "found at least two devices"), (new, "but got ... is on")):
+        facts = read_facts(text + "\ntransformers 4.45.2")
+        assert (facts["op"], facts["argument"], facts["wrapper"]) == (
+            "masked_scatter_",
+            "mask",
+            "wrapper_CUDA__masked_scatter_",
+        )
+        assert facts["devices"] == ["cuda:1", "cuda:0"] and facts["device_pair"] == "gpu/gpu"
+        assert facts["torch_wording"] == wording and facts["versions"] == {"transformers": "4.45.2"}
+        assert set(facts) == set(FACT_KEYS)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "devices", "pair"),
+    [
+        (
+            "RuntimeError: Expected all tensors to be on the same "
+            "device, but got index is on cpu, different from "
+            "other tensors on npu:0 (when checking argument in method wrapper_NPU__index_select)",
+            "device",
+            ["cpu", "npu:0"],
+            "gpu/cpu",
+        ),
+        (
+            "RuntimeError: Expected all tensors to be on the same "
+            "device, but found at least two devices, xpu:1 "
+            "and xpu:0!",
+            "device",
+            ["xpu:1", "xpu:0"],
+            "gpu/gpu",
+        ),
+        (
+            "RuntimeError: Input type (CUDABFloat16Type) and weight type "
+            "(CPUBFloat16Type) should be the same",
+            "type",
+            ["cuda", "cpu"],
+            "gpu/cpu",
+        ),
+        (
+            "RuntimeError: indices should be either on cpu or on the "
+            "same device as the indexed tensor (cuda:0)",
+            "index",
+            ["cuda:0"],
+            "gpu/gpu",
+        ),
+        (
+            "RuntimeError: expected self and mask to be on the same "
+            "device, but got mask on cuda:0 and self on cuda:1",
+            "masked_fill",
+            ["cuda:0", "cuda:1"],
+            "gpu/gpu",
+        ),
+    ],
+    ids=["npu-index-select", "xpu", "conv-types", "indexing", "masked-fill"],
+)
+def test_every_device_error_wording_is_read(text, kind, devices, pair):
+    facts = read_facts(text)
+    assert (facts["error_kind"], facts["devices"], facts["device_pair"]) == (kind, devices, pair)
+
+
+def test_a_dtype_mismatch_on_one_device_is_not_a_device_error():
+    facts = read_facts(
+        "RuntimeError: Input type (CUDAFloatType) and weight type (CUDABFloat16Type) should be the same"
+    )
+    assert facts["error_kind"] == "other"
+
+
+ENVIRONMENTS = {
+    "transformers env": (
+        "- `transformers` version: 4.45.0.dev0\n- Platform: Linux\n- Python version: 3.10.14\n"
+        "- PyTorch version (GPU?): 2.4.1+cu121 (True)\n- Accelerate version: 0.34.2\n"
+        "- Using distributed or parallel set-up in script?: yes, device_map auto\n",
+        {"transformers": "4.45.0.dev0", "torch": "2.4.1+cu121", "accelerate": "0.34.2"},
+        "3.10",
+    ),
+    "pip list": (
+        "Package        Version\n-------------- -----------\naccelerate     1.2.1\nqwen-vl-utils  0.0.8\n"
+        "torch          2.5.1\ntransformers   4.47.1\n",
+        {"transformers": "4.47.1", "torch": "2.5.1", "accelerate": "1.2.1", "qwen-vl-utils": "0.0.8"},
+        None,
+    ),
+    "collect_env": (
+        "PyTorch version: 2.6.0+cu124\nPython version: 3.12.3 (main) [GCC 11.4.0] (64-bit runtime)\n"
+        "GPU models and configuration:\nGPU 0: NVIDIA H100 80GB HBM3\nGPU 1: NVIDIA H100 80GB HBM3\n"
+        "[pip3] torch==2.6.0\n[pip3] transformers==4.50.0\n",
+        {"torch": "2.6.0", "transformers": "4.50.0"},
+        "3.12",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENVIRONMENTS))
+def test_versions_python_and_gpus_from_environment_reports(name):
+    text, expected, python = ENVIRONMENTS[name]
+    facts = read_facts(text)
+    assert facts["versions"] == expected and facts["python"] == python
+    if name == "collect_env":
+        assert facts["gpus"] == {"count": 2, "type": "NVIDIA H100 80GB HBM3"}
+
+
+def test_shell_lines_paths_source_builds_and_engines():
+    text = (
+        "CUDA_VISIBLE_DEVICES=0,1,2,3 torchrun --nproc_per_node=4 train.py\n"
+        "pip install git+https://github.com/huggingface/transformers@4a1b2c3d4e5f\n"
+        '  File "/usr/local/lib/python3.9/site-packages/deepspeed/runtime/engine.py", line 10, in forward\n'
+        "    loss = self.module(*inputs)\n"
+        "model = Qwen3VLForConditionalGeneration.from_pretrained('Qwen/Qwen3-VL-8B-Instruct')\n"
+    )
+    facts = read_facts(text)
+    assert facts["gpus"]["count"] == 4 and facts["python"] == "3.9"
+    assert facts["transformers_commit"] == "4a1b2c3d4e5f"
+    assert facts["checkpoint"] == "Qwen/Qwen3-VL-8B-Instruct" and facts["family"] == "qwen3_vl"
+    assert {"torchrun", "deepspeed"} <= set(facts["engine"])
+
+
+UNRELATED = {
+    "out of memory": (
+        'Traceback (most recent call last):\n  File "/x/site-packages/transformers/models/qwen2_5_vl/'
+        'modeling_qwen2_5_vl.py", line 1334, in _prepare_4d_causal_attention_mask_with_cache_position\n'
+        "    diagonal_attend_mask = torch.arange(target_length, "
+        "device=device) > cache_position.reshape(-1, 1)\n"
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\ntransformers==4.51.3\n"
+    ),
+    "shape": (
+        'Traceback (most recent call last):\n  File "/x/site-packages/transformers/models/qwen2_5_vl/'
+        'modeling_qwen2_5_vl.py", line 300, in forward\n    x = self.proj(x)\n'
+        "RuntimeError: mat1 and mat2 shapes cannot be multiplied (4x8 and 16x8)\n"
+    ),
+    "another model": (
+        "Traceback (most recent call last):\n  File "
+        '"/x/site-packages/transformers/models/llama/modeling_llama.py",'
+        " line 120, in forward\n    diagonal_attend_mask = torch.arange(target_length, device=device) > "
+        "cache_position.reshape(-1, 1)\nRuntimeError: Expected all "
+        "tensors to be on the same device, but found "
+        "at least two devices, cuda:1 and cuda:0!\ntransformers==4.51.3\n"
+    ),
+    "nothing": "hello, my model is slow, any idea?",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNRELATED))
+def test_unrelated_text_is_not_matched_and_says_what_would_help(name):
+    result = qd.explain(UNRELATED[name])
+    assert not result.recognised and result.candidates == [] and result.scenario is None
+    assert result.reply.startswith("Not recognised") and "What would help" in result.reply
+
+
+def test_the_json_shape_is_stable(reproductions):
+    bug = REPRODUCED[0]
+    data = json.loads(qd.explain(_plain(reproductions[bug.id]) + "\n" + VERSIONS).to_json())
+    assert list(data) == list(qd.EXPLAIN_KEYS) == ["facts", "candidates", "scenario", "reply"]
+    assert set(data["facts"]) == set(FACT_KEYS)
+    for candidate in data["candidates"]:
+        assert set(KNOWN_BUG_COLUMNS) | {"score", "evidence", "against", "confirm"} == set(candidate)
+    assert qd.Scenario.from_dict({k: v for k, v in data["scenario"].items() if k != "preset"}) == (
+        qd.Scenario.preset(bug.scenario)
+    )
+
+
+def test_explain_refuses_what_is_not_text():
+    with pytest.raises(qd.InvalidArgumentError, match="explain takes the pasted text as a str"):
+        qd.explain(None)
+
+
+def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    probe = (
+        "import sys\nfrom qwenvl_diag.cli import main\ncode = main(sys.argv[1:])\n"
+        "print('imported:', sorted(m for m in ('torch', "
+        "'transformers') if m in sys.modules), file=sys.stderr)\n"
+        "sys.exit(code)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", probe, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+
+
+def test_the_cli_explains_from_stdin_and_files_without_torch(reproductions, tmp_path):
+    bug = REPRODUCED[0]
+    text = _ipython(reproductions[bug.id]) + "\n" + VERSIONS
+    done = _cli("explain", "-", "--format", "json", stdin=text)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["candidates"][0]["id"] == bug.id
+    assert "imported: []" in done.stderr  # neither torch nor transformers
+    path = tmp_path / "report.txt"
+    path.write_text(text)
+    done = _cli("explain", str(path), "--format", "markdown")
+    assert done.returncode == 0 and f"**{bug.id}**" in done.stdout, done.stderr
+    done = _cli("explain", "-", stdin=UNRELATED["shape"])
+    assert done.returncode == 1 and "Not recognised" in done.stdout
+    done = _cli("explain", str(tmp_path / "missing.txt"))
+    assert done.returncode == 2 and "qwenvl-diag:" in done.stderr
+
+
+def test_explain_run_reproduces_the_best_candidate(reproductions, monkeypatch, capsys, tmp_path):
+    from qwenvl_diag.cli import main
+
+    monkeypatch.setenv("QWENVL_DIAG_CACHE", str(LAB_CACHE))
+    bug = next(b for b in REPRODUCED if b.scenario == "seed-video")  # the quicker run
+    path = tmp_path / "report.txt"
+    path.write_text(_plain(reproductions[bug.id]) + "\n" + VERSIONS)
+    assert main(["explain", str(path), "--run"]) == 0
+    out = capsys.readouterr().out
+    assert f"candidate {bug.id}" in out
+    # the diagnosis of the reproduction, in 4.51.3 (here, or in the version lab)
+    assert "FAILED: Qwen/Qwen2.5-VL-7B-Instruct forward" in out and f"known bug: {bug.id}" in out
