@@ -40,6 +40,7 @@ test-legacy: $(LEGACY)/.installed
 
 bench: $(CURRENT)/.installed
 	$(CURRENT)/bin/python benchmarks/bench_import.py
+	$(CURRENT)/bin/python benchmarks/bench_explain.py
 	$(CURRENT)/bin/python benchmarks/bench_models.py
 	$(CURRENT)/bin/python benchmarks/bench_plan.py
 	$(CURRENT)/bin/python benchmarks/bench_simulate.py

@@ -45,23 +45,25 @@ def _seconds(args: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def main(rounds: int = ROUNDS) -> None:
-    names = list(COMMANDS)
+def compare(commands: dict[str, list[str]], ratios: list[tuple], rounds: int = ROUNDS) -> None:
+    """Time each of `commands` (python arguments) in fresh interpreters, `rounds` rotated rounds, and
+    print the median seconds and each of `ratios` ((label, measured, against, goal))."""
+    names = list(commands)
     for name in names:
-        _seconds(COMMANDS[name])  # warm the file cache
+        _seconds(commands[name])  # warm the file cache
     times: dict[str, list[float]] = {name: [] for name in names}
     for index in range(rounds):
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(_seconds(COMMANDS[name]))
+            times[name].append(_seconds(commands[name]))
     print(f"fresh interpreters, {rounds} rounds, median seconds ({sys.executable}):")
     for name in names:
-        print(f"  {name:10s} {statistics.median(times[name]):6.2f} s   python {' '.join(COMMANDS[name])!r}")
-    for label, measured, against, goal in RATIOS:
+        print(f"  {name:10s} {statistics.median(times[name]):6.2f} s   python {' '.join(commands[name])!r}")
+    for label, measured, against, goal in ratios:
         ratio = statistics.median(m / a for m, a in zip(times[measured], times[against], strict=True))
         verdict = "ok" if ratio <= goal else "MISSED"
         print(f"{label}: {ratio:.2f}x (goal <= {goal}x) {verdict}")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS)
+    compare(COMMANDS, RATIOS, int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS)

@@ -48,6 +48,7 @@ def _loaded_after(statements: str, watched: tuple[str, ...]) -> list[str]:
         "import qwenvl_diag.bugs",
         "import qwenvl_diag.errors",
         "import qwenvl_diag.scenario",
+        "import qwenvl_diag as qd; qd.explain(open(qd.__file__).read())",
     ],
 )
 def test_the_package_the_catalogue_and_the_errors_import_without_torch(statements):
@@ -67,7 +68,7 @@ def test_the_cli_and_every_subcommand_help_import_no_torch():
         "print(json.dumps({'commands': list(commands), 'loaded': loaded}))"
     )
     found = _fresh(code)
-    assert "doctor" in found["commands"]
+    assert {"doctor", "explain"} <= set(found["commands"])
     assert found["loaded"] == []
 
 

@@ -1,0 +1,78 @@
+"""What `qwenvl-diag explain` costs against `python -c "import torch"`, measured in one run of fresh
+interpreters (as bench_import measures): explain on a 200-line pasted traceback (a torchrun log of the
+seed's batched failure, `[rank3]:` prefixes, colour codes, the environment report), and `--help`.
+Goal for both: <= 0.3x (the parser and the catalogue are pure text and data; no torch).
+
+Run: .venv/bin/python benchmarks/bench_explain.py [ROUNDS]
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from bench_import import ROUNDS, compare
+
+FRAME = (
+    '[rank3]:   File "/opt/conda/lib/python3.10/site-packages/{path}", line {line}, in {function}\n'
+    "[rank3]:     {code}\n"
+)
+ERROR = (
+    "[rank3]: \x1b[31mRuntimeError\x1b[0m: Expected all tensors to be on the same device, but found at least "
+    "two devices, cuda:1 and cuda:0!\n"
+)
+ENVIRONMENT = (
+    "- `transformers` version: 4.51.3\n- Python version: 3.10.14\n"
+    "- PyTorch version (GPU?): 2.6.0+cu124 (True)\n"
+    "- Accelerate version: 1.6.0\nGPU 0: NVIDIA A100-SXM4-80GB\nGPU 1: NVIDIA A100-SXM4-80GB\n"
+)
+
+
+def _traceback(lines: int = 200) -> str:
+    """A torchrun log of `lines` lines: frames through torch and accelerate, the library frame, the error."""
+    frames = ["[rank3]: Traceback (most recent call last):\n"]
+    while len("".join(frames).splitlines()) < lines - 10:
+        depth = len(frames)
+        frames.append(
+            FRAME.format(
+                path="torch/nn/modules/module.py",
+                line=1700 + depth,
+                function="_call_impl",
+                code="return forward_call(*args, **kwargs)",
+            )
+        )
+    frames.append(
+        FRAME.format(
+            path="transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py",
+            line=1334,
+            function="_prepare_4d_causal_attention_mask_with_cache_position",
+            code="diagonal_attend_mask = torch.arange(target_length, device=device) > "
+            "cache_position.reshape(-1, 1)",
+        )
+    )
+    return "".join(frames) + ERROR + ENVIRONMENT
+
+
+def main(rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        pasted = Path(folder) / "traceback.txt"
+        pasted.write_text(_traceback())
+        print(f"the pasted text: {len(pasted.read_text().splitlines())} lines")
+        commands = {
+            "torch": ["-c", "import torch"],
+            "explain": ["-m", "qwenvl_diag.cli", "explain", str(pasted)],
+            "cli help": ["-m", "qwenvl_diag.cli", "--help"],
+        }
+        compare(
+            commands,
+            [
+                ("qwenvl-diag explain (200 lines) / import torch", "explain", "torch", 0.3),
+                ("qwenvl-diag --help / import torch", "cli help", "torch", 0.3),
+            ],
+            rounds,
+        )
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS)
