@@ -392,3 +392,36 @@ def test_explain_run_reproduces_the_best_candidate(reproductions, monkeypatch, c
     assert f"candidate {bug.id}" in out
     # the diagnosis of the reproduction, in 4.51.3 (here, or in the version lab)
     assert "FAILED: Qwen/Qwen2.5-VL-7B-Instruct forward" in out and f"known bug: {bug.id}" in out
+
+
+def test_the_shipped_line_index_covers_the_catalogue_and_agrees_with_the_installed_source():
+    from qwenvl_diag.bugs import find_in_source
+    from qwenvl_diag.explain.lines import INDEX, line_in, line_index
+
+    assert json.loads(INDEX.read_text())["entries"] == sorted(bug.id for bug in CATALOGUE)
+    installed = str(TRANSFORMERS_VERSION)
+    assert installed in line_index(), f"rebuild the index: scripts/build_line_index.py ({installed} missing)"
+    for bug in CATALOGUE:
+        found = find_in_source(bug)
+        assert line_in(bug.id, installed) == (found[1] if found else None), bug.id
+    assert line_in("qwen2_5_vl-batched-causal-mask", RELEASE) == 1334  # BUG_FACTS.md
+    assert line_in("qwen2_5_vl-video-second-per-grid-ts", RELEASE) == 1645
+
+
+@pytest.mark.parametrize("bug", REPRODUCED, ids=[bug.id for bug in REPRODUCED])
+def test_a_line_number_alone_names_the_bug_and_the_releases_it_fits(reproductions, bug):
+    from qwenvl_diag.explain.lines import line_in, releases_with_line
+
+    error = reproductions[bug.id]["error"]
+    name = bug.file.rsplit("/", 1)[-1]
+    with_release = qd.explain(f"{error}\nat {name}:{line_in(bug.id, RELEASE)}, transformers {RELEASE}")
+    assert with_release.best["id"] == bug.id, with_release.candidates
+    line_4_50 = line_in(bug.id, "4.50.3")
+    without = qd.explain(f"{error} ({name} line {line_4_50})")
+    assert without.best["id"] == bug.id and "4.50.0 to 4.50.3" in without.best["evidence"][0], without.best
+    assert releases_with_line(bug.id, line_4_50) == ["4.50.0", "4.50.1", "4.50.2", "4.50.3"]
+    # another line of that file: only the error's devices and the family still point to it, weakly
+    elsewhere = qd.explain(f"{error}\nat {name}:{line_4_50 + 7}, transformers {RELEASE}")
+    [candidate] = [c for c in elsewhere.candidates if c["id"] == bug.id]
+    assert candidate["score"] < with_release.best["score"]
+    assert not any("is its line" in evidence for evidence in candidate["evidence"]), candidate["evidence"]

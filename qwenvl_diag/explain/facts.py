@@ -41,7 +41,8 @@ its order ("cuda:1", "cpu", "npu:0"); `device_pair` "gpu/gpu", "gpu/cpu" or None
 CUDA wrapper ("masked_scatter_"), `wrapper` its name ("wrapper_CUDA__masked_scatter_"), `argument` the
 argument it checked ("mask"); `torch_wording` "found at least two devices" (torch <= 2.5 wrappers and
 TensorIterator) or "but got ... is on" (wrappers from torch 2.6); `frames` the traceback's frames
-({file, line, function, code}, outermost first); `library_frame` the deepest one inside transformers
+({file, line, function, code}, outermost first; without a traceback, the files and lines the text
+quotes, function and code None); `library_frame` the deepest one inside transformers
 (else the deepest outside torch and accelerate); `family` the Qwen-VL family ("qwen2_5_vl"),
 `model_type` the transformers model directory a frame runs in ("llama": not Qwen-VL); `checkpoint` a
 Qwen-VL checkpoint name; `versions` {package: version} for transformers, accelerate, torch,
@@ -116,6 +117,8 @@ _PLAIN_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<f
 _IPYTHON_FRAME = re.compile(r"File (?P<file>\S+?\.py):(?P<line>\d+), in (?P<function>[\w.<>]+)")
 _OLD_IPYTHON_FRAME = re.compile(r"^(?P<file>\S+?\.py) in (?P<function>[\w.<>]+)\(")
 _ARROW = re.compile(r"^\s*-+>\s*(?P<line>\d+)\s?(?P<code>.*)$")
+# a file and line quoted outside a traceback: "modeling_qwen2_5_vl.py:1334", "... modeling_x.py line 12"
+_FILE_LINE = re.compile(r"(?P<file>[\w./\\~-]*modeling_\w+\.py)(?::|,? line )(?P<line>\d+)")
 
 _FAMILIES = (  # most specific first
     ("qwen3_vl_moe", re.compile(r"qwen3_vl_moe|Qwen3VLMoe|Qwen3-VL-\d+B-A\d+B", re.IGNORECASE)),
@@ -307,7 +310,10 @@ def read_facts(text: str) -> dict[str, Any]:
     if len(devices) >= 2 or (facts["error_kind"] == "index" and devices):
         kinds = {"cpu" if device.startswith("cpu") else "gpu" for device in devices}
         facts["device_pair"] = "gpu/cpu" if "cpu" in kinds else "gpu/gpu"
-    facts["frames"] = _frames(lines)
+    facts["frames"] = _frames(lines) or [
+        {"file": match["file"], "line": int(match["line"]), "function": None, "code": None}
+        for match in _FILE_LINE.finditer(joined)
+    ]
     facts["library_frame"] = _library_frame(facts["frames"])
     model_dirs = [match["type"] for frame in facts["frames"] if (match := _MODEL_DIR.search(frame["file"]))]
     facts["model_type"] = model_dirs[-1] if model_dirs else None

@@ -9,6 +9,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..bugs import CATALOGUE, KnownBug, _same_file, _squeeze
 from .facts import DEVICE_ERROR_KINDS
+from .lines import line_in, releases_with_line
 
 # Points per piece of evidence. An entry is a candidate only with evidence of *where* it failed (its
 # library line, its function, or its code quoted) or, from the error line alone, its signature with the
@@ -28,20 +29,51 @@ def _release(version: str | None) -> Version | None:
 
 
 def _where(bug: KnownBug, facts: dict[str, Any], text: str) -> tuple[int, list[str]]:
-    """Points and evidence for where it failed: the deepest library frame, any frame, the quoted code."""
+    """Points and evidence for where it failed: the deepest library frame, any frame (its code, or its
+    line number in the reported release or, with none reported, in any release), the quoted code."""
     frames = [facts["library_frame"]] if facts["library_frame"] else []
     frames += [frame for frame in facts["frames"] if frame is not facts["library_frame"]]
+    reported = facts["versions"].get("transformers")
     for frame in frames:
-        if _same_file(frame["file"], bug.file) and frame["function"] == bug.function:
-            code = frame["code"] or ""
-            if _squeeze(bug.code) in _squeeze(code):
+        if not _in_file(frame["file"], bug) or frame["function"] not in (None, bug.function):
+            continue
+        if _squeeze(bug.code) in _squeeze(frame["code"] or ""):
+            return WHERE_LINE, [f"the traceback ends at its line: {bug.function} in {bug.file}: {bug.code}"]
+        if frame["line"] is not None:
+            fitting = releases_with_line(bug.id, frame["line"])
+            if reported and line_in(bug.id, _base(reported)) == frame["line"]:
                 return WHERE_LINE, [
-                    f"the traceback ends at its line: {bug.function} in {bug.file}: {bug.code}"
+                    f"line {frame['line']} of {bug.file} in {reported} is its line ({bug.code})"
                 ]
+            if not reported and fitting:
+                return WHERE_LINE, [
+                    f"line {frame['line']} of {bug.file} is its line in transformers {_span(fitting)}"
+                ]
+        if frame["function"] == bug.function:
             return WHERE_FUNCTION, [f"the traceback runs through {bug.function} in {bug.file}"]
     if _squeeze(bug.code) in _squeeze(text):
         return CODE_QUOTED, [f"the text quotes its line: {bug.code}"]
     return 0, []
+
+
+def _in_file(path: str, bug: KnownBug) -> bool:
+    """Whether `path` is the entry's file: its path inside transformers ends it, or, quoted bare
+    ("modeling_qwen2_5_vl.py"), its name is the file's."""
+    if "/" not in path and "\\" not in path:
+        return path == bug.file.rsplit("/", 1)[-1]
+    return _same_file(path, bug.file)
+
+
+def _base(version: str) -> str:
+    """A reported version as the release the index knows ("4.51.3", "4.45.0.dev0" -> "4.45.0")."""
+    try:
+        return Version(version).base_version
+    except InvalidVersion:
+        return version
+
+
+def _span(releases: list[str]) -> str:
+    return releases[0] if len(releases) == 1 else f"{releases[0]} to {releases[-1]}"
 
 
 def _signature(bug: KnownBug, facts: dict[str, Any]) -> tuple[int, list[str], list[str], bool]:
