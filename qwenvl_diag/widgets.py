@@ -5,6 +5,8 @@
 - `DiagnosisPanel`: one Diagnosis as tabs (its report, then each of its frames).
 - `VerifyPanel`: a failure (a scenario preset, or your Scenario) and fixes; "Verify" runs `qd.verify`
   and shows the table coloured by verdict (`qd.style_verify`).
+- `TriagePanel`: a paste box; "Explain" shows the facts, the known bugs and the reply (`qd.explain`),
+  "Reproduce" runs the best candidate's scenario (here or in the version lab).
 
 Every panel keeps its results on itself (`panel.plan`, `panel.diagnosis`, the figures as PNG bytes in
 image widgets), so it works, and is tested, without a browser: set `panel.controls[...].value` and read
@@ -22,9 +24,11 @@ import base64
 import html
 import io
 
+from ._compat import TRANSFORMERS_VERSION
 from .choices import ACTIONS, INPUT_KINDS
 from .diagnose import Diagnosis
 from .errors import InvalidArgumentError, PlacementError, QwenVLDiagError
+from .explain import Explanation, explain
 from .fixes import CATALOGUE, resolve
 from .models.catalog import resolve_checkpoint, shipped_checkpoints
 from .placement import (
@@ -38,8 +42,9 @@ from .placement import (
 from .plots import plot_memory, plot_placement
 from .report import counted, html_report
 from .scenario import PRESETS, Scenario, run
-from .tables import style_verify
+from .tables import style_frame, style_verify
 from .verify import verify
+from .versions import run_in_versions
 
 PANEL_CLASS = "qd-panel"
 """The CSS class every panel's outer widget carries (browser tests and custom styles find it by it)."""
@@ -411,3 +416,120 @@ class VerifyPanel(_Panel):
         shown = self.frame[["fix", "verdict", "max_abs_logit_diff", "why"]]
         self.table.value = style_verify(shown).hide(axis="index").to_html()
         return self.frame
+
+
+class TriagePanel(_Panel):
+    """Triage a pasted report: paste what the reporter gave (a traceback, `transformers env`, a few
+    words) into the box; "Explain" shows the facts and the known bugs they point to (`qd.explain`) and the
+    reply to paste; "Reproduce" runs the best candidate's scenario, in this environment when it runs the
+    reported transformers release (`qd.run`), else in that release's side environment of the version lab
+    (`qd.run_in_versions`; `build=True` lets it make one, which needs a package index).
+
+    Results: `explanation` (the last `Explanation`), `reproduced` (a `Diagnosis`, or a `run_in_versions`
+    frame when it ran in another release; None before).
+
+    >>> panel = qd.widgets.TriagePanel(open("issue.txt").read())
+    >>> panel.explain().best["id"]        # the same as clicking "Explain"
+    >>> panel.reproduce()                 # the same as clicking "Reproduce"
+    """
+
+    def __init__(self, text: str = "", build: bool = False) -> None:
+        if not isinstance(text, str):
+            raise InvalidArgumentError(
+                f"TriagePanel takes the pasted text as a str; got {type(text).__name__}."
+            )
+        widgets = _ipywidgets()
+        self.build = build
+        self.explanation: Explanation | None = None
+        self.reproduced = None
+        self.box = widgets.Textarea(
+            value=text,
+            placeholder="Paste the traceback, the error line, `transformers env`, pip list ...",
+            rows=12,
+            layout=widgets.Layout(width="100%"),
+        )
+        self.buttons = {
+            "explain": widgets.Button(description="Explain", button_style="primary", icon="search"),
+            "reproduce": widgets.Button(description="Reproduce", icon="play", disabled=True),
+        }
+        self.result = widgets.HTML()
+        self.reproduction = widgets.HTML()
+        self.buttons["explain"].on_click(lambda _button: self.explain())
+        self.buttons["reproduce"].on_click(lambda _button: self.reproduce())
+        self.widget = widgets.VBox(
+            [self.box, widgets.HBox(list(self.buttons.values())), self.result, self.reproduction]
+        )
+        self.widget.add_class(PANEL_CLASS)
+        if text:
+            self.explain()
+
+    def _static_html(self) -> str:
+        return f"<div>{self.result.value}{self.reproduction.value}</div>"
+
+    def explain(self) -> Explanation:
+        """Explain the box's text and show the facts, the candidates and the reply."""
+        self.explanation = explain(self.box.value)
+        self.reproduced = None
+        self.reproduction.value = ""
+        self.result.value = _triage_html(self.explanation)
+        self.buttons["reproduce"].disabled = self.explanation.scenario is None
+        return self.explanation
+
+    def reproduce(self):
+        """Run the best candidate's scenario (here, or in the reported release's side environment) and
+        show what happened; returns a Diagnosis or a version-lab frame (None: nothing to reproduce, or the
+        kit could not run it: the message says why)."""
+        if self.explanation is None or self.explanation.scenario is None:
+            self.reproduction.value = _message("Explain a report first: no candidate to reproduce yet.", _RED)
+            return None
+        fields = {k: v for k, v in self.explanation.scenario.items() if k != "preset"}
+        scenario = Scenario.from_dict(fields)
+        release = self.explanation.facts["versions"].get("transformers")
+        self.buttons["reproduce"].disabled = True
+        self.reproduction.value = _message("reproducing ...", "#555")
+        try:
+            if release and release != str(TRANSFORMERS_VERSION):
+                self.reproduced = run_in_versions(scenario, [release], build=self.build, progress=False)
+                shown = style_frame(self.reproduced).hide(axis="index").to_html()
+                self.reproduction.value = (
+                    f"<p>In transformers {html.escape(release)} (version lab):</p>{shown}"
+                )
+            else:
+                self.reproduced = run(scenario)
+                self.reproduction.value = html_report(self.reproduced, frames=False)
+        except QwenVLDiagError as error:
+            self.reproduction.value = _message(f"Could not reproduce: {error}", _RED)
+            return None
+        finally:
+            self.buttons["reproduce"].disabled = False
+        return self.reproduced
+
+
+def _triage_html(explanation: Explanation) -> str:
+    """The facts that were found, the candidates, and the reply (as text to copy)."""
+    facts = explanation.facts
+    frame = facts["library_frame"]
+    shown = {
+        "error": facts["error"],
+        "devices": ", ".join(facts["devices"]) or None,
+        "op": facts["wrapper"] and f"{facts['op']} ({facts['wrapper']}, argument {facts['argument']})",
+        "library frame": frame and f"{frame['file']}:{frame['line']} in {frame['function']}",
+        "model": facts["checkpoint"] or facts["family"],
+        "versions": ", ".join(f"{k} {v}" for k, v in facts["versions"].items()) or None,
+        "engine": ", ".join(facts["engine"]) or None,
+    }
+    cell = "style='text-align:left'"
+    rows = "".join(
+        f"<tr><th {cell}>{name}</th><td {cell}>{html.escape(str(value))}</td></tr>"
+        for name, value in shown.items()
+        if value
+    )
+    parts = [f"<h4>Facts</h4><table>{rows}</table>" if rows else "<p>No facts found in the text.</p>"]
+    if explanation.candidates:
+        import pandas as pd
+
+        table = pd.DataFrame(explanation.candidates)[["id", "score", "fixed_in", "evidence", "against"]]
+        table = table.assign(**{c: table[c].map("; ".join) for c in ("evidence", "against")})
+        parts.append("<h4>Known bugs it points to</h4>" + style_frame(table).hide(axis="index").to_html())
+    parts.append(f"<h4>Reply</h4><pre style='white-space:pre-wrap'>{html.escape(explanation.reply)}</pre>")
+    return "".join(parts)

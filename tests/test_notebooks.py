@@ -390,8 +390,74 @@ def test_fix_and_verify_gives_each_fix_its_verdict(executed):
     )
 
 
+# --- 04_triage.ipynb -------------------------------------------------------------------------------
+
+TRIAGE_PROBE = {
+    "build": "BUILD_SIDE_ENVIRONMENTS",
+    "best": "result.best['id']",
+    "scenario": "result.scenario",
+    "facts": "{key: result.facts[key] for key in ('devices', 'device_pair', 'family', 'versions', 'engine')}",
+    "library_frame": "result.facts['library_frame']",
+    "reproduced": "{'error': reproduced.error, 'first': reproduced.first_mismatch, "
+    "'bugs': [b['id'] for b in reproduced.known_bugs]} if isinstance(reproduced, qd.Diagnosis) "
+    "else reproduced.to_dict('records')",
+    "bisection": "[found.last, found.first] if 'found' in globals() else None",
+    "reply": "result.reply",
+    "panel": "{'best': panel.explanation.best['id'], 'reproducible': not panel.buttons['reproduce'].disabled}",
+    "partial": "rows",
+}
+
+
+def test_triage_explains_reproduces_and_bisects_the_report(executed):
+    run = executed("04_triage.ipynb")
+    values, context = run.values, run.context()
+    assert values["build"] is True, context
+    assert values["best"] == BATCHED_BUG and values["scenario"]["preset"] == "seed-batched", context
+    assert values["facts"] == {
+        "devices": ["cuda:1", "cuda:0"],
+        "device_pair": "gpu/gpu",
+        "family": "qwen2_5_vl",
+        "versions": {
+            "accelerate": "1.6.0",
+            "qwen-vl-utils": "0.0.10",
+            "torch": "2.6.0+cu124",
+            "transformers": "4.51.3",
+        },
+        "engine": ["device_map", "torchrun"],
+    }, context
+    frame = values["library_frame"]
+    assert (frame["line"], frame["function"], frame["code"]) == (1334, MASK_FUNCTION, MASK_CODE), frame
+    reproduced = values["reproduced"]
+    if str(TRANSFORMERS_VERSION) == "4.51.3":  # the reported release: reproduced here
+        assert SAME_DEVICE + "cuda:1 and cuda:0!" in reproduced["error"], (context, reproduced)
+        _assert_raised_at_library_line(reproduced["first"], MASK_CODE, MASK_FUNCTION, context)
+        assert reproduced["bugs"] == [BATCHED_BUG], context
+    else:  # in the version lab's 4.51.3
+        [row] = reproduced
+        assert (row["transformers"], row["outcome"], row["line"], row["known_bug"]) == (
+            "4.51.3",
+            "failed",
+            1334,
+            BATCHED_BUG,
+        ), (context, row)
+    assert values["bisection"] == ["4.51.3", "4.52.1"], context  # the catalogue's "fixed in", found
+    assert "**qwen2_5_vl-batched-causal-mask**" in values["reply"] and "fixed in 4.52.1" in values["reply"]
+    assert values["panel"] == {"best": BATCHED_BUG, "reproducible": True}, context
+    best = {row["pasted"]: row["best"] for row in values["partial"]}
+    assert best == {
+        "the error and the quoted line": VIDEO_BUG,
+        "a file and line, and a release": BATCHED_BUG,
+        "out of memory": "not recognised",
+        "another model": "not recognised",
+    }, context
+    _assert_shows(
+        run, ["application/vnd.jupyter.widget-view+json", "last failing: 4.51.3, first passing: 4.52.1"]
+    )
+
+
 PROBES = {
     "01_reproduce.ipynb": REPRODUCE_PROBE,
     "02_layer_placement.ipynb": PLACEMENT_PROBE,
     "03_fix_and_verify.ipynb": FIX_AND_VERIFY_PROBE,
+    "04_triage.ipynb": TRIAGE_PROBE,
 }
