@@ -538,6 +538,257 @@ row(
     "new_* with device= overrides self's device",
 )
 
+
+# --------------------------------------------------------------------------------------------------------
+# Conversions from data (torch/csrc/utils/tensor_new.cpp): `internal_new_from_data` returns
+# `var.to(device_opt or var.device(), dtype, non_blocking=false, copy=copy_variables)` for tensor data
+# (copy_variables: tensor / new_tensor true, as_tensor false); `asarray` calls `tensor.to(device.value_or(
+# tensor.device()), ...)` when device or dtype differ and refuses copy=False then; other data (lists) is
+# stored on the CPU and moved to the options' device (`device=`, else CPU, else self's for new_tensor).
+# --------------------------------------------------------------------------------------------------------
+def _half(e: Env, *shape: int, on: str = C0) -> torch.Tensor:
+    return e.randn(*shape, on=on).half()
+
+
+row(
+    "as_tensor_cuda0_to_cpu",
+    lambda e: torch.as_tensor(e.randn(2, 3), device=e.dev(CPU)),
+    Ok(CPU),
+    "as_tensor: var.to(cpu) is a host copy, not the GPU tensor itself",
+)
+row(
+    "as_tensor_cuda1_0dim_to_cpu",
+    lambda e: torch.as_tensor(e.randn(on=C1), device=e.dev(CPU)),
+    Ok(CPU),
+    "the same for a 0-dim tensor",
+)
+row(
+    "as_tensor_cuda0_to_cuda1",
+    lambda e: torch.as_tensor(e.randn(2, 3), device=e.dev(C1)),
+    Ok(C1),
+    "device_opt wins over the data's device: a copy on cuda:1",
+)
+row(
+    "as_tensor_cuda0_to_cuda1_half",
+    lambda e: torch.as_tensor(e.randn(2, 3), dtype=torch.float16, device=e.dev(C1)),
+    Ok(C1),
+    "dtype and device change in the one var.to(device, dtype)",
+)
+row(
+    "as_tensor_dtype_only_stays_on_gpu",
+    lambda e: torch.as_tensor(e.randn(2, 3, on=C1), dtype=torch.float16),
+    Ok(C1),
+    "no device: var.to(var.device(), Half), so the result stays on cuda:1",
+)
+row(
+    "as_tensor_cpu_0dim_to_cuda1",
+    lambda e: torch.as_tensor(e.randn(on=CPU), device=e.dev(C1)),
+    Ok(C1),
+    "host-to-device for a 0-dim tensor",
+)
+row(
+    "as_tensor_same_device_aliases",
+    lambda e: (lambda x: torch.as_tensor(x, device="cuda:0") is x)(e.randn(2, 3)),
+    Value(True),
+    "copy_variables=false and nothing changes: to() returns self",
+)
+row(
+    "asarray_cuda0_to_cpu",
+    lambda e: torch.asarray(e.randn(2, 3), device=e.dev(CPU)),
+    Ok(CPU),
+    "asarray: wrong device and copy=None, so tensor.to(cpu)",
+)
+row(
+    "asarray_cuda1_copy_true",
+    lambda e: torch.asarray(e.randn(2, 3, on=C1), copy=True),
+    Ok(C1),
+    "copy=True with nothing to change is tensor.clone(), on the tensor's own device",
+)
+row(
+    "asarray_cuda0_half_to_cuda1",
+    lambda e: torch.asarray(e.randn(on=C0), dtype=torch.float16, device=e.dev(C1)),
+    Ok(C1),
+    "device and dtype differ: one tensor.to(cuda:1, Half)",
+)
+row(
+    "asarray_copy_false_other_gpu",
+    lambda e: torch.asarray(e.randn(2, 3), device="cuda:1", copy=False),
+    Err("can't alias tensor from device 'cuda:0' to 'cuda:1'.", ValueError),
+    "copy=False with a wrong device: TORCH_CHECK_VALUE, a ValueError",
+)
+row(
+    "asarray_copy_false_bare_cuda",
+    lambda e: torch.asarray(e.randn(2, 3), device="cuda", copy=False),
+    Err("can't alias tensor from device 'cuda:0' to 'cuda'.", ValueError),
+    "the check is device != tensor.device(): 'cuda' has no index, so it differs from cuda:0",
+)
+row(
+    "asarray_same_device_aliases",
+    lambda e: (lambda x: torch.asarray(x) is x)(e.randn(2, 3, on=C1)),
+    Value(True),
+    "no device, no dtype, copy=None: the tensor itself",
+)
+row(
+    "tensor_of_cuda1_tensor",
+    lambda e: torch.tensor(e.randn(2, 3, on=C1)),
+    Ok(C1),
+    "torch.tensor(t): var.detach().to(var.device(), copy=true), a copy on the data's GPU",
+)
+row(
+    "tensor_of_cuda0_0dim_to_cpu_half",
+    lambda e: torch.tensor(e.randn(on=C0), dtype=torch.float16, device=e.dev(CPU)),
+    Ok(CPU),
+    "device= and dtype= go to the one var.to(cpu, Half)",
+)
+row(
+    "tensor_of_cuda0_to_cuda1",
+    lambda e: torch.tensor(e.randn(2, 3), device=e.dev(C1)),
+    Ok(C1),
+    "a GPU-to-GPU copy",
+)
+row(
+    "tensor_of_list_of_gpu_scalars",
+    lambda e: torch.tensor([e.randn(on=C1), e.randn(on=C1)]),
+    Ok(CPU),
+    "a list is no Variable: recursive_store fills a CPU tensor and the default options' device is cpu",
+)
+row(
+    "new_tensor_keeps_data_device",
+    lambda e: e.randn(2, on=C1).new_tensor(e.randn(2, 3, on=C0)),
+    Ok(C0),
+    "new_tensor of a tensor: device_opt or var.device(), the data's cuda:0 and not self's cuda:1",
+)
+row(
+    "new_tensor_cpu_data_stays_on_cpu",
+    lambda e: e.randn(2, on=C1).new_tensor(e.randn(2, 3, on=CPU)),
+    Ok(CPU),
+    "likewise a CPU tensor stays on the CPU",
+)
+row(
+    "new_tensor_cpu_self_gpu_data",
+    lambda e: e.randn(2, on=CPU).new_tensor(e.randn(on=C1)),
+    Ok(C1),
+    "a CPU self does not pull GPU data to the host",
+)
+row(
+    "new_tensor_takes_self_dtype",
+    lambda e: _half(e, 2, on=C1).new_tensor(e.randn(2, 3, on=C0)),
+    Ok(C0),
+    "type_inference=false: self's dtype (Half), the data's device",
+)
+row(
+    "new_tensor_to_explicit_gpu",
+    lambda e: e.randn(2, on=CPU).new_tensor(e.randn(2, 3, on=C0), device=e.dev(C1)),
+    Ok(C1),
+    "device= wins over both",
+)
+row(
+    "new_tensor_bare_cuda_is_self_gpu",
+    lambda e: e.randn(2, on=C1).new_tensor([1.0, 2.0], device=e.dev("cuda")),
+    Ok(C1),
+    "THPVariable_new_tensor runs under OptionalDeviceGuard(device_of(self)): 'cuda' is self's cuda:1",
+)
+
+# --------------------------------------------------------------------------------------------------------
+# Tensor.to overloads (python_variable_methods.cpp THPVariable_to -> parse_to_conversion; to_impl in
+# TensorConversions.cpp: a new tensor on the asked device, dtype applied in the same _to_copy)
+# --------------------------------------------------------------------------------------------------------
+row(
+    "to_positional_device_and_dtype",
+    lambda e: e.randn(2, 3).to(e.dev(C1), torch.float16),
+    Ok(C1),
+    "to(device, dtype): both change",
+)
+row(
+    "to_0dim_cuda1_to_cuda0",
+    lambda e: e.randn(on=C1).to(e.dev(C0)),
+    Ok(C0),
+    "a 0-dim tensor moves like any other",
+)
+row(
+    "to_cuda0_to_cpu_half",
+    lambda e: e.randn(2, 3).to(device=e.dev(CPU), dtype=torch.float16),
+    Ok(CPU),
+    "keyword device and dtype",
+)
+row(
+    "to_cpu_to_cuda1_copy",
+    lambda e: e.randn(2, 3, on=CPU).to(e.dev(C1), copy=True),
+    Ok(C1),
+    "copy=True to another device",
+)
+row(
+    "to_non_blocking_cuda0_to_cuda1",
+    lambda e: e.randn(2, 3).to(e.dev(C1), non_blocking=True),
+    Ok(C1),
+    "non_blocking changes when the copy is synchronised, not where it lands",
+)
+row(
+    "to_positional_non_blocking_and_copy",
+    lambda e: e.randn(on=C0).to(e.dev(C1), torch.float16, True, True),
+    Ok(C1),
+    "to(device, dtype, non_blocking, copy) positionally",
+)
+row(
+    "to_other_tensor_takes_device_and_dtype",
+    lambda e: e.randn(2, 3).to(_half(e, 1, on=C1)),
+    Ok(C1),
+    "to(other): other's device and dtype",
+)
+row(
+    "to_same_device_copy_is_new_tensor",
+    lambda e: (lambda x: x.to("cuda:0", copy=True) is x)(e.randn(2, 3)),
+    Value(False),
+    "to_will_alias is false with copy=True: a new tensor on the same device",
+)
+row(
+    "to_dtype_only_0dim_on_cuda1",
+    lambda e: e.randn(on=C1).to(torch.float16),
+    Ok(C1),
+    "to(dtype) of a 0-dim GPU tensor stays on its GPU",
+)
+
+# --------------------------------------------------------------------------------------------------------
+# *_like and new_* with device= (TensorFactories.cpp: empty_like / new_empty merge `options` over self's,
+# so an explicit device wins)
+# --------------------------------------------------------------------------------------------------------
+row(
+    "zeros_like_0dim_cuda0_to_cuda1_half",
+    lambda e: torch.zeros_like(e.randn(on=C0), dtype=torch.float16, device=e.dev(C1)),
+    Ok(C1),
+    "device= and dtype= override the input's",
+)
+row(
+    "full_like_cuda1_to_cpu",
+    lambda e: torch.full_like(e.randn(2, 3, on=C1), 2.0, device=e.dev(CPU)),
+    Ok(CPU),
+    "a CPU result from a GPU input",
+)
+row(
+    "rand_like_to_cuda1",
+    lambda e: torch.rand_like(e.randn(2, 3, on=CPU), device="cuda:1"),
+    Ok(C1, values=None),
+    "random *_like on another device (values from that GPU's generator)",
+)
+row(
+    "new_full_cuda1_to_cuda0_half",
+    lambda e: e.randn(2, on=C1).new_full((3,), 1.5, dtype=torch.float16, device=e.dev(C0)),
+    Ok(C0),
+    "new_full with device= and dtype=",
+)
+row(
+    "new_empty_cpu_to_cuda1",
+    lambda e: e.randn(2, on=CPU).new_empty((3,), device="cuda:1"),
+    Ok(C1, values=None),
+    "new_empty with device= from a CPU tensor",
+)
+row(
+    "new_zeros_0dim_cuda0_to_cuda1",
+    lambda e: e.randn(on=C0).new_zeros((2, 2), device=e.dev(C1)),
+    Ok(C1),
+    "new_zeros of a 0-dim tensor with device=",
+)
+
 # --------------------------------------------------------------------------------------------------------
 # mm / bmm / addmm / matmul / linear: codegen'd checks (structured CUDA kernels, no NoCheck)
 # --------------------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ factories with `device=`) are handled here; calls that mix devices go to `checke
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from . import state
@@ -36,6 +38,10 @@ def handle(func, args: tuple, kwargs: dict):
     special = _SPECIAL.get(func)
     if special is not None:
         return special(args, kwargs)
+    return _run(func, args, kwargs)
+
+
+def _run(func, args: tuple, kwargs: dict):
     if kwargs.get("device") is not None:
         return _with_device(func, args, kwargs)
     devices = _devices(args, kwargs)
@@ -104,6 +110,56 @@ def _with_device(func, args, kwargs):
         return adopt(_unaliased(out, args), target)
 
 
+def _from_data(func, args, kwargs):
+    """`torch.tensor`, `Tensor.new_tensor`, `torch.as_tensor` and `torch.asarray` of a tensor.
+
+    torch/csrc/utils/tensor_new.cpp: `internal_new_from_data` returns `var.to(device_opt or var.device(),
+    ...)` (a copy for `tensor` / `new_tensor`, copy_variables=true; an alias when nothing changes for
+    `as_tensor`), and `asarray` calls `tensor.to(device.value_or(tensor.device()), ...)`, refusing
+    copy=False when `device != tensor.device()`. So the result is on `device=` when given, else on the
+    data's device (not on `self`'s for `new_tensor`). Other data (lists, numpy, even of GPU tensors) is
+    stored on the CPU and moved to the options' device: `device=`, else `self`'s for `new_tensor`, else CPU.
+    """
+    method = func is _Tensor.new_tensor
+    requested = kwargs.get("device")
+    if method and _is_bare_cuda(requested) and args[0].device.type == "cuda":
+        # THPVariable_new_tensor runs under OptionalDeviceGuard(device_of(self)): "cuda" is self's GPU
+        requested = args[0].device
+        kwargs = {**kwargs, "device": requested}
+    data = args[1] if method else args[0] if args else None
+    if not isinstance(data, _Tensor):  # a sequence or array: built on the CPU, then `.to(options' device)`
+        if requested is not None:
+            return _with_device(func, args, kwargs)
+        with _DISABLE():
+            out = func(*args, **kwargs)
+        home = args[0].device if method else _CPU
+        return adopt(out, home) if home.type == "cuda" else out
+    target = data.device if requested is None else state.cuda_device(requested) or torch.device(requested)
+    rest = {key: value for key, value in kwargs.items() if key != "device"}
+    if func is torch.asarray and requested is not None and kwargs.get("copy") is False:
+        asked = state.cuda_device(requested) if isinstance(requested, int) else torch.device(requested)
+        if asked != data.device:
+            raise ValueError(f"can't alias tensor from device '{data.device}' to '{asked}'.")
+    if not method and func is not torch.tensor:  # as_tensor / asarray: `.to` first, which may alias
+        return _run(func, (move(data, target), *args[1:]), rest)
+    with _DISABLE():
+        out = func(*args, **rest, device=_CPU)
+    if target != data.device:
+        _record_transfer(out)
+    return adopt(out, target) if target.type == "cuda" else out
+
+
+def _is_bare_cuda(spec) -> bool:
+    return spec is not None and not isinstance(spec, int) and torch.device(spec) == torch.device("cuda")
+
+
+def _record_transfer(out: _Tensor) -> None:
+    simulation = state.active()
+    if simulation is not None:
+        simulation.transfers += 1
+        simulation.transferred_bytes += out.numel() * out.element_size()
+
+
 def _parse_to(args, kwargs):
     """(device, dtype, copy, memory_format) of a `Tensor.to` call's arguments after `self`."""
     kwargs = dict(kwargs)
@@ -141,10 +197,7 @@ def move(tensor: _Tensor, device, dtype=None, copy: bool = False, memory_format=
         if target.type != "cuda":
             return _Tensor.to(tensor, target, copy=True, **options)
         out = _Tensor.to(tensor, _CPU, copy=True, **options)
-    simulation = state.active()
-    if simulation is not None:
-        simulation.transfers += 1
-        simulation.transferred_bytes += out.numel() * out.element_size()
+    _record_transfer(out)
     return adopt(out, target)
 
 
@@ -217,6 +270,10 @@ _SPECIAL = {
     _Tensor.is_pinned: _is_pinned,
     torch.device: _device,
     torch._C._nn._parse_to: _parse_module_to,
+    **{
+        func: partial(_from_data, func)
+        for func in (torch.tensor, torch.as_tensor, torch.asarray, _Tensor.new_tensor)
+    },
 }
 
 
