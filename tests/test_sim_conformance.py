@@ -1306,6 +1306,107 @@ row(
     "same device: runs",
 )
 
+
+# Convolutions that mix a CPU and a GPU tensor: `_select_conv_backend` looks at the input alone. A CUDA
+# input takes cuDNN, whose branch runs check_input_same_type_as_parameters first (`type_equal`: backend and
+# dtype, not the GPU index; the names are Tensor::toString(), dispatch key + scalar type + "Type"). A CPU
+# input takes a CPU backend: MKLDNN (float32 strided or with kernels over 3x3) runs that check's MKLDNN
+# variant; thnn (small float32 kernels) dispatches _slow_conv2d_forward to CUDA, whose wrapper checks.
+def _conv_type(input_type: str, parameter: str, other_type: str, mkldnn: bool = False) -> str:
+    text = f"Input type ({input_type}) and {parameter} type ({other_type}) should be the same"
+    return text + (f" or input should be a MKLDNN tensor and {parameter} is a dense tensor" if mkldnn else "")
+
+
+def _patch_embed(
+    e: Env, dtype: torch.dtype, input_on: str, weight_on: str, bias_on: str | None = None
+) -> torch.Tensor:
+    # Qwen-VL's PatchEmbed: Conv3d(3, embed, kernel=stride=(temporal, patch, patch)); Qwen3-VL's has a bias
+    pixels = e.randn(1, 3, 2, 14, 14, on=input_on).to(dtype)
+    weight = e.randn(8, 3, 2, 14, 14, on=weight_on).to(dtype)
+    bias = None if bias_on is None else e.randn(8, on=bias_on).to(dtype)
+    return F.conv3d(pixels, weight, bias, stride=(2, 14, 14))
+
+
+for _dtype, _name in ((torch.float32, "Float"), (torch.bfloat16, "BFloat16"), (torch.float16, "Half")):
+    row(
+        f"patch_embed_{_name.lower()}_input_gpu_weight_cpu",
+        lambda e, dtype=_dtype: _patch_embed(e, dtype, C0, CPU),
+        Err(_conv_type(f"CUDA{_name}Type", "weight", f"CPU{_name}Type")),
+        "cuDNN branch: check_input_same_type_as_parameters raises a type error before any device check",
+    )
+    row(
+        f"patch_embed_{_name.lower()}_bias_on_cpu",
+        lambda e, dtype=_dtype: _patch_embed(e, dtype, C1, C1, CPU),
+        Err(_conv_type(f"CUDA{_name}Type", "bias", f"CPU{_name}Type")),
+        "the same check compares the bias after the weight",
+    )
+    row(
+        f"patch_embed_{_name.lower()}_same_gpu_with_bias",
+        lambda e, dtype=_dtype: _patch_embed(e, dtype, C1, C1, C1),
+        Ok(C1, values=None if _dtype is torch.float16 else REF),
+        "same device: runs (fp16 values are not compared: the CPU reference kernel differs)",
+    )
+row(
+    "patch_embed_input_cpu_weight_gpu",
+    lambda e: _patch_embed(e, torch.float32, CPU, C0),
+    Err(_conv_type("CPUFloatType", "weight", "CUDAFloatType", mkldnn=True)),
+    "CPU input: use_mkldnn (float32, strided, kernel over 3x3) -> MKLDNN's variant of the type check",
+)
+row(
+    "patch_embed_input_and_weight_cpu_bias_gpu",
+    lambda e: _patch_embed(e, torch.float32, CPU, CPU, C1),
+    Err(_conv_type("CPUFloatType", "bias", "CUDAFloatType", mkldnn=True)),
+    "the MKLDNN check reaches the bias when the weight matches",
+)
+row(
+    "patch_embed_weight_other_gpu_bias_cpu",
+    lambda e: _patch_embed(e, torch.float32, C0, C1, CPU),
+    Err(_conv_type("CUDAFloatType", "bias", "CPUFloatType")),
+    "cuda:0 and cuda:1 are one type, so the CPU bias fails the type check before cuDNN's device check",
+)
+row(
+    "patch_embed_bfloat16_weight_other_gpu",
+    lambda e: _patch_embed(e, torch.bfloat16, C0, C1),
+    Err(cg("weight", C1, C0, "wrapper_CUDA__cudnn_convolution")),
+    "same type on two GPUs passes the type check; cudnn_convolution's generated check raises",
+)
+row(
+    "nn_conv3d_on_cpu_input_on_gpu",
+    lambda e: torch.nn.Conv3d(3, 8, (2, 14, 14), (2, 14, 14), bias=False)(e.randn(1, 3, 2, 14, 14, on=C0)),
+    Err(_conv_type("CUDAFloatType", "weight", "CPUFloatType")),
+    "a patch embedding left on the CPU: nn.Conv3d.forward is F.conv3d(input, weight, bias)",
+)
+row(
+    "conv1d_input_gpu_weight_cpu",
+    lambda e: F.conv1d(e.randn(1, 3, 8), e.randn(2, 3, 3, on=CPU)),
+    Err(_conv_type("CUDAFloatType", "weight", "CPUFloatType")),
+    "conv1d is viewed as 2-D (view4d) and takes the same cuDNN branch",
+)
+row(
+    "conv2d_small_input_cpu_weight_gpu",
+    lambda e: F.conv2d(e.randn(1, 3, 5, 5, on=CPU), e.randn(2, 3, 3, 3, on=C0)),
+    Err(cg("weight", C0, CPU, "wrapper_CUDA___slow_conv2d_forward")),
+    "not MKLDNN (3x3, batch 1, small), so Slow2d: thnn_conv2d -> _slow_conv2d_forward dispatched to CUDA",
+)
+row(
+    "conv2d_small_input_cpu_bias_gpu",
+    lambda e: F.conv2d(e.randn(1, 3, 5, 5, on=CPU), e.randn(2, 3, 3, 3, on=CPU), e.randn(2, on=C1)),
+    Err(cg("bias", C1, CPU, "wrapper_CUDA___slow_conv2d_forward")),
+    "the same wrapper checks self, weight, bias in order",
+)
+row(
+    "conv2d_depthwise_weight_other_gpu",
+    lambda e: F.conv2d(e.randn(1, 4, 5, 5), e.randn(4, 1, 3, 3, on=C1), groups=4),
+    Err(cg("weight", C1, C0, "wrapper_CUDA___conv_depthwise2d")),
+    "is_depthwise (groups == channels, float32 contiguous): CudaDepthwise2d, no type check, wrapper check",
+)
+row(
+    "conv2d_depthwise_weight_cpu",
+    lambda e: F.conv2d(e.randn(1, 4, 5, 5), e.randn(4, 1, 3, 3, on=CPU), groups=4),
+    Err(cg("weight", CPU, C0, "wrapper_CUDA___conv_depthwise2d")),
+    "the depthwise branch has no type check: a CPU weight meets the generated device check",
+)
+
 # --------------------------------------------------------------------------------------------------------
 # softmax, reductions, out= on another device
 # --------------------------------------------------------------------------------------------------------

@@ -60,8 +60,8 @@ def _run(func, args: tuple, kwargs: dict):
 
 def _mixed(func, args, kwargs, devices):
     kernel_check = KERNEL_CHECKS.get(func)
-    if kernel_check is not None:
-        device = kernel_check(args, kwargs)
+    device = kernel_check(args, kwargs) if kernel_check is not None else None
+    if device is not None:
         with _DISABLE():
             out = func(*args, **kwargs)
         return adopt(out, device) if device.type == "cuda" else out

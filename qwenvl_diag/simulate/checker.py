@@ -17,7 +17,10 @@ from .tensor import device_of
 
 _CPU = torch.device("cpu")
 _aten = torch.ops.aten
-_COMPOSITE_KEY = torch._C.DispatchKey.CompositeExplicitAutograd
+_COMPOSITE_KEYS = {
+    Kind.COMPOSITE: torch._C.DispatchKey.CompositeExplicitAutograd,
+    Kind.IMPLICIT: torch._C.DispatchKey.CompositeImplicitAutograd,
+}
 
 # Copies move data between devices by design: no device check (ATen copy_ / _to_copy).
 _COPIES = {"copy_", "_copy_from", "_copy_from_and_resize", "_to_copy", "lift_fresh", "lift_fresh_copy"}
@@ -148,35 +151,36 @@ class _Placeholder:
         return 1
 
 
-def op_device(func, args, kwargs, context: torch.device) -> tuple[torch.device, bool]:
-    """(device of the op's result, whether to run its composite kernel), or the error CUDA raises."""
+def op_device(func, args, kwargs, context: torch.device) -> tuple[torch.device, torch._C.DispatchKey | None]:
+    """(device of the op's result, the composite kernel to run it through or None), or the error CUDA
+    raises."""
     tensors = _tensor_arguments(func, args, kwargs)
     if not tensors:  # a factory inside a kernel: C++ allocates with its inputs' options
         requested = kwargs.get("device")
-        return (context if requested is None or torch.device(requested).type == "cpu" else requested), False
+        return (context if requested is None or torch.device(requested).type == "cpu" else requested), None
     name = func._schema.name.split("::", 1)[-1]
     if name in _COPIES:
         written = [t for _, t, w, _ in tensors if w]
-        return device_of(written[0] if written else tensors[0][1]), False
+        return device_of(written[0] if written else tensors[0][1]), None
     if all(device_of(t).type == "cpu" for _, t, _, _ in tensors):
-        return _CPU, False
+        return _CPU, None
     if name in _INDEX_READS:
-        return _index_read_device(tensors), False
+        return _index_read_device(tensors), None
     if name in _INDEX_WRITES:
-        return _index_write_device(func, args, kwargs, tensors), False
+        return _index_write_device(func, args, kwargs, tensors), None
     if name in _MASKED_FILLS:
-        return _masked_fill_device(tensors), False
+        return _masked_fill_device(tensors), None
     if name == "where":
-        return _where_device(tensors), False
+        return _where_device(tensors), None
     rule = rules.rule_for(func)
     if rule is not None and rule.kind is Kind.NO_CHECK and rule.checks_out_device:
         _check_out_device(tensors)
     if rule is None or rule.kind is Kind.NO_CHECK:
-        return _iterator_device(tensors), False
+        return _iterator_device(tensors), None
     if rule.kind is Kind.CHECKED:
-        return _checked_device(tensors, rule.wrapper), False
-    if rule.kind is Kind.COMPOSITE:
-        return device_of(tensors[0][1]), True
+        return _checked_device(tensors, rule.wrapper), None
+    if rule.kind in _COMPOSITE_KEYS:
+        return device_of(tensors[0][1]), _COMPOSITE_KEYS[rule.kind]
     raise rules.no_cuda_kernel(func)
 
 
@@ -190,11 +194,11 @@ class DeviceCheckMode(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         device, composite = op_device(func, args, kwargs, self.contexts[-1])
-        if composite:
+        if composite is not None:
             self.contexts.append(device)
             try:
                 with self:
-                    return func._op_dk(_COMPOSITE_KEY, *args, **kwargs)
+                    return func._op_dk(composite, *args, **kwargs)
             finally:
                 self.contexts.pop()
         if "device" in kwargs and kwargs["device"] is not None:
@@ -215,6 +219,8 @@ def _tag(out, device: torch.device, args) -> None:
 
 # Calls whose CUDA path runs a kernel the CPU decomposition never reaches: the check that kernel's
 # generated wrapper (or its own code) does, applied to the call's arguments before running it on the CPU.
+# Each returns the result's device, raises CUDA's error, or returns None where the CPU decomposition is
+# the one CUDA runs too (then the call is replayed op by op).
 def _argument(args, kwargs, position: int, name: str):
     return args[position] if len(args) > position else kwargs.get(name)
 
@@ -245,17 +251,91 @@ def _rms_norm_device(args, kwargs) -> torch.device:
     return _checked_device(tensors, rules.rule_table()["_fused_rms_norm"].wrapper)
 
 
-def _convolution_device(args, kwargs) -> torch.device:
-    """The CUDA wheel convolves with cuDNN (cudnn_convolution's generated check on input and weight), then
-    adds the bias in place (TensorIterator)."""
-    source, weight = _argument(args, kwargs, 0, "input"), _argument(args, kwargs, 1, "weight")
-    device = _checked_device(
-        _named(("self", source), ("weight", weight)), rules.rule_table()["cudnn_convolution"].wrapper
+def _expanded(value, dim: int) -> list[int]:
+    return (
+        list(value) * (dim if len(value) == 1 else 1) if isinstance(value, (list, tuple)) else [value] * dim
     )
-    bias = _argument(args, kwargs, 2, "bias")
-    if isinstance(bias, torch.Tensor):
-        _iterator_device([("self", _Placeholder(device), True, False), ("other", bias, False, False)])
-    return device
+
+
+def _same_types(source, weight, bias, mkldnn: bool) -> None:
+    """Convolution.cpp check_input_same_type_as_parameters: `type_equal` compares backend and dtype
+    (cuda:0 and cuda:1 are one type), weight first, then bias."""
+    source_type = rules.tensor_type_name(device_of(source), source.dtype)
+    for parameter, tensor in (("weight", weight), ("bias", bias)):
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        other_type = rules.tensor_type_name(device_of(tensor), tensor.dtype)
+        if other_type != source_type:
+            raise rules.convolution_type_mismatch(source_type, parameter, other_type, mkldnn)
+
+
+def _is_cuda_depthwise(source, weight, groups: int) -> bool:
+    """ConvParams::is_depthwise, and use_cudnn_depthwise false: its cuDNN kernels are for channels-last
+    or fp16 inputs only."""
+    return (
+        source.dim() in (4, 5)
+        and source.shape[1] == groups > 1
+        and weight.shape[0] % source.shape[1] == 0
+        and source.dtype != torch.float16
+        and source.is_contiguous()
+    )
+
+
+def _host(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor`, or an uninitialised CPU tensor of its layout when its data is elsewhere (the tracer's
+    shape-only meta copies): backend selection reads sizes, dtype and the real device only."""
+    if torch.Tensor.device.__get__(tensor).type == "cpu":
+        return tensor
+    return torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype)
+
+
+def _convolution_device(args, kwargs) -> torch.device | None:
+    """Convolution.cpp `_convolution`: `_select_conv_backend` looks at the input alone.
+
+    A CUDA input takes cuDNN (the standard wheel: cuDNN present and enabled), whose branch first runs
+    check_input_same_type_as_parameters (so a CPU weight or bias is a type error), then cudnn_convolution's
+    generated check (input and weight on two GPUs), then adds the bias in place (TensorIterator); a
+    depthwise one takes the CUDA depthwise kernel and its generated check. A CPU input takes the backend the
+    CPU build picks for it (`torch._C._select_conv_backend`, same data, same host): MKLDNN runs its variant
+    of the type check; the others (thnn, slow_conv3d) are left to the op-by-op replay (None).
+    """
+    names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+    source, weight, bias, stride, padding, dilation, groups = (
+        _argument(args, kwargs, i, name) for i, name in enumerate(names)
+    )
+    groups = 1 if groups is None else groups
+    bias = bias if isinstance(bias, torch.Tensor) else None
+    if device_of(source).type == "cuda":
+        if _is_cuda_depthwise(source, weight, groups):
+            name = "_conv_depthwise2d" if source.dim() == 4 else "conv_depthwise3d"
+            tensors = _named(("self", source), ("weight", weight), ("bias", bias))
+            return _checked_device(tensors, rules.rule_table()[name].wrapper)
+        _same_types(source, weight, bias, mkldnn=False)
+        device = _checked_device(
+            _named(("self", source), ("weight", weight)), rules.rule_table()["cudnn_convolution"].wrapper
+        )
+        if bias is not None:
+            _iterator_device([("self", _Placeholder(device), True, False), ("other", bias, False, False)])
+        return device
+    dim = weight.dim() - 2
+    # padding="same"/"valid" give the same backend as 0: only use_nnpack reads padding (< kernel size)
+    numeric_padding = 0 if isinstance(padding, str) or padding is None else padding
+    with torch._C.DisableTorchFunctionSubclass():
+        backend = torch._C._select_conv_backend(
+            _host(source),
+            _host(weight),
+            None if bias is None else _host(bias),
+            _expanded(1 if stride is None else stride, dim),
+            _expanded(numeric_padding, dim),
+            _expanded(1 if dilation is None else dilation, dim),
+            False,
+            [0] * dim,
+            groups,
+            None,
+        )
+    if backend == torch._C._ConvBackend.Mkldnn:
+        _same_types(source, weight, bias, mkldnn=True)
+    return None
 
 
 KERNEL_CHECKS = {
