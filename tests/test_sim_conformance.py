@@ -988,6 +988,21 @@ def _setitem(e: Env, index: torch.Tensor, value: Any) -> torch.Tensor:
     return x
 
 
+def _setitem_cpu(e: Env, index: torch.Tensor, value: Any) -> torch.Tensor:
+    x = e.randn(4, 3, on=CPU)
+    x[index] = value
+    return x
+
+
+def _deterministic(fn: Callable[[], Any]) -> Any:
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return fn()
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
 row(
     "setitem_cpu_index_cuda0_value",
     lambda e: _setitem(e, e.t([0, 2], on=CPU), e.randn(2, 3)),
@@ -1042,6 +1057,36 @@ row(
     Ok(C0),
     "index_put = clone + index_put_; CPU indices are fine",
 )
+row(
+    "index_put_gpu_mask_cpu_one_element_vector",
+    lambda e: e.randn(4, 3).index_put_((e.t([True, False, True, False]),), e.randn(1, on=CPU)),
+    Ok(C0),
+    "canDispatchToMaskedFill tests numel() == 1 and is_cpu(), not dim() == 0: masked_fill_(value.item())",
+)
+row(
+    "index_put_cpu_mask_cpu_one_element_vector",
+    lambda e: e.randn(4, 3).index_put_((e.t([True, False, True, False], on=CPU),), e.randn(1, on=CPU)),
+    Err(ti(C0, CPU)),
+    "a CPU mask is not on self's device: no masked_fill_; a 1-D value is not moved; TensorIterator refuses",
+)
+row(
+    "setitem_views_a_leading_one_value_as_0dim",
+    lambda e: _setitem(e, e.t([True, False, True, False], on=CPU), e.randn(1, on=CPU)),
+    Ok(C0),
+    "set_item (TensorIndexing.h) views the value without leading 1s (slicePrefix1sSize): 0-dim, so moved",
+)
+row(
+    "setitem_cpu_self_gpu_value",
+    lambda e: _setitem_cpu(e, e.t([0, 2], on=CPU), e.randn(2, 3, on=C1)),
+    Err(ti(C1, CPU)),
+    "make_index_put_iterator: self (CPU) is the output, the value's GPU is the first non-CPU operand",
+)
+row(
+    "index_put_deterministic_value_on_other_gpu",
+    lambda e: _deterministic(lambda: _setitem(e, e.t([0, 2], on=CPU), e.randn(2, 3, on=C1))),
+    Err("expected device cuda:0 but got device cuda:1 for value tensor"),
+    "deterministicAlgorithms() also takes index_put_with_sort and its value-device check",
+)
 
 # --------------------------------------------------------------------------------------------------------
 # masked_fill (NoCheck; masked_fill__cuda's own checks); masked_scatter (masked_scatter_ is codegen-checked)
@@ -1082,6 +1127,12 @@ row(
     lambda e: e.randn(2, 3, on=CPU).masked_fill(e.t(MASK), 1.0),
     Err(mask_msg(C0, CPU)),
     "with a Python scalar value the Scalar overload runs and reports the mask/self pair",
+)
+row(
+    "masked_fill_cpu_self_cpu_mask_gpu_value",
+    lambda e: e.randn(2, 3, on=CPU).masked_fill(e.t(MASK, on=CPU), e.t(1.0, on=C1)),
+    Err("masked_fill_: Expected inputs to be on same device"),
+    "the dispatch key comes from every tensor: a GPU value alone picks masked_fill__cuda, which refuses self",
 )
 
 
@@ -1190,6 +1241,31 @@ row(
     Ok(C1),
     "where.ScalarOther wraps the scalar on self's device",
 )
+row(
+    "where_out_follows_the_inputs_not_out",
+    lambda e: torch.where(e.t(True, on=C1), e.randn(3), e.randn(3), out=e.randn(3)),
+    Err(ti(C0, C1)),
+    "out_device(condition, self, other) is cuda:1 (the 0-dim condition, first), so nothing is moved; "
+    "TensorIterator's out (cuda:0) is then common and the condition is refused",
+)
+row(
+    "where_out_0dim_other_moved",
+    lambda e: torch.where(e.t(COND), e.randn(3), e.randn(on=C1), out=e.randn(3)),
+    Ok(C0),
+    "with out=, a 0-dim operand on another GPU is still moved to out_device (the condition's cuda:0)",
+)
+
+
+def _cpu_error(fn: Callable[[], Any]) -> str:
+    """The text of an error raised by device-independent code (run on the CPU)."""
+    try:
+        fn()
+    except RuntimeError as error:
+        return str(error)
+    raise AssertionError("expected an error")
+
+
+_QKV = (torch.float32, torch.float16, torch.float16)
 
 # --------------------------------------------------------------------------------------------------------
 # scaled_dot_product_attention (validate_sdpa_input runs before any backend is chosen)
@@ -1237,6 +1313,14 @@ row(
     Err(sdpa_msg(C0, C0, CPU)),
     "same check, value on the host",
 )
+row(
+    "sdpa_dtype_checked_before_device",
+    lambda e: F.scaled_dot_product_attention(
+        e.randn(1, 2, 4, 8), e.randn(1, 2, 4, 8, on=C1).half(), e.randn(1, 2, 4, 8, on=C1).half()
+    ),
+    Err(_cpu_error(lambda: F.scaled_dot_product_attention(*(torch.ones(1, 2, 4, 8, dtype=d) for d in _QKV)))),
+    "validate_sdpa_input checks dtypes before devices (the same function on every device, so its CPU text)",
+)
 
 # --------------------------------------------------------------------------------------------------------
 # layer_norm -> native_layer_norm (codegen-checked); rms_norm -> _fused_rms_norm on CUDA (codegen-checked)
@@ -1270,6 +1354,18 @@ row(
     lambda e: F.rms_norm(e.randn(2, 4, on=C1), (4,), e.randn(4, on=C1), eps=1e-6),
     Ok(C1),
     "same device: runs",
+)
+row(
+    "rms_norm_other_dtype_weight_on_other_gpu",
+    lambda e: F.rms_norm(e.randn(2, 4), (4,), e.randn(4, on=C1).double()),
+    Err(ti(C0, C1)),
+    "rms_norm_symint: a weight of another dtype takes rms_norm_composite; its result.mul(weight) refuses",
+)
+row(
+    "rms_norm_weight_on_cpu",
+    lambda e: F.rms_norm(e.randn(2, 4, on=C1), (4,), e.randn(4, on=CPU)),
+    Err(cg("weight", CPU, C1, "wrapper_CUDA___fused_rms_norm")),
+    "same dtype: _fused_rms_norm's CUDA wrapper checks input, then weight",
 )
 
 # --------------------------------------------------------------------------------------------------------

@@ -90,6 +90,7 @@ def _check_out_device(tensors) -> None:
 
 
 def _index_read_device(tensors) -> torch.device:
+    """TensorAdvancedIndexing.cpp, index.Tensor's meta function: check_indices_on_cpu_or_selfdevice."""
     self_device = device_of(tensors[0][1])
     for _, index, _, _ in tensors[1:]:
         device = device_of(index)
@@ -98,21 +99,41 @@ def _index_read_device(tensors) -> torch.device:
     return self_device
 
 
+def _dispatches_to_masked_fill(indices, value, self_device) -> bool:
+    """canDispatchToMaskedFill (TensorAdvancedIndexing.cpp): a 1-element CPU value and, as the only index,
+    a bool or uint8 mask on self's device."""
+    return (
+        value.numel() == 1
+        and device_of(value).type == "cpu"
+        and len(indices) == 1
+        and indices[0].dtype in (torch.bool, torch.uint8)
+        and device_of(indices[0]) == self_device
+    )
+
+
 def _index_write_device(func, args, kwargs, tensors) -> torch.device:
-    self_device = device_of(tensors[0][1])
+    """TensorAdvancedIndexing.cpp _index_put_impl_: without accumulate, a masked write of a 1-element CPU
+    value becomes masked_fill_(value.item()); else a 0-dim 1-element value is moved to self's device and
+    the indices too (make_info); CUDA's accumulate (or deterministic) path checks the value's device before
+    index_put_with_sort; otherwise make_index_put_iterator's TensorIterator (self is its output) checks."""
+    self_tensor = tensors[0][1]
+    self_device = device_of(self_tensor)
     value = next(t for name, t, _, _ in tensors if name == "values")
-    value_device = device_of(value)
-    if value_device == self_device or (value.numel() == 1 and value.dim() == 0):
-        return self_device
+    indices = [t for name, t, _, _ in tensors if name == "indices"]
     accumulate = kwargs.get("accumulate", args[3] if len(args) > 3 else False)
-    if self_device.type == "cuda" and accumulate:
-        raise rules.value_mismatch(self_device, value_device)
-    raise rules.iterator_mismatch(self_device, value_device)
+    if not accumulate and _dispatches_to_masked_fill(indices, value, self_device):
+        return self_device
+    if device_of(value) == self_device or (value.numel() == 1 and value.dim() == 0):
+        return self_device
+    if self_device.type == "cuda" and (accumulate or torch.are_deterministic_algorithms_enabled()):
+        raise rules.value_mismatch(self_device, device_of(value))
+    return _iterator_device([("self", self_tensor, True, False), ("values", value, False, False)], 0)
 
 
 def _masked_fill_device(tensors) -> torch.device:
-    """masked_fill__cuda: a tensor value is read with .item() (any device), self must not be on the
-    CPU, and mask must be on self's device."""
+    """cuda/Indexing.cu masked_fill__cuda, reached when any of self, mask, value is on a GPU: the Tensor
+    overload refuses a CPU self, then reads value.item() (any device) into the Scalar overload, which
+    requires the mask on self's device."""
     self_device, mask_device = device_of(tensors[0][1]), device_of(tensors[1][1])
     if len(tensors) > 2 and self_device.type == "cpu":
         raise rules.masked_fill_cpu_self()
@@ -122,15 +143,12 @@ def _masked_fill_device(tensors) -> torch.device:
 
 
 def _where_device(tensors) -> torch.device:
-    """where: the result goes to the first non-CPU operand's device; 0-dim operands from any other
-    device are moved there (where_self_out), the rest must match (TensorIterator, no CPU scalars)."""
+    """TensorCompare.cpp where / where_self_out: out_device(condition, self, other) is the first non-CPU
+    of the three (also with out=); 0-dim operands on any other device are moved there; `where` allocates
+    its result there; then TensorIterator (outputs first, no CPU scalars) checks the rest."""
     outputs = [t for _, t, written, _ in tensors if written]
     inputs = [t for _, t, written, _ in tensors if not written]
-    target = (
-        device_of(outputs[0])
-        if outputs
-        else next((device_of(t) for t in inputs if device_of(t).type != "cpu"), _CPU)
-    )
+    target = next((device_of(t) for t in inputs if device_of(t).type != "cpu"), _CPU)
     remaining = [
         (name, t, written, kw)
         for name, t, written, kw in tensors
@@ -229,10 +247,14 @@ def _named(*pairs) -> list:
     return [(name, t, False, False) for name, t in pairs if isinstance(t, torch.Tensor)]
 
 
-def _sdpa_device(args, kwargs) -> torch.device:
-    """validate_sdpa_input first; then the chosen kernel's check. Which kernel runs depends on the GPU and
-    the sdp settings; simulated as the memory-efficient one (the one that takes a mask in fp32 and bf16)."""
+def _sdpa_device(args, kwargs) -> torch.device | None:
+    """attention.cpp scaled_dot_product_attention: validate_sdpa_input (dtypes, then devices) before any
+    backend is chosen; then the chosen kernel's check. Which kernel runs depends on the GPU and the sdp
+    settings; simulated as the memory-efficient one (the one that takes a mask in fp32 and bf16). Mixed
+    dtypes: the CPU replay raises validate_sdpa_input's own dtype error first (None)."""
     query, key, value = (_argument(args, kwargs, i, n) for i, n in enumerate(("query", "key", "value")))
+    if not query.dtype == key.dtype == value.dtype:
+        return None
     devices = [device_of(query), device_of(key), device_of(value)]
     if len(set(devices)) > 1:
         raise rules.sdpa_mismatch(*devices)
@@ -243,11 +265,14 @@ def _sdpa_device(args, kwargs) -> torch.device:
     )
 
 
-def _rms_norm_device(args, kwargs) -> torch.device:
-    """CUDA runs rms_norm as _fused_rms_norm (its own CUDA kernel, generated check)."""
-    tensors = _named(
-        ("input", _argument(args, kwargs, 0, "input")), ("weight", _argument(args, kwargs, 2, "weight"))
-    )
+def _rms_norm_device(args, kwargs) -> torch.device | None:
+    """layer_norm.cpp rms_norm_symint: a weight of the input's dtype goes to _fused_rms_norm, which on CUDA
+    is its own kernel (generated check of input and weight; on the CPU it is the composite). A complex
+    input or a weight of another dtype takes rms_norm_composite on every device: the CPU replay (None)."""
+    source, weight = _argument(args, kwargs, 0, "input"), _argument(args, kwargs, 2, "weight")
+    if source.is_complex() or (isinstance(weight, torch.Tensor) and weight.dtype != source.dtype):
+        return None
+    tensors = _named(("input", source), ("weight", weight))
     return _checked_device(tensors, rules.rule_table()["_fused_rms_norm"].wrapper)
 
 
