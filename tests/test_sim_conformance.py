@@ -19,8 +19,17 @@ Every expectation is derived from PyTorch's own source and the shipped binaries,
 * Indexing (``TensorAdvancedIndexing.cpp``, ``TensorAdvancedIndexingUtils.h``, ``IndexingUtils.h`` shipped in
   ``torch/include``): ``index`` accepts indices on cpu or on self's device; ``index_put_`` moves indices (and
   a 0-dim value) to self's device.
+* Conversions (``torch/csrc/utils/tensor_new.cpp`` ``internal_new_from_data`` and ``asarray``;
+  ``python_variable_methods.cpp`` ``THPVariable_new_tensor``, which runs under ``OptionalDeviceGuard``
+  of self): a tensor's data goes to ``device=`` if given, else stays on the data's own device.
+* Convolution (``Convolution.cpp`` ``_convolution``): ``_select_conv_backend`` looks at the input only;
+  the cuDNN and MKLDNN branches call ``check_input_same_type_as_parameters`` (``Tensor::toString()``
+  names: dispatch key + ``c10::toString(ScalarType)`` + "Type") before any device check. For a CPU input
+  the backend is the one this host's CPU build picks; the rows use shapes whose choice does not depend on
+  the CPU (float32, strided or kernel over 3x3 for MKLDNN; 3x3, batch 1, tiny for thnn).
 * A real machine here means the standard CUDA wheel: cuDNN present and enabled (convolution picks
-  ``ConvBackend::Cudnn`` for float32, non-depthwise input), default (non-deterministic) algorithms.
+  ``ConvBackend::Cudnn`` for a non-depthwise CUDA input, bf16 included with cuDNN >= 8), default
+  (non-deterministic) algorithms unless a row turns deterministic ones on.
 
 Left out on purpose: ``scaled_dot_product_attention`` with q/k/v on one GPU and ``attn_mask`` on another
 device. ``validate_sdpa_input`` does not look at the mask's device, so which error a real machine raises
@@ -1537,6 +1546,14 @@ row(
     lambda e: torch.add(e.randn(2, 3, on=C1), e.randn(2, 3, on=C1), out=e.randn(2, 3, on=C1)),
     Ok(C1),
     "same device: runs",
+)
+
+row(
+    "histc_of_ints_on_gpu",
+    lambda e: torch.histc(e.t([0, 1, 1, 3, 7, 2, 2, 2, 9], on=C1, dtype=torch.int32), bins=8, min=0, max=7),
+    Ok(C1, values=lambda e: torch.tensor([1, 2, 3, 1, 0, 0, 0, 1], dtype=torch.int32)),
+    "_histc_cuda dispatches every type (the CPU kernel floats only; transformers' MoE routing counts ints "
+    "on GPUs); counts in the input's dtype, bin (x - min) * bins / (max - min), 9 > max dropped",
 )
 
 # --------------------------------------------------------------------------------------------------------

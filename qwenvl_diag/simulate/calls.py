@@ -227,6 +227,33 @@ def _numpy(args, kwargs):
         return _Tensor.numpy(tensor, **kwargs)
 
 
+def _histc(func, args, kwargs):
+    """histc of an integer tensor on a simulated GPU. SummaryOps.cu `_histc_cuda` counts every type
+    (AT_DISPATCH_ALL_TYPES; transformers' MoE routing relies on it), the CPU kernel floating types only.
+    Counted as `CUDA_tensor_histogram` does, in integers: bin = (x - min) * bins / (max - min), the top edge
+    in the last bin, values outside [min, max] dropped; min == max takes the data's range, then widens
+    by one each way; the counts have the input's dtype."""
+    tensor = args[0]
+    if tensor.device.type != "cuda" or tensor.is_floating_point() or tensor.is_complex() or "out" in kwargs:
+        return _run(func, args, kwargs)
+    defaults = {"bins": 100, "min": 0, "max": 0}
+    bins, low, high = (
+        args[i] if len(args) > i else kwargs.get(name, value)
+        for i, (name, value) in enumerate(defaults.items(), 1)
+    )
+    with _DISABLE():
+        values = _Tensor.reshape(tensor, -1).long()
+        low, high = int(low), int(high)
+        if low == high and values.numel():
+            low, high = int(values.min()), int(values.max())
+        if low == high:
+            low, high = low - 1, high + 1
+        kept = values[(values >= low) & (values <= high)]
+        index = ((kept - low) * bins).div(high - low, rounding_mode="floor").clamp(max=bins - 1)
+        counts = torch.bincount(index, minlength=bins).to(tensor.dtype)
+    return adopt(counts, tensor.device)
+
+
 def _set_data(args, kwargs):
     """`tensor.data = other` (what `Module.to` does): same Python object, the other's data and device."""
     tensor, value = args
@@ -274,6 +301,7 @@ _SPECIAL = {
         func: partial(_from_data, func)
         for func in (torch.tensor, torch.as_tensor, torch.asarray, _Tensor.new_tensor)
     },
+    **{func: partial(_histc, func) for func in (torch.histc, _Tensor.histc)},
 }
 
 
