@@ -991,14 +991,8 @@ row(
 )
 
 
-def _setitem(e: Env, index: torch.Tensor, value: Any) -> torch.Tensor:
-    x = e.randn(4, 3)
-    x[index] = value
-    return x
-
-
-def _setitem_cpu(e: Env, index: torch.Tensor, value: Any) -> torch.Tensor:
-    x = e.randn(4, 3, on=CPU)
+def _setitem(e: Env, index: torch.Tensor, value: Any, on: str = C0) -> torch.Tensor:
+    x = e.randn(4, 3, on=on)
     x[index] = value
     return x
 
@@ -1086,7 +1080,7 @@ row(
 )
 row(
     "setitem_cpu_self_gpu_value",
-    lambda e: _setitem_cpu(e, e.t([0, 2], on=CPU), e.randn(2, 3, on=C1)),
+    lambda e: _setitem(e, e.t([0, 2], on=CPU), e.randn(2, 3, on=C1), on=CPU),
     Err(ti(C1, CPU)),
     "make_index_put_iterator: self (CPU) is the output, the value's GPU is the first non-CPU operand",
 )
