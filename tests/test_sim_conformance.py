@@ -1551,6 +1551,51 @@ row(
 )
 
 # --------------------------------------------------------------------------------------------------------
+# The calls that see several devices in the seed-style scenarios (Scenario.preset "seed-batched" and
+# "seed-video") of every shipped checkpoint, collected on both stacks: torch.embedding (ids and weight on two
+# GPUs), Tensor.__getitem__ with CPU indices and gt across GPUs are rows above; the rest are below. A 0-dim
+# integer tensor where an int is expected (a size, a repeat count, a pad width) is read by the Python
+# argument parser with item() (python_arg_parser.cpp), a host value on every device: no device rule applies.
+# --------------------------------------------------------------------------------------------------------
+row(
+    "rope_expand_with_gpu_scalar_size",
+    lambda e: e.t([[0, 1, 2]], on=CPU).expand(e.t(3), -1),
+    Ok(CPU),
+    "get_rope_index: torch.arange(...).view(1, -1).expand(llm_grid_t, -1), the grid size a 0-dim GPU tensor",
+)
+row(
+    "rope_reshape_with_gpu_scalar_sizes",
+    lambda e: e.t(list(range(6)), on=CPU).reshape(e.t(2, on=C1), e.t(3, on=C1)),
+    Ok(CPU),
+    "sizes read with item(); the CPU tensor is reshaped where it is",
+)
+row(
+    "rope_repeat_with_gpu_scalar_count",
+    lambda e: e.t([0, 1], on=CPU).repeat(e.t(2)),
+    Ok(CPU),
+    "a repeat count read with item()",
+)
+row(
+    "pad_with_gpu_scalar_widths",
+    lambda e: F.pad(e.t([1, 2], on=CPU), (e.t(1), e.t(2))),
+    Ok(CPU),
+    "pad widths read with item()",
+)
+row(
+    "expand_as_mask_to_embeds_on_other_gpu",
+    lambda e: e.t([[True], [False]]).expand_as(e.randn(2, 3, on=C1)),
+    Ok(C0),
+    "expand_as (CompositeImplicit) takes other's sizes only: the mask stays on its GPU",
+)
+row(
+    "video_time_tensor_cpu_range_times_gpu_scalar",
+    lambda e: e.t([[0], [1]], on=CPU).expand(-1, 2) * e.t(2.0, on=C0),
+    Err(ti(C0, CPU)),
+    "the seed's video failure (4.51.3 get_rope_index: expanded_range * second_per_grid_t): the 0-dim "
+    "GPU tensor sets the common device, the CPU range is refused (pytorch#119609)",
+)
+
+# --------------------------------------------------------------------------------------------------------
 # torch.cuda API
 # --------------------------------------------------------------------------------------------------------
 row("cuda_is_available", lambda e: torch.cuda.is_available(), Value(True), "a machine with GPUs")
@@ -1640,7 +1685,7 @@ def _close(got: Any, want: Any) -> bool:
 
 
 def test_table_is_big_enough_and_ids_are_unique():
-    assert len(ROWS) >= 70
+    assert len(ROWS) >= 223
     assert len({r.id for r in ROWS}) == len(ROWS)
 
 
