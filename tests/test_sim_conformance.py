@@ -1505,6 +1505,18 @@ row(
     Err(cg("weight", CPU, C0, "wrapper_CUDA___conv_depthwise2d")),
     "the depthwise branch has no type check: a CPU weight meets the generated device check",
 )
+row(
+    "conv2d_unbatched_depthwise_weight_other_gpu",
+    lambda e: F.conv2d(e.randn(4, 5, 5), e.randn(4, 1, 3, 3, on=C1), groups=4),
+    Err(cg("weight", C1, C0, "wrapper_CUDA___conv_depthwise2d")),
+    "conv2d_symint batchifies an unbatched input first: the same 2-D depthwise kernel",
+)
+row(
+    "conv2d_unbatched_input_cpu_weight_gpu",
+    lambda e: F.conv2d(e.randn(3, 20, 20, on=CPU), e.randn(8, 3, 5, 5, on=C0), stride=2),
+    Err(_conv_type("CPUFloatType", "weight", "CUDAFloatType", mkldnn=True)),
+    "batchified, strided float32: MKLDNN's type check",
+)
 
 # --------------------------------------------------------------------------------------------------------
 # softmax, reductions, out= on another device
@@ -1685,7 +1697,7 @@ def _close(got: Any, want: Any) -> bool:
 
 
 def test_table_is_big_enough_and_ids_are_unique():
-    assert len(ROWS) >= 223
+    assert len(ROWS) >= 225
     assert len({r.id for r in ROWS}) == len(ROWS)
 
 

@@ -297,10 +297,11 @@ def _same_types(source, weight, bias, mkldnn: bool) -> None:
 def _is_cuda_depthwise(source, weight, groups: int) -> bool:
     """ConvParams::is_depthwise, and use_cudnn_depthwise false: its cuDNN kernels are for channels-last
     or fp16 inputs only."""
+    channels = source.shape[source.dim() - weight.dim() + 1]  # an unbatched input is batchified first
     return (
-        source.dim() in (4, 5)
-        and source.shape[1] == groups > 1
-        and weight.shape[0] % source.shape[1] == 0
+        weight.dim() in (4, 5)
+        and channels == groups > 1
+        and weight.shape[0] % channels == 0
         and source.dtype != torch.float16
         and source.is_contiguous()
     )
@@ -332,7 +333,7 @@ def _convolution_device(args, kwargs) -> torch.device | None:
     bias = bias if isinstance(bias, torch.Tensor) else None
     if device_of(source).type == "cuda":
         if _is_cuda_depthwise(source, weight, groups):
-            name = "_conv_depthwise2d" if source.dim() == 4 else "conv_depthwise3d"
+            name = "_conv_depthwise2d" if weight.dim() == 4 else "conv_depthwise3d"
             tensors = _named(("self", source), ("weight", weight), ("bias", bias))
             return _checked_device(tensors, rules.rule_table()[name].wrapper)
         _same_types(source, weight, bias, mkldnn=False)
@@ -346,8 +347,9 @@ def _convolution_device(args, kwargs) -> torch.device | None:
     # padding="same"/"valid" give the same backend as 0: only use_nnpack reads padding (< kernel size)
     numeric_padding = 0 if isinstance(padding, str) or padding is None else padding
     with torch._C.DisableTorchFunctionSubclass():
+        batched = _host(source) if source.dim() == weight.dim() else _host(source).unsqueeze(0)
         backend = torch._C._select_conv_backend(
-            _host(source),
+            batched,
             _host(weight),
             None if bias is None else _host(bias),
             _expanded(1 if stride is None else stride, dim),
