@@ -15,11 +15,12 @@ import pandas as pd
 
 from . import report
 from .bugs import match_known_bugs
+from .device_errors import is_device_error
 from .environment import environment
 from .fixes import fixes_for
 from .placement import device_map_frame, device_summary_frame, flags_frame
 from .rope import ROPE_INPUT_COLUMNS, capture_rope, find_rope_index
-from .trace import DEVICE_ERROR, Trace, check_run_arguments, module_state_kept, run_action, tracing
+from .trace import Trace, check_run_arguments, module_state_kept, run_action, tracing
 
 FRAMES = ("placement", "summary", "flags", "tensors", "transfers", "mismatches", "rope", "inputs")
 
@@ -47,8 +48,10 @@ class Diagnosis:
 
     @property
     def device_error(self) -> bool:
-        """True when the run failed with PyTorch's "Expected all tensors to be on the same device"."""
-        return self.error is not None and DEVICE_ERROR in self.error
+        """True when the run failed because an op saw tensors on different devices ("Expected all tensors
+        to be on the same device", or a variant such as the convolution's "Input type (CUDAFloatType)
+        and weight type (CPUFloatType) should be the same"; see `device_errors.is_device_error`)."""
+        return self.error is not None and is_device_error(self.error)
 
     def to_markdown(self) -> str:
         """A report to paste into a GitHub issue: what failed, the line, the known bug, layout, versions."""
@@ -121,7 +124,7 @@ def _advice(
             f"{first['devices']}: move the tensor that is not where the module computes (see the "
             "'tensors' frame) before that line."
         )
-    if error is not None and first is None and DEVICE_ERROR not in str(error):
+    if error is not None and first is None and not is_device_error(str(error)):
         advice.append("The run failed for a reason other than device placement; see the error.")
     return advice
 

@@ -30,9 +30,10 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
 from .choices import ACTIONS
+from .device_errors import is_device_error
 from .errors import InvalidArgumentError
 from .placement.modules import module_kind
-from .simulate.checker import DeviceCheckMode
+from .simulate.checker import KERNEL_CHECKS, DeviceCheckMode
 
 TENSOR_COLUMNS = [
     "call",
@@ -60,7 +61,6 @@ _COPIES = {
     torch.asarray,
     torch.tensor,
 }
-DEVICE_ERROR = "Expected all tensors to be on the same device"
 
 
 def _tensors(value, found: list) -> list:
@@ -133,16 +133,18 @@ def _meta_twin(value):
 
 def would_raise(func, args, kwargs) -> bool | None:
     """Whether a call that sees several devices raises on CUDA: its ops replayed on shape-only copies
-    under PyTorch's device rules (the simulator's rule engine). None when the call cannot be replayed
-    without data (e.g. a tensor used as a size)."""
+    under PyTorch's device rules (the simulator's rule engine, hand-modelled kernels first). None when
+    the call cannot be replayed without data (e.g. a tensor used as a size)."""
     tensors = _tensors((args, kwargs), [])
     context = next((t.device for t in tensors if t.device.type == "cuda"), torch.device("cpu"))
     meta_args, meta_kwargs = tree_map(_meta_twin, (args, kwargs))
+    kernel_check = KERNEL_CHECKS.get(func)
     try:
-        with torch._C.DisableTorchFunctionSubclass(), DeviceCheckMode(context):
-            func(*meta_args, **meta_kwargs)
+        if kernel_check is None or kernel_check(meta_args, meta_kwargs) is None:
+            with torch._C.DisableTorchFunctionSubclass(), DeviceCheckMode(context):
+                func(*meta_args, **meta_kwargs)
     except RuntimeError as error:
-        return True if DEVICE_ERROR in str(error) or "should be either on" in str(error) else None
+        return True if is_device_error(str(error)) else None
     except Exception:
         return None
     return False
@@ -227,7 +229,7 @@ class _Recorder(TorchFunctionMode):
         try:
             return func(*args, **kwargs)
         except RuntimeError as error:
-            if DEVICE_ERROR in str(error) and row is None:
+            if row is None and is_device_error(str(error)):
                 row = self._mismatch(func, _tensors((args, kwargs), []))
             if row is not None:
                 row["raised"], row["error"] = True, str(error)

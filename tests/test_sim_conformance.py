@@ -19,8 +19,17 @@ Every expectation is derived from PyTorch's own source and the shipped binaries,
 * Indexing (``TensorAdvancedIndexing.cpp``, ``TensorAdvancedIndexingUtils.h``, ``IndexingUtils.h`` shipped in
   ``torch/include``): ``index`` accepts indices on cpu or on self's device; ``index_put_`` moves indices (and
   a 0-dim value) to self's device.
+* Conversions (``torch/csrc/utils/tensor_new.cpp`` ``internal_new_from_data`` and ``asarray``;
+  ``python_variable_methods.cpp`` ``THPVariable_new_tensor``, which runs under ``OptionalDeviceGuard``
+  of self): a tensor's data goes to ``device=`` if given, else stays on the data's own device.
+* Convolution (``Convolution.cpp`` ``_convolution``): ``_select_conv_backend`` looks at the input only;
+  the cuDNN and MKLDNN branches call ``check_input_same_type_as_parameters`` (``Tensor::toString()``
+  names: dispatch key + ``c10::toString(ScalarType)`` + "Type") before any device check. For a CPU input
+  the backend is the one this host's CPU build picks; the rows use shapes whose choice does not depend on
+  the CPU (float32, strided or kernel over 3x3 for MKLDNN; 3x3, batch 1, tiny for thnn).
 * A real machine here means the standard CUDA wheel: cuDNN present and enabled (convolution picks
-  ``ConvBackend::Cudnn`` for float32, non-depthwise input), default (non-deterministic) algorithms.
+  ``ConvBackend::Cudnn`` for a non-depthwise CUDA input, bf16 included with cuDNN >= 8), default
+  (non-deterministic) algorithms unless a row turns deterministic ones on.
 
 Left out on purpose: ``scaled_dot_product_attention`` with q/k/v on one GPU and ``attn_mask`` on another
 device. ``validate_sdpa_input`` does not look at the mask's device, so which error a real machine raises
@@ -538,6 +547,257 @@ row(
     "new_* with device= overrides self's device",
 )
 
+
+# --------------------------------------------------------------------------------------------------------
+# Conversions from data (torch/csrc/utils/tensor_new.cpp): `internal_new_from_data` returns
+# `var.to(device_opt or var.device(), dtype, non_blocking=false, copy=copy_variables)` for tensor data
+# (copy_variables: tensor / new_tensor true, as_tensor false); `asarray` calls `tensor.to(device.value_or(
+# tensor.device()), ...)` when device or dtype differ and refuses copy=False then; other data (lists) is
+# stored on the CPU and moved to the options' device (`device=`, else CPU, else self's for new_tensor).
+# --------------------------------------------------------------------------------------------------------
+def _half(e: Env, *shape: int, on: str = C0) -> torch.Tensor:
+    return e.randn(*shape, on=on).half()
+
+
+row(
+    "as_tensor_cuda0_to_cpu",
+    lambda e: torch.as_tensor(e.randn(2, 3), device=e.dev(CPU)),
+    Ok(CPU),
+    "as_tensor: var.to(cpu) is a host copy, not the GPU tensor itself",
+)
+row(
+    "as_tensor_cuda1_0dim_to_cpu",
+    lambda e: torch.as_tensor(e.randn(on=C1), device=e.dev(CPU)),
+    Ok(CPU),
+    "the same for a 0-dim tensor",
+)
+row(
+    "as_tensor_cuda0_to_cuda1",
+    lambda e: torch.as_tensor(e.randn(2, 3), device=e.dev(C1)),
+    Ok(C1),
+    "device_opt wins over the data's device: a copy on cuda:1",
+)
+row(
+    "as_tensor_cuda0_to_cuda1_half",
+    lambda e: torch.as_tensor(e.randn(2, 3), dtype=torch.float16, device=e.dev(C1)),
+    Ok(C1),
+    "dtype and device change in the one var.to(device, dtype)",
+)
+row(
+    "as_tensor_dtype_only_stays_on_gpu",
+    lambda e: torch.as_tensor(e.randn(2, 3, on=C1), dtype=torch.float16),
+    Ok(C1),
+    "no device: var.to(var.device(), Half), so the result stays on cuda:1",
+)
+row(
+    "as_tensor_cpu_0dim_to_cuda1",
+    lambda e: torch.as_tensor(e.randn(on=CPU), device=e.dev(C1)),
+    Ok(C1),
+    "host-to-device for a 0-dim tensor",
+)
+row(
+    "as_tensor_same_device_aliases",
+    lambda e: (lambda x: torch.as_tensor(x, device="cuda:0") is x)(e.randn(2, 3)),
+    Value(True),
+    "copy_variables=false and nothing changes: to() returns self",
+)
+row(
+    "asarray_cuda0_to_cpu",
+    lambda e: torch.asarray(e.randn(2, 3), device=e.dev(CPU)),
+    Ok(CPU),
+    "asarray: wrong device and copy=None, so tensor.to(cpu)",
+)
+row(
+    "asarray_cuda1_copy_true",
+    lambda e: torch.asarray(e.randn(2, 3, on=C1), copy=True),
+    Ok(C1),
+    "copy=True with nothing to change is tensor.clone(), on the tensor's own device",
+)
+row(
+    "asarray_cuda0_half_to_cuda1",
+    lambda e: torch.asarray(e.randn(on=C0), dtype=torch.float16, device=e.dev(C1)),
+    Ok(C1),
+    "device and dtype differ: one tensor.to(cuda:1, Half)",
+)
+row(
+    "asarray_copy_false_other_gpu",
+    lambda e: torch.asarray(e.randn(2, 3), device="cuda:1", copy=False),
+    Err("can't alias tensor from device 'cuda:0' to 'cuda:1'.", ValueError),
+    "copy=False with a wrong device: TORCH_CHECK_VALUE, a ValueError",
+)
+row(
+    "asarray_copy_false_bare_cuda",
+    lambda e: torch.asarray(e.randn(2, 3), device="cuda", copy=False),
+    Err("can't alias tensor from device 'cuda:0' to 'cuda'.", ValueError),
+    "the check is device != tensor.device(): 'cuda' has no index, so it differs from cuda:0",
+)
+row(
+    "asarray_same_device_aliases",
+    lambda e: (lambda x: torch.asarray(x) is x)(e.randn(2, 3, on=C1)),
+    Value(True),
+    "no device, no dtype, copy=None: the tensor itself",
+)
+row(
+    "tensor_of_cuda1_tensor",
+    lambda e: torch.tensor(e.randn(2, 3, on=C1)),
+    Ok(C1),
+    "torch.tensor(t): var.detach().to(var.device(), copy=true), a copy on the data's GPU",
+)
+row(
+    "tensor_of_cuda0_0dim_to_cpu_half",
+    lambda e: torch.tensor(e.randn(on=C0), dtype=torch.float16, device=e.dev(CPU)),
+    Ok(CPU),
+    "device= and dtype= go to the one var.to(cpu, Half)",
+)
+row(
+    "tensor_of_cuda0_to_cuda1",
+    lambda e: torch.tensor(e.randn(2, 3), device=e.dev(C1)),
+    Ok(C1),
+    "a GPU-to-GPU copy",
+)
+row(
+    "tensor_of_list_of_gpu_scalars",
+    lambda e: torch.tensor([e.randn(on=C1), e.randn(on=C1)]),
+    Ok(CPU),
+    "a list is no Variable: recursive_store fills a CPU tensor and the default options' device is cpu",
+)
+row(
+    "new_tensor_keeps_data_device",
+    lambda e: e.randn(2, on=C1).new_tensor(e.randn(2, 3, on=C0)),
+    Ok(C0),
+    "new_tensor of a tensor: device_opt or var.device(), the data's cuda:0 and not self's cuda:1",
+)
+row(
+    "new_tensor_cpu_data_stays_on_cpu",
+    lambda e: e.randn(2, on=C1).new_tensor(e.randn(2, 3, on=CPU)),
+    Ok(CPU),
+    "likewise a CPU tensor stays on the CPU",
+)
+row(
+    "new_tensor_cpu_self_gpu_data",
+    lambda e: e.randn(2, on=CPU).new_tensor(e.randn(on=C1)),
+    Ok(C1),
+    "a CPU self does not pull GPU data to the host",
+)
+row(
+    "new_tensor_takes_self_dtype",
+    lambda e: _half(e, 2, on=C1).new_tensor(e.randn(2, 3, on=C0)),
+    Ok(C0),
+    "type_inference=false: self's dtype (Half), the data's device",
+)
+row(
+    "new_tensor_to_explicit_gpu",
+    lambda e: e.randn(2, on=CPU).new_tensor(e.randn(2, 3, on=C0), device=e.dev(C1)),
+    Ok(C1),
+    "device= wins over both",
+)
+row(
+    "new_tensor_bare_cuda_is_self_gpu",
+    lambda e: e.randn(2, on=C1).new_tensor([1.0, 2.0], device=e.dev("cuda")),
+    Ok(C1),
+    "THPVariable_new_tensor runs under OptionalDeviceGuard(device_of(self)): 'cuda' is self's cuda:1",
+)
+
+# --------------------------------------------------------------------------------------------------------
+# Tensor.to overloads (python_variable_methods.cpp THPVariable_to -> parse_to_conversion; to_impl in
+# TensorConversions.cpp: a new tensor on the asked device, dtype applied in the same _to_copy)
+# --------------------------------------------------------------------------------------------------------
+row(
+    "to_positional_device_and_dtype",
+    lambda e: e.randn(2, 3).to(e.dev(C1), torch.float16),
+    Ok(C1),
+    "to(device, dtype): both change",
+)
+row(
+    "to_0dim_cuda1_to_cuda0",
+    lambda e: e.randn(on=C1).to(e.dev(C0)),
+    Ok(C0),
+    "a 0-dim tensor moves like any other",
+)
+row(
+    "to_cuda0_to_cpu_half",
+    lambda e: e.randn(2, 3).to(device=e.dev(CPU), dtype=torch.float16),
+    Ok(CPU),
+    "keyword device and dtype",
+)
+row(
+    "to_cpu_to_cuda1_copy",
+    lambda e: e.randn(2, 3, on=CPU).to(e.dev(C1), copy=True),
+    Ok(C1),
+    "copy=True to another device",
+)
+row(
+    "to_non_blocking_cuda0_to_cuda1",
+    lambda e: e.randn(2, 3).to(e.dev(C1), non_blocking=True),
+    Ok(C1),
+    "non_blocking changes when the copy is synchronised, not where it lands",
+)
+row(
+    "to_positional_non_blocking_and_copy",
+    lambda e: e.randn(on=C0).to(e.dev(C1), torch.float16, True, True),
+    Ok(C1),
+    "to(device, dtype, non_blocking, copy) positionally",
+)
+row(
+    "to_other_tensor_takes_device_and_dtype",
+    lambda e: e.randn(2, 3).to(_half(e, 1, on=C1)),
+    Ok(C1),
+    "to(other): other's device and dtype",
+)
+row(
+    "to_same_device_copy_is_new_tensor",
+    lambda e: (lambda x: x.to("cuda:0", copy=True) is x)(e.randn(2, 3)),
+    Value(False),
+    "to_will_alias is false with copy=True: a new tensor on the same device",
+)
+row(
+    "to_dtype_only_0dim_on_cuda1",
+    lambda e: e.randn(on=C1).to(torch.float16),
+    Ok(C1),
+    "to(dtype) of a 0-dim GPU tensor stays on its GPU",
+)
+
+# --------------------------------------------------------------------------------------------------------
+# *_like and new_* with device= (TensorFactories.cpp: empty_like / new_empty merge `options` over self's,
+# so an explicit device wins)
+# --------------------------------------------------------------------------------------------------------
+row(
+    "zeros_like_0dim_cuda0_to_cuda1_half",
+    lambda e: torch.zeros_like(e.randn(on=C0), dtype=torch.float16, device=e.dev(C1)),
+    Ok(C1),
+    "device= and dtype= override the input's",
+)
+row(
+    "full_like_cuda1_to_cpu",
+    lambda e: torch.full_like(e.randn(2, 3, on=C1), 2.0, device=e.dev(CPU)),
+    Ok(CPU),
+    "a CPU result from a GPU input",
+)
+row(
+    "rand_like_to_cuda1",
+    lambda e: torch.rand_like(e.randn(2, 3, on=CPU), device="cuda:1"),
+    Ok(C1, values=None),
+    "random *_like on another device (values from that GPU's generator)",
+)
+row(
+    "new_full_cuda1_to_cuda0_half",
+    lambda e: e.randn(2, on=C1).new_full((3,), 1.5, dtype=torch.float16, device=e.dev(C0)),
+    Ok(C0),
+    "new_full with device= and dtype=",
+)
+row(
+    "new_empty_cpu_to_cuda1",
+    lambda e: e.randn(2, on=CPU).new_empty((3,), device="cuda:1"),
+    Ok(C1, values=None),
+    "new_empty with device= from a CPU tensor",
+)
+row(
+    "new_zeros_0dim_cuda0_to_cuda1",
+    lambda e: e.randn(on=C0).new_zeros((2, 2), device=e.dev(C1)),
+    Ok(C1),
+    "new_zeros of a 0-dim tensor with device=",
+)
+
 # --------------------------------------------------------------------------------------------------------
 # mm / bmm / addmm / matmul / linear: codegen'd checks (structured CUDA kernels, no NoCheck)
 # --------------------------------------------------------------------------------------------------------
@@ -731,10 +991,19 @@ row(
 )
 
 
-def _setitem(e: Env, index: torch.Tensor, value: Any) -> torch.Tensor:
-    x = e.randn(4, 3)
+def _setitem(e: Env, index: torch.Tensor, value: Any, on: str = C0) -> torch.Tensor:
+    x = e.randn(4, 3, on=on)
     x[index] = value
     return x
+
+
+def _deterministic(fn: Callable[[], Any]) -> Any:
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return fn()
+    finally:
+        torch.use_deterministic_algorithms(before)
 
 
 row(
@@ -791,6 +1060,36 @@ row(
     Ok(C0),
     "index_put = clone + index_put_; CPU indices are fine",
 )
+row(
+    "index_put_gpu_mask_cpu_one_element_vector",
+    lambda e: e.randn(4, 3).index_put_((e.t([True, False, True, False]),), e.randn(1, on=CPU)),
+    Ok(C0),
+    "canDispatchToMaskedFill tests numel() == 1 and is_cpu(), not dim() == 0: masked_fill_(value.item())",
+)
+row(
+    "index_put_cpu_mask_cpu_one_element_vector",
+    lambda e: e.randn(4, 3).index_put_((e.t([True, False, True, False], on=CPU),), e.randn(1, on=CPU)),
+    Err(ti(C0, CPU)),
+    "a CPU mask is not on self's device: no masked_fill_; a 1-D value is not moved; TensorIterator refuses",
+)
+row(
+    "setitem_views_a_leading_one_value_as_0dim",
+    lambda e: _setitem(e, e.t([True, False, True, False], on=CPU), e.randn(1, on=CPU)),
+    Ok(C0),
+    "set_item (TensorIndexing.h) views the value without leading 1s (slicePrefix1sSize): 0-dim, so moved",
+)
+row(
+    "setitem_cpu_self_gpu_value",
+    lambda e: _setitem(e, e.t([0, 2], on=CPU), e.randn(2, 3, on=C1), on=CPU),
+    Err(ti(C1, CPU)),
+    "make_index_put_iterator: self (CPU) is the output, the value's GPU is the first non-CPU operand",
+)
+row(
+    "index_put_deterministic_value_on_other_gpu",
+    lambda e: _deterministic(lambda: _setitem(e, e.t([0, 2], on=CPU), e.randn(2, 3, on=C1))),
+    Err("expected device cuda:0 but got device cuda:1 for value tensor"),
+    "deterministicAlgorithms() also takes index_put_with_sort and its value-device check",
+)
 
 # --------------------------------------------------------------------------------------------------------
 # masked_fill (NoCheck; masked_fill__cuda's own checks); masked_scatter (masked_scatter_ is codegen-checked)
@@ -831,6 +1130,12 @@ row(
     lambda e: e.randn(2, 3, on=CPU).masked_fill(e.t(MASK), 1.0),
     Err(mask_msg(C0, CPU)),
     "with a Python scalar value the Scalar overload runs and reports the mask/self pair",
+)
+row(
+    "masked_fill_cpu_self_cpu_mask_gpu_value",
+    lambda e: e.randn(2, 3, on=CPU).masked_fill(e.t(MASK, on=CPU), e.t(1.0, on=C1)),
+    Err("masked_fill_: Expected inputs to be on same device"),
+    "the dispatch key comes from every tensor: a GPU value alone picks masked_fill__cuda, which refuses self",
 )
 
 
@@ -939,6 +1244,31 @@ row(
     Ok(C1),
     "where.ScalarOther wraps the scalar on self's device",
 )
+row(
+    "where_out_follows_the_inputs_not_out",
+    lambda e: torch.where(e.t(True, on=C1), e.randn(3), e.randn(3), out=e.randn(3)),
+    Err(ti(C0, C1)),
+    "out_device(condition, self, other) is cuda:1 (the 0-dim condition, first), so nothing is moved; "
+    "TensorIterator's out (cuda:0) is then common and the condition is refused",
+)
+row(
+    "where_out_0dim_other_moved",
+    lambda e: torch.where(e.t(COND), e.randn(3), e.randn(on=C1), out=e.randn(3)),
+    Ok(C0),
+    "with out=, a 0-dim operand on another GPU is still moved to out_device (the condition's cuda:0)",
+)
+
+
+def _cpu_error(fn: Callable[[], Any]) -> str:
+    """The text of an error raised by device-independent code (run on the CPU)."""
+    try:
+        fn()
+    except RuntimeError as error:
+        return str(error)
+    raise AssertionError("expected an error")
+
+
+_QKV = (torch.float32, torch.float16, torch.float16)
 
 # --------------------------------------------------------------------------------------------------------
 # scaled_dot_product_attention (validate_sdpa_input runs before any backend is chosen)
@@ -986,6 +1316,14 @@ row(
     Err(sdpa_msg(C0, C0, CPU)),
     "same check, value on the host",
 )
+row(
+    "sdpa_dtype_checked_before_device",
+    lambda e: F.scaled_dot_product_attention(
+        e.randn(1, 2, 4, 8), e.randn(1, 2, 4, 8, on=C1).half(), e.randn(1, 2, 4, 8, on=C1).half()
+    ),
+    Err(_cpu_error(lambda: F.scaled_dot_product_attention(*(torch.ones(1, 2, 4, 8, dtype=d) for d in _QKV)))),
+    "validate_sdpa_input checks dtypes before devices (the same function on every device, so its CPU text)",
+)
 
 # --------------------------------------------------------------------------------------------------------
 # layer_norm -> native_layer_norm (codegen-checked); rms_norm -> _fused_rms_norm on CUDA (codegen-checked)
@@ -1019,6 +1357,18 @@ row(
     lambda e: F.rms_norm(e.randn(2, 4, on=C1), (4,), e.randn(4, on=C1), eps=1e-6),
     Ok(C1),
     "same device: runs",
+)
+row(
+    "rms_norm_other_dtype_weight_on_other_gpu",
+    lambda e: F.rms_norm(e.randn(2, 4), (4,), e.randn(4, on=C1).double()),
+    Err(ti(C0, C1)),
+    "rms_norm_symint: a weight of another dtype takes rms_norm_composite; its result.mul(weight) refuses",
+)
+row(
+    "rms_norm_weight_on_cpu",
+    lambda e: F.rms_norm(e.randn(2, 4, on=C1), (4,), e.randn(4, on=CPU)),
+    Err(cg("weight", CPU, C1, "wrapper_CUDA___fused_rms_norm")),
+    "same dtype: _fused_rms_norm's CUDA wrapper checks input, then weight",
 )
 
 # --------------------------------------------------------------------------------------------------------
@@ -1055,6 +1405,119 @@ row(
     "same device: runs",
 )
 
+
+# Convolutions that mix a CPU and a GPU tensor: `_select_conv_backend` looks at the input alone. A CUDA
+# input takes cuDNN, whose branch runs check_input_same_type_as_parameters first (`type_equal`: backend and
+# dtype, not the GPU index; the names are Tensor::toString(), dispatch key + scalar type + "Type"). A CPU
+# input takes a CPU backend: MKLDNN (float32 strided or with kernels over 3x3) runs that check's MKLDNN
+# variant; thnn (small float32 kernels) dispatches _slow_conv2d_forward to CUDA, whose wrapper checks.
+def _conv_type(input_type: str, parameter: str, other_type: str, mkldnn: bool = False) -> str:
+    text = f"Input type ({input_type}) and {parameter} type ({other_type}) should be the same"
+    return text + (f" or input should be a MKLDNN tensor and {parameter} is a dense tensor" if mkldnn else "")
+
+
+def _patch_embed(
+    e: Env, dtype: torch.dtype, input_on: str, weight_on: str, bias_on: str | None = None
+) -> torch.Tensor:
+    # Qwen-VL's PatchEmbed: Conv3d(3, embed, kernel=stride=(temporal, patch, patch)); Qwen3-VL's has a bias
+    pixels = e.randn(1, 3, 2, 14, 14, on=input_on).to(dtype)
+    weight = e.randn(8, 3, 2, 14, 14, on=weight_on).to(dtype)
+    bias = None if bias_on is None else e.randn(8, on=bias_on).to(dtype)
+    return F.conv3d(pixels, weight, bias, stride=(2, 14, 14))
+
+
+for _dtype, _name in ((torch.float32, "Float"), (torch.bfloat16, "BFloat16"), (torch.float16, "Half")):
+    row(
+        f"patch_embed_{_name.lower()}_input_gpu_weight_cpu",
+        lambda e, dtype=_dtype: _patch_embed(e, dtype, C0, CPU),
+        Err(_conv_type(f"CUDA{_name}Type", "weight", f"CPU{_name}Type")),
+        "cuDNN branch: check_input_same_type_as_parameters raises a type error before any device check",
+    )
+    row(
+        f"patch_embed_{_name.lower()}_bias_on_cpu",
+        lambda e, dtype=_dtype: _patch_embed(e, dtype, C1, C1, CPU),
+        Err(_conv_type(f"CUDA{_name}Type", "bias", f"CPU{_name}Type")),
+        "the same check compares the bias after the weight",
+    )
+    row(
+        f"patch_embed_{_name.lower()}_same_gpu_with_bias",
+        lambda e, dtype=_dtype: _patch_embed(e, dtype, C1, C1, C1),
+        Ok(C1, values=None if _dtype is torch.float16 else REF),
+        "same device: runs (fp16 values are not compared: the CPU reference kernel differs)",
+    )
+row(
+    "patch_embed_input_cpu_weight_gpu",
+    lambda e: _patch_embed(e, torch.float32, CPU, C0),
+    Err(_conv_type("CPUFloatType", "weight", "CUDAFloatType", mkldnn=True)),
+    "CPU input: use_mkldnn (float32, strided, kernel over 3x3) -> MKLDNN's variant of the type check",
+)
+row(
+    "patch_embed_input_and_weight_cpu_bias_gpu",
+    lambda e: _patch_embed(e, torch.float32, CPU, CPU, C1),
+    Err(_conv_type("CPUFloatType", "bias", "CUDAFloatType", mkldnn=True)),
+    "the MKLDNN check reaches the bias when the weight matches",
+)
+row(
+    "patch_embed_weight_other_gpu_bias_cpu",
+    lambda e: _patch_embed(e, torch.float32, C0, C1, CPU),
+    Err(_conv_type("CUDAFloatType", "bias", "CPUFloatType")),
+    "cuda:0 and cuda:1 are one type, so the CPU bias fails the type check before cuDNN's device check",
+)
+row(
+    "patch_embed_bfloat16_weight_other_gpu",
+    lambda e: _patch_embed(e, torch.bfloat16, C0, C1),
+    Err(cg("weight", C1, C0, "wrapper_CUDA__cudnn_convolution")),
+    "same type on two GPUs passes the type check; cudnn_convolution's generated check raises",
+)
+row(
+    "nn_conv3d_on_cpu_input_on_gpu",
+    lambda e: torch.nn.Conv3d(3, 8, (2, 14, 14), (2, 14, 14), bias=False)(e.randn(1, 3, 2, 14, 14, on=C0)),
+    Err(_conv_type("CUDAFloatType", "weight", "CPUFloatType")),
+    "a patch embedding left on the CPU: nn.Conv3d.forward is F.conv3d(input, weight, bias)",
+)
+row(
+    "conv1d_input_gpu_weight_cpu",
+    lambda e: F.conv1d(e.randn(1, 3, 8), e.randn(2, 3, 3, on=CPU)),
+    Err(_conv_type("CUDAFloatType", "weight", "CPUFloatType")),
+    "conv1d is viewed as 2-D (view4d) and takes the same cuDNN branch",
+)
+row(
+    "conv2d_small_input_cpu_weight_gpu",
+    lambda e: F.conv2d(e.randn(1, 3, 5, 5, on=CPU), e.randn(2, 3, 3, 3, on=C0)),
+    Err(cg("weight", C0, CPU, "wrapper_CUDA___slow_conv2d_forward")),
+    "not MKLDNN (3x3, batch 1, small), so Slow2d: thnn_conv2d -> _slow_conv2d_forward dispatched to CUDA",
+)
+row(
+    "conv2d_small_input_cpu_bias_gpu",
+    lambda e: F.conv2d(e.randn(1, 3, 5, 5, on=CPU), e.randn(2, 3, 3, 3, on=CPU), e.randn(2, on=C1)),
+    Err(cg("bias", C1, CPU, "wrapper_CUDA___slow_conv2d_forward")),
+    "the same wrapper checks self, weight, bias in order",
+)
+row(
+    "conv2d_depthwise_weight_other_gpu",
+    lambda e: F.conv2d(e.randn(1, 4, 5, 5), e.randn(4, 1, 3, 3, on=C1), groups=4),
+    Err(cg("weight", C1, C0, "wrapper_CUDA___conv_depthwise2d")),
+    "is_depthwise (groups == channels, float32 contiguous): CudaDepthwise2d, no type check, wrapper check",
+)
+row(
+    "conv2d_depthwise_weight_cpu",
+    lambda e: F.conv2d(e.randn(1, 4, 5, 5), e.randn(4, 1, 3, 3, on=CPU), groups=4),
+    Err(cg("weight", CPU, C0, "wrapper_CUDA___conv_depthwise2d")),
+    "the depthwise branch has no type check: a CPU weight meets the generated device check",
+)
+row(
+    "conv2d_unbatched_depthwise_weight_other_gpu",
+    lambda e: F.conv2d(e.randn(4, 5, 5), e.randn(4, 1, 3, 3, on=C1), groups=4),
+    Err(cg("weight", C1, C0, "wrapper_CUDA___conv_depthwise2d")),
+    "conv2d_symint batchifies an unbatched input first: the same 2-D depthwise kernel",
+)
+row(
+    "conv2d_unbatched_input_cpu_weight_gpu",
+    lambda e: F.conv2d(e.randn(3, 20, 20, on=CPU), e.randn(8, 3, 5, 5, on=C0), stride=2),
+    Err(_conv_type("CPUFloatType", "weight", "CUDAFloatType", mkldnn=True)),
+    "batchified, strided float32: MKLDNN's type check",
+)
+
 # --------------------------------------------------------------------------------------------------------
 # softmax, reductions, out= on another device
 # --------------------------------------------------------------------------------------------------------
@@ -1089,6 +1552,59 @@ row(
     lambda e: torch.add(e.randn(2, 3, on=C1), e.randn(2, 3, on=C1), out=e.randn(2, 3, on=C1)),
     Ok(C1),
     "same device: runs",
+)
+
+row(
+    "histc_of_ints_on_gpu",
+    lambda e: torch.histc(e.t([0, 1, 1, 3, 7, 2, 2, 2, 9], on=C1, dtype=torch.int32), bins=8, min=0, max=7),
+    Ok(C1, values=lambda e: torch.tensor([1, 2, 3, 1, 0, 0, 0, 1], dtype=torch.int32)),
+    "_histc_cuda dispatches every type (the CPU kernel floats only; transformers' MoE routing counts ints "
+    "on GPUs); counts in the input's dtype, bin (x - min) * bins / (max - min), 9 > max dropped",
+)
+
+# --------------------------------------------------------------------------------------------------------
+# The calls that see several devices in the seed-style scenarios (Scenario.preset "seed-batched" and
+# "seed-video") of every shipped checkpoint, collected on both stacks: torch.embedding (ids and weight on two
+# GPUs), Tensor.__getitem__ with CPU indices and gt across GPUs are rows above; the rest are below. A 0-dim
+# integer tensor where an int is expected (a size, a repeat count, a pad width) is read by the Python
+# argument parser with item() (python_arg_parser.cpp), a host value on every device: no device rule applies.
+# --------------------------------------------------------------------------------------------------------
+row(
+    "rope_expand_with_gpu_scalar_size",
+    lambda e: e.t([[0, 1, 2]], on=CPU).expand(e.t(3), -1),
+    Ok(CPU),
+    "get_rope_index: torch.arange(...).view(1, -1).expand(llm_grid_t, -1), the grid size a 0-dim GPU tensor",
+)
+row(
+    "rope_reshape_with_gpu_scalar_sizes",
+    lambda e: e.t(list(range(6)), on=CPU).reshape(e.t(2, on=C1), e.t(3, on=C1)),
+    Ok(CPU),
+    "sizes read with item(); the CPU tensor is reshaped where it is",
+)
+row(
+    "rope_repeat_with_gpu_scalar_count",
+    lambda e: e.t([0, 1], on=CPU).repeat(e.t(2)),
+    Ok(CPU),
+    "a repeat count read with item()",
+)
+row(
+    "pad_with_gpu_scalar_widths",
+    lambda e: F.pad(e.t([1, 2], on=CPU), (e.t(1), e.t(2))),
+    Ok(CPU),
+    "pad widths read with item()",
+)
+row(
+    "expand_as_mask_to_embeds_on_other_gpu",
+    lambda e: e.t([[True], [False]]).expand_as(e.randn(2, 3, on=C1)),
+    Ok(C0),
+    "expand_as (CompositeImplicit) takes other's sizes only: the mask stays on its GPU",
+)
+row(
+    "video_time_tensor_cpu_range_times_gpu_scalar",
+    lambda e: e.t([[0], [1]], on=CPU).expand(-1, 2) * e.t(2.0, on=C0),
+    Err(ti(C0, CPU)),
+    "the seed's video failure (4.51.3 get_rope_index: expanded_range * second_per_grid_t): the 0-dim "
+    "GPU tensor sets the common device, the CPU range is refused (pytorch#119609)",
 )
 
 # --------------------------------------------------------------------------------------------------------
@@ -1181,7 +1697,7 @@ def _close(got: Any, want: Any) -> bool:
 
 
 def test_table_is_big_enough_and_ids_are_unique():
-    assert len(ROWS) >= 70
+    assert len(ROWS) >= 225
     assert len({r.id for r in ROWS}) == len(ROWS)
 
 

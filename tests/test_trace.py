@@ -153,3 +153,19 @@ def test_bad_arguments_get_the_kits_error(args, message):
     after = _torch_state()
     assert after["global_hooks"] == before["global_hooks"]
     assert after["function_modes"] == before["function_modes"]
+
+
+def test_a_convolution_type_error_is_a_device_mismatch_at_the_patch_embedding():
+    # Convolution.cpp: a CUDA input takes cuDNN, whose branch refuses a CPU weight with a type error
+    model, processor = qd.tiny_model("qwen2_5_vl")
+    inputs = qd.sample_inputs(processor, "image")
+    visual = model.model.visual if hasattr(model.model, "visual") else model.visual
+    with qd.simulated_gpus(2):
+        model.to("cuda:0")
+        visual.patch_embed.proj.to("cpu")  # by hand: no hook moves the pixels to the weight
+        trace = trace_devices(model, {k: v.to("cuda:0") for k, v in inputs.items()})
+    assert str(trace.error) == "Input type (CUDAFloatType) and weight type (CPUFloatType) should be the same"
+    first = trace.first_mismatch
+    assert (first["op"], first["devices"], first["raised"]) == ("torch.conv3d", "cpu, cuda:0", True)
+    assert first["module"].endswith("patch_embed.proj")
+    assert first["file"] == inspect.getsourcefile(type(visual.patch_embed)) and "self.proj(" in first["code"]

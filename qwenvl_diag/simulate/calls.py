@@ -7,6 +7,8 @@ factories with `device=`) are handled here; calls that mix devices go to `checke
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from . import state
@@ -36,6 +38,10 @@ def handle(func, args: tuple, kwargs: dict):
     special = _SPECIAL.get(func)
     if special is not None:
         return special(args, kwargs)
+    return _run(func, args, kwargs)
+
+
+def _run(func, args: tuple, kwargs: dict):
     if kwargs.get("device") is not None:
         return _with_device(func, args, kwargs)
     devices = _devices(args, kwargs)
@@ -54,8 +60,8 @@ def handle(func, args: tuple, kwargs: dict):
 
 def _mixed(func, args, kwargs, devices):
     kernel_check = KERNEL_CHECKS.get(func)
-    if kernel_check is not None:
-        device = kernel_check(args, kwargs)
+    device = kernel_check(args, kwargs) if kernel_check is not None else None
+    if device is not None:
         with _DISABLE():
             out = func(*args, **kwargs)
         return adopt(out, device) if device.type == "cuda" else out
@@ -104,6 +110,56 @@ def _with_device(func, args, kwargs):
         return adopt(_unaliased(out, args), target)
 
 
+def _from_data(func, args, kwargs):
+    """`torch.tensor`, `Tensor.new_tensor`, `torch.as_tensor` and `torch.asarray` of a tensor.
+
+    torch/csrc/utils/tensor_new.cpp: `internal_new_from_data` returns `var.to(device_opt or var.device(),
+    ...)` (a copy for `tensor` / `new_tensor`, copy_variables=true; an alias when nothing changes for
+    `as_tensor`), and `asarray` calls `tensor.to(device.value_or(tensor.device()), ...)`, refusing
+    copy=False when `device != tensor.device()`. So the result is on `device=` when given, else on the
+    data's device (not on `self`'s for `new_tensor`). Other data (lists, numpy, even of GPU tensors) is
+    stored on the CPU and moved to the options' device: `device=`, else `self`'s for `new_tensor`, else CPU.
+    """
+    method = func is _Tensor.new_tensor
+    requested = kwargs.get("device")
+    if method and _is_bare_cuda(requested) and args[0].device.type == "cuda":
+        # THPVariable_new_tensor runs under OptionalDeviceGuard(device_of(self)): "cuda" is self's GPU
+        requested = args[0].device
+        kwargs = {**kwargs, "device": requested}
+    data = args[1] if method else args[0] if args else None
+    if not isinstance(data, _Tensor):  # a sequence or array: built on the CPU, then `.to(options' device)`
+        if requested is not None:
+            return _with_device(func, args, kwargs)
+        with _DISABLE():
+            out = func(*args, **kwargs)
+        home = args[0].device if method else _CPU
+        return adopt(out, home) if home.type == "cuda" else out
+    target = data.device if requested is None else state.cuda_device(requested) or torch.device(requested)
+    rest = {key: value for key, value in kwargs.items() if key != "device"}
+    if func is torch.asarray and requested is not None and kwargs.get("copy") is False:
+        asked = state.cuda_device(requested) if isinstance(requested, int) else torch.device(requested)
+        if asked != data.device:
+            raise ValueError(f"can't alias tensor from device '{data.device}' to '{asked}'.")
+    if not method and func is not torch.tensor:  # as_tensor / asarray: `.to` first, which may alias
+        return _run(func, (move(data, target), *args[1:]), rest)
+    with _DISABLE():
+        out = func(*args, **rest, device=_CPU)
+    if target != data.device:
+        _record_transfer(out)
+    return adopt(out, target) if target.type == "cuda" else out
+
+
+def _is_bare_cuda(spec) -> bool:
+    return spec is not None and not isinstance(spec, int) and torch.device(spec) == torch.device("cuda")
+
+
+def _record_transfer(out: _Tensor) -> None:
+    simulation = state.active()
+    if simulation is not None:
+        simulation.transfers += 1
+        simulation.transferred_bytes += out.numel() * out.element_size()
+
+
 def _parse_to(args, kwargs):
     """(device, dtype, copy, memory_format) of a `Tensor.to` call's arguments after `self`."""
     kwargs = dict(kwargs)
@@ -141,10 +197,7 @@ def move(tensor: _Tensor, device, dtype=None, copy: bool = False, memory_format=
         if target.type != "cuda":
             return _Tensor.to(tensor, target, copy=True, **options)
         out = _Tensor.to(tensor, _CPU, copy=True, **options)
-    simulation = state.active()
-    if simulation is not None:
-        simulation.transfers += 1
-        simulation.transferred_bytes += out.numel() * out.element_size()
+    _record_transfer(out)
     return adopt(out, target)
 
 
@@ -172,6 +225,33 @@ def _numpy(args, kwargs):
         )
     with _DISABLE():
         return _Tensor.numpy(tensor, **kwargs)
+
+
+def _histc(func, args, kwargs):
+    """histc of an integer tensor on a simulated GPU. SummaryOps.cu `_histc_cuda` counts every type
+    (AT_DISPATCH_ALL_TYPES; transformers' MoE routing relies on it), the CPU kernel floating types only.
+    Counted as `CUDA_tensor_histogram` does, in integers: bin = (x - min) * bins / (max - min), the top edge
+    in the last bin, values outside [min, max] dropped; min == max takes the data's range, then widens
+    by one each way; the counts have the input's dtype."""
+    tensor = args[0]
+    if tensor.device.type != "cuda" or tensor.is_floating_point() or tensor.is_complex() or "out" in kwargs:
+        return _run(func, args, kwargs)
+    defaults = {"bins": 100, "min": 0, "max": 0}
+    bins, low, high = (
+        args[i] if len(args) > i else kwargs.get(name, value)
+        for i, (name, value) in enumerate(defaults.items(), 1)
+    )
+    with _DISABLE():
+        values = _Tensor.reshape(tensor, -1).long()
+        low, high = int(low), int(high)
+        if low == high and values.numel():
+            low, high = int(values.min()), int(values.max())
+        if low == high:
+            low, high = low - 1, high + 1
+        kept = values[(values >= low) & (values <= high)]
+        index = ((kept - low) * bins).div(high - low, rounding_mode="floor").clamp(max=bins - 1)
+        counts = torch.bincount(index, minlength=bins).to(tensor.dtype)
+    return adopt(counts, tensor.device)
 
 
 def _set_data(args, kwargs):
@@ -217,6 +297,11 @@ _SPECIAL = {
     _Tensor.is_pinned: _is_pinned,
     torch.device: _device,
     torch._C._nn._parse_to: _parse_module_to,
+    **{
+        func: partial(_from_data, func)
+        for func in (torch.tensor, torch.as_tensor, torch.asarray, _Tensor.new_tensor)
+    },
+    **{func: partial(_histc, func) for func in (torch.histc, _Tensor.histc)},
 }
 
 

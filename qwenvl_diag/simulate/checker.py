@@ -17,7 +17,10 @@ from .tensor import device_of
 
 _CPU = torch.device("cpu")
 _aten = torch.ops.aten
-_COMPOSITE_KEY = torch._C.DispatchKey.CompositeExplicitAutograd
+_COMPOSITE_KEYS = {
+    Kind.COMPOSITE: torch._C.DispatchKey.CompositeExplicitAutograd,
+    Kind.IMPLICIT: torch._C.DispatchKey.CompositeImplicitAutograd,
+}
 
 # Copies move data between devices by design: no device check (ATen copy_ / _to_copy).
 _COPIES = {"copy_", "_copy_from", "_copy_from_and_resize", "_to_copy", "lift_fresh", "lift_fresh_copy"}
@@ -87,6 +90,7 @@ def _check_out_device(tensors) -> None:
 
 
 def _index_read_device(tensors) -> torch.device:
+    """TensorAdvancedIndexing.cpp, index.Tensor's meta function: check_indices_on_cpu_or_selfdevice."""
     self_device = device_of(tensors[0][1])
     for _, index, _, _ in tensors[1:]:
         device = device_of(index)
@@ -95,21 +99,41 @@ def _index_read_device(tensors) -> torch.device:
     return self_device
 
 
+def _dispatches_to_masked_fill(indices, value, self_device) -> bool:
+    """canDispatchToMaskedFill (TensorAdvancedIndexing.cpp): a 1-element CPU value and, as the only index,
+    a bool or uint8 mask on self's device."""
+    return (
+        value.numel() == 1
+        and device_of(value).type == "cpu"
+        and len(indices) == 1
+        and indices[0].dtype in (torch.bool, torch.uint8)
+        and device_of(indices[0]) == self_device
+    )
+
+
 def _index_write_device(func, args, kwargs, tensors) -> torch.device:
-    self_device = device_of(tensors[0][1])
+    """TensorAdvancedIndexing.cpp _index_put_impl_: without accumulate, a masked write of a 1-element CPU
+    value becomes masked_fill_(value.item()); else a 0-dim 1-element value is moved to self's device and
+    the indices too (make_info); CUDA's accumulate (or deterministic) path checks the value's device before
+    index_put_with_sort; otherwise make_index_put_iterator's TensorIterator (self is its output) checks."""
+    self_tensor = tensors[0][1]
+    self_device = device_of(self_tensor)
     value = next(t for name, t, _, _ in tensors if name == "values")
-    value_device = device_of(value)
-    if value_device == self_device or (value.numel() == 1 and value.dim() == 0):
-        return self_device
+    indices = [t for name, t, _, _ in tensors if name == "indices"]
     accumulate = kwargs.get("accumulate", args[3] if len(args) > 3 else False)
-    if self_device.type == "cuda" and accumulate:
-        raise rules.value_mismatch(self_device, value_device)
-    raise rules.iterator_mismatch(self_device, value_device)
+    if not accumulate and _dispatches_to_masked_fill(indices, value, self_device):
+        return self_device
+    if device_of(value) == self_device or (value.numel() == 1 and value.dim() == 0):
+        return self_device
+    if self_device.type == "cuda" and (accumulate or torch.are_deterministic_algorithms_enabled()):
+        raise rules.value_mismatch(self_device, device_of(value))
+    return _iterator_device([("self", self_tensor, True, False), ("values", value, False, False)], 0)
 
 
 def _masked_fill_device(tensors) -> torch.device:
-    """masked_fill__cuda: a tensor value is read with .item() (any device), self must not be on the
-    CPU, and mask must be on self's device."""
+    """cuda/Indexing.cu masked_fill__cuda, reached when any of self, mask, value is on a GPU: the Tensor
+    overload refuses a CPU self, then reads value.item() (any device) into the Scalar overload, which
+    requires the mask on self's device."""
     self_device, mask_device = device_of(tensors[0][1]), device_of(tensors[1][1])
     if len(tensors) > 2 and self_device.type == "cpu":
         raise rules.masked_fill_cpu_self()
@@ -119,15 +143,12 @@ def _masked_fill_device(tensors) -> torch.device:
 
 
 def _where_device(tensors) -> torch.device:
-    """where: the result goes to the first non-CPU operand's device; 0-dim operands from any other
-    device are moved there (where_self_out), the rest must match (TensorIterator, no CPU scalars)."""
+    """TensorCompare.cpp where / where_self_out: out_device(condition, self, other) is the first non-CPU
+    of the three (also with out=); 0-dim operands on any other device are moved there; `where` allocates
+    its result there; then TensorIterator (outputs first, no CPU scalars) checks the rest."""
     outputs = [t for _, t, written, _ in tensors if written]
     inputs = [t for _, t, written, _ in tensors if not written]
-    target = (
-        device_of(outputs[0])
-        if outputs
-        else next((device_of(t) for t in inputs if device_of(t).type != "cpu"), _CPU)
-    )
+    target = next((device_of(t) for t in inputs if device_of(t).type != "cpu"), _CPU)
     remaining = [
         (name, t, written, kw)
         for name, t, written, kw in tensors
@@ -148,35 +169,36 @@ class _Placeholder:
         return 1
 
 
-def op_device(func, args, kwargs, context: torch.device) -> tuple[torch.device, bool]:
-    """(device of the op's result, whether to run its composite kernel), or the error CUDA raises."""
+def op_device(func, args, kwargs, context: torch.device) -> tuple[torch.device, torch._C.DispatchKey | None]:
+    """(device of the op's result, the composite kernel to run it through or None), or the error CUDA
+    raises."""
     tensors = _tensor_arguments(func, args, kwargs)
     if not tensors:  # a factory inside a kernel: C++ allocates with its inputs' options
         requested = kwargs.get("device")
-        return (context if requested is None or torch.device(requested).type == "cpu" else requested), False
+        return (context if requested is None or torch.device(requested).type == "cpu" else requested), None
     name = func._schema.name.split("::", 1)[-1]
     if name in _COPIES:
         written = [t for _, t, w, _ in tensors if w]
-        return device_of(written[0] if written else tensors[0][1]), False
+        return device_of(written[0] if written else tensors[0][1]), None
     if all(device_of(t).type == "cpu" for _, t, _, _ in tensors):
-        return _CPU, False
+        return _CPU, None
     if name in _INDEX_READS:
-        return _index_read_device(tensors), False
+        return _index_read_device(tensors), None
     if name in _INDEX_WRITES:
-        return _index_write_device(func, args, kwargs, tensors), False
+        return _index_write_device(func, args, kwargs, tensors), None
     if name in _MASKED_FILLS:
-        return _masked_fill_device(tensors), False
+        return _masked_fill_device(tensors), None
     if name == "where":
-        return _where_device(tensors), False
+        return _where_device(tensors), None
     rule = rules.rule_for(func)
     if rule is not None and rule.kind is Kind.NO_CHECK and rule.checks_out_device:
         _check_out_device(tensors)
     if rule is None or rule.kind is Kind.NO_CHECK:
-        return _iterator_device(tensors), False
+        return _iterator_device(tensors), None
     if rule.kind is Kind.CHECKED:
-        return _checked_device(tensors, rule.wrapper), False
-    if rule.kind is Kind.COMPOSITE:
-        return device_of(tensors[0][1]), True
+        return _checked_device(tensors, rule.wrapper), None
+    if rule.kind in _COMPOSITE_KEYS:
+        return device_of(tensors[0][1]), _COMPOSITE_KEYS[rule.kind]
     raise rules.no_cuda_kernel(func)
 
 
@@ -190,11 +212,11 @@ class DeviceCheckMode(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         device, composite = op_device(func, args, kwargs, self.contexts[-1])
-        if composite:
+        if composite is not None:
             self.contexts.append(device)
             try:
                 with self:
-                    return func._op_dk(_COMPOSITE_KEY, *args, **kwargs)
+                    return func._op_dk(composite, *args, **kwargs)
             finally:
                 self.contexts.pop()
         if "device" in kwargs and kwargs["device"] is not None:
@@ -215,6 +237,8 @@ def _tag(out, device: torch.device, args) -> None:
 
 # Calls whose CUDA path runs a kernel the CPU decomposition never reaches: the check that kernel's
 # generated wrapper (or its own code) does, applied to the call's arguments before running it on the CPU.
+# Each returns the result's device, raises CUDA's error, or returns None where the CPU decomposition is
+# the one CUDA runs too (then the call is replayed op by op).
 def _argument(args, kwargs, position: int, name: str):
     return args[position] if len(args) > position else kwargs.get(name)
 
@@ -223,10 +247,14 @@ def _named(*pairs) -> list:
     return [(name, t, False, False) for name, t in pairs if isinstance(t, torch.Tensor)]
 
 
-def _sdpa_device(args, kwargs) -> torch.device:
-    """validate_sdpa_input first; then the chosen kernel's check. Which kernel runs depends on the GPU and
-    the sdp settings; simulated as the memory-efficient one (the one that takes a mask in fp32 and bf16)."""
+def _sdpa_device(args, kwargs) -> torch.device | None:
+    """attention.cpp scaled_dot_product_attention: validate_sdpa_input (dtypes, then devices) before any
+    backend is chosen; then the chosen kernel's check. Which kernel runs depends on the GPU and the sdp
+    settings; simulated as the memory-efficient one (the one that takes a mask in fp32 and bf16). Mixed
+    dtypes: the CPU replay raises validate_sdpa_input's own dtype error first (None)."""
     query, key, value = (_argument(args, kwargs, i, n) for i, n in enumerate(("query", "key", "value")))
+    if not query.dtype == key.dtype == value.dtype:
+        return None
     devices = [device_of(query), device_of(key), device_of(value)]
     if len(set(devices)) > 1:
         raise rules.sdpa_mismatch(*devices)
@@ -237,25 +265,104 @@ def _sdpa_device(args, kwargs) -> torch.device:
     )
 
 
-def _rms_norm_device(args, kwargs) -> torch.device:
-    """CUDA runs rms_norm as _fused_rms_norm (its own CUDA kernel, generated check)."""
-    tensors = _named(
-        ("input", _argument(args, kwargs, 0, "input")), ("weight", _argument(args, kwargs, 2, "weight"))
-    )
+def _rms_norm_device(args, kwargs) -> torch.device | None:
+    """layer_norm.cpp rms_norm_symint: a weight of the input's dtype goes to _fused_rms_norm, which on CUDA
+    is its own kernel (generated check of input and weight; on the CPU it is the composite). A complex
+    input or a weight of another dtype takes rms_norm_composite on every device: the CPU replay (None)."""
+    source, weight = _argument(args, kwargs, 0, "input"), _argument(args, kwargs, 2, "weight")
+    if source.is_complex() or (isinstance(weight, torch.Tensor) and weight.dtype != source.dtype):
+        return None
+    tensors = _named(("input", source), ("weight", weight))
     return _checked_device(tensors, rules.rule_table()["_fused_rms_norm"].wrapper)
 
 
-def _convolution_device(args, kwargs) -> torch.device:
-    """The CUDA wheel convolves with cuDNN (cudnn_convolution's generated check on input and weight), then
-    adds the bias in place (TensorIterator)."""
-    source, weight = _argument(args, kwargs, 0, "input"), _argument(args, kwargs, 1, "weight")
-    device = _checked_device(
-        _named(("self", source), ("weight", weight)), rules.rule_table()["cudnn_convolution"].wrapper
+def _expanded(value, dim: int) -> list[int]:
+    return (
+        list(value) * (dim if len(value) == 1 else 1) if isinstance(value, (list, tuple)) else [value] * dim
     )
-    bias = _argument(args, kwargs, 2, "bias")
-    if isinstance(bias, torch.Tensor):
-        _iterator_device([("self", _Placeholder(device), True, False), ("other", bias, False, False)])
-    return device
+
+
+def _same_types(source, weight, bias, mkldnn: bool) -> None:
+    """Convolution.cpp check_input_same_type_as_parameters: `type_equal` compares backend and dtype
+    (cuda:0 and cuda:1 are one type), weight first, then bias."""
+    source_type = rules.tensor_type_name(device_of(source), source.dtype)
+    for parameter, tensor in (("weight", weight), ("bias", bias)):
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        other_type = rules.tensor_type_name(device_of(tensor), tensor.dtype)
+        if other_type != source_type:
+            raise rules.convolution_type_mismatch(source_type, parameter, other_type, mkldnn)
+
+
+def _is_cuda_depthwise(source, weight, groups: int) -> bool:
+    """ConvParams::is_depthwise, and use_cudnn_depthwise false: its cuDNN kernels are for channels-last
+    or fp16 inputs only."""
+    channels = source.shape[source.dim() - weight.dim() + 1]  # an unbatched input is batchified first
+    return (
+        weight.dim() in (4, 5)
+        and channels == groups > 1
+        and weight.shape[0] % channels == 0
+        and source.dtype != torch.float16
+        and source.is_contiguous()
+    )
+
+
+def _host(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor`, or an uninitialised CPU tensor of its layout when its data is elsewhere (the tracer's
+    shape-only meta copies): backend selection reads sizes, dtype and the real device only."""
+    if torch.Tensor.device.__get__(tensor).type == "cpu":
+        return tensor
+    return torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype)
+
+
+def _convolution_device(args, kwargs) -> torch.device | None:
+    """Convolution.cpp `_convolution`: `_select_conv_backend` looks at the input alone.
+
+    A CUDA input takes cuDNN (the standard wheel: cuDNN present and enabled), whose branch first runs
+    check_input_same_type_as_parameters (so a CPU weight or bias is a type error), then cudnn_convolution's
+    generated check (input and weight on two GPUs), then adds the bias in place (TensorIterator); a
+    depthwise one takes the CUDA depthwise kernel and its generated check. A CPU input takes the backend the
+    CPU build picks for it (`torch._C._select_conv_backend`, same data, same host): MKLDNN runs its variant
+    of the type check; the others (thnn, slow_conv3d) are left to the op-by-op replay (None).
+    """
+    names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+    source, weight, bias, stride, padding, dilation, groups = (
+        _argument(args, kwargs, i, name) for i, name in enumerate(names)
+    )
+    groups = 1 if groups is None else groups
+    bias = bias if isinstance(bias, torch.Tensor) else None
+    if device_of(source).type == "cuda":
+        if _is_cuda_depthwise(source, weight, groups):
+            name = "_conv_depthwise2d" if weight.dim() == 4 else "conv_depthwise3d"
+            tensors = _named(("self", source), ("weight", weight), ("bias", bias))
+            return _checked_device(tensors, rules.rule_table()[name].wrapper)
+        _same_types(source, weight, bias, mkldnn=False)
+        device = _checked_device(
+            _named(("self", source), ("weight", weight)), rules.rule_table()["cudnn_convolution"].wrapper
+        )
+        if bias is not None:
+            _iterator_device([("self", _Placeholder(device), True, False), ("other", bias, False, False)])
+        return device
+    dim = weight.dim() - 2
+    # padding="same"/"valid" give the same backend as 0: only use_nnpack reads padding (< kernel size)
+    numeric_padding = 0 if isinstance(padding, str) or padding is None else padding
+    with torch._C.DisableTorchFunctionSubclass():
+        batched = _host(source) if source.dim() == weight.dim() else _host(source).unsqueeze(0)
+        backend = torch._C._select_conv_backend(
+            batched,
+            _host(weight),
+            None if bias is None else _host(bias),
+            _expanded(1 if stride is None else stride, dim),
+            _expanded(numeric_padding, dim),
+            _expanded(1 if dilation is None else dilation, dim),
+            False,
+            [0] * dim,
+            groups,
+            None,
+        )
+    if backend == torch._C._ConvBackend.Mkldnn:
+        _same_types(source, weight, bias, mkldnn=True)
+    return None
 
 
 KERNEL_CHECKS = {

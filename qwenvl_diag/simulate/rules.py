@@ -7,7 +7,8 @@ registered, which the wheel ships in `torchgen/packaged/ATen/native/native_funct
   no exemption for CPU scalars);
 - `device_check: NoCheck` ops check inside their kernel, almost all through TensorIterator (first
   non-CPU device wins, 0-dim CPU inputs may join);
-- ops with only a CompositeExplicitAutograd kernel are checked by the ops they call;
+- ops with only a CompositeExplicitAutograd kernel, or with no dispatch section at all
+  (CompositeImplicitAutograd), are checked by the ops they call;
 - ops with neither have no CUDA kernel at all.
 """
 
@@ -20,11 +21,14 @@ from pathlib import Path
 
 import torch
 
+from ..device_errors import SCALAR_TYPE_NAMES
+
 
 class Kind(enum.Enum):
     CHECKED = "generated device check"
     NO_CHECK = "kernel checks (TensorIterator)"
     COMPOSITE = "composite: inner ops check"
+    IMPLICIT = "composite implicit: decomposes into ops that check"
     NO_CUDA_KERNEL = "no CUDA kernel"
 
 
@@ -84,6 +88,10 @@ def rule_table() -> dict[str, OpRule]:
             kind = Kind.NO_CHECK if no_check else Kind.CHECKED
         elif keys & {"CompositeExplicitAutograd", "CompositeExplicitAutogradNonFunctional"}:
             kind = Kind.COMPOSITE
+        elif not keys or "CompositeImplicitAutograd" in keys:
+            # no dispatch section: torchgen registers the kernel as CompositeImplicitAutograd, so a CUDA
+            # build runs its decomposition (thnn_conv2d -> _slow_conv2d_forward) rather than failing
+            kind = Kind.IMPLICIT
         else:
             kind = Kind.NO_CHECK if no_check else Kind.NO_CUDA_KERNEL
         out_variant = _is_out_variant(entry["func"])
@@ -153,6 +161,24 @@ def masked_fill_cpu_self() -> RuntimeError:
 
 def value_mismatch(self_device, value_device) -> RuntimeError:
     return RuntimeError(f"expected device {self_device} but got device {value_device} for value tensor")
+
+
+_DISPATCH_KEY_NAMES = {"cuda": "CUDA", "cpu": "CPU", "meta": "Meta"}
+
+
+def tensor_type_name(device: torch.device, dtype: torch.dtype) -> str:
+    """`Tensor::toString()` (aten/src/ATen/core/Tensor.cpp): the dispatch key's name, the scalar type's
+    name and "Type", e.g. "CUDABFloat16Type" (for a dense tensor the dispatch key is the device type's)."""
+    return f"{_DISPATCH_KEY_NAMES[device.type]}{SCALAR_TYPE_NAMES[str(dtype).removeprefix('torch.')]}Type"
+
+
+def convolution_type_mismatch(input_type: str, parameter: str, other_type: str, mkldnn: bool) -> RuntimeError:
+    """Convolution.cpp check_input_same_type_as_parameters; the MKLDNN backend's variant allows an
+    MKLDNN input with a dense CPU float parameter and says so."""
+    text = f"Input type ({input_type}) and {parameter} type ({other_type}) should be the same"
+    if mkldnn:
+        text += f" or input should be a MKLDNN tensor and {parameter} is a dense tensor"
+    return RuntimeError(text)
 
 
 def no_cuda_kernel(func) -> NotImplementedError:
