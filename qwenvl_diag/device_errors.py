@@ -74,6 +74,15 @@ def _backend(type_name: str) -> str:
     return stem[: len(stem) - len(scalar)]
 
 
+def type_device(type_name: str) -> str:
+    """The device kind a tensor type name stands for: "cuda" for "CUDABFloat16Type" and
+    "torch.cuda.HalfTensor", "cpu" for "CPUFloatType" and "torch.FloatTensor", "xpu", "mps", "npu"
+    (PrivateUse1) ..."""
+    backend = _backend(type_name)
+    named = {"torch": "cpu", "torch.cuda": "cuda", "PrivateUse1": "npu"}
+    return named.get(backend, backend.lower())
+
+
 def convolution_type_mismatch(text: str) -> tuple[str, str, str] | None:
     """(input type, "weight" or "bias", its type) of a convolution type error whose two tensors are on
     different kinds of device, e.g. ("CUDABFloat16Type", "weight", "CPUBFloat16Type"); None for any

@@ -403,7 +403,8 @@ TRIAGE_PROBE = {
     "else reproduced.to_dict('records')",
     "bisection": "[found.last, found.first] if 'found' in globals() else None",
     "reply": "result.reply",
-    "panel": "{'best': panel.explanation.best['id'], 'reproducible': not panel.buttons['reproduce'].disabled}",
+    "panel": "{'best': panel.explanation.best['id'], "
+    "'reproducible': not panel.buttons['reproduce'].disabled}",
     "partial": "rows",
 }
 

@@ -6,9 +6,10 @@ import sys
 
 import matplotlib.pyplot as plt
 import pytest
+from packaging.version import Version
 
 import qwenvl_diag as qd
-from qwenvl_diag._compat import transformers_at_least
+from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SEED_FIXED = transformers_at_least("4.52.1")
@@ -191,3 +192,57 @@ def test_the_verify_panel_preselects_the_fixes_that_run_here_and_takes_your_scen
         qd.widgets.VerifyPanel("seed-everything")
     with pytest.raises(qd.UnknownFixError):
         qd.widgets.VerifyPanel(fixes=["single_gpu"])
+
+
+VIDEO_REPORT = (
+    "Traceback (most recent call last):\n"
+    '  File "/home/u/site-packages/transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py", line 1645, '
+    "in get_rope_index\n"
+    "    time_tensor = expanded_range * second_per_grid_t\n"
+    "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
+    "cuda:0 and cpu!\n"
+    "transformers==4.51.3\n"
+)
+
+
+def test_the_triage_panel_explains_what_is_pasted_and_reproduces_it(monkeypatch):
+    from pathlib import Path
+
+    from qwenvl_diag import versions
+
+    monkeypatch.setenv("QWENVL_DIAG_CACHE", str(Path(__file__).resolve().parents[1] / "test-output"))
+    panel = qd.widgets.TriagePanel(VIDEO_REPORT)  # a text given is explained at once
+    assert panel.explanation.best["id"] == "qwen2_5_vl-video-second-per-grid-ts"
+    assert not panel.buttons["reproduce"].disabled
+    shown = panel.result.value
+    assert "Known bugs it points to" in shown and "fixed in 4.52.1" in shown and "cuda:0, cpu" in shown
+    assert qd.widgets.PANEL_CLASS in panel.widget._dom_classes
+    if TRANSFORMERS_VERSION != Version("4.51.3"):
+        versions.side_env("4.51.3")  # made beforehand, as `make lab` does: the panel builds none
+        frame = panel.reproduce()  # in the version lab's 4.51.3
+        row = frame.iloc[0]
+        assert (row["outcome"], row["line"], row["known_bug"]) == (
+            "failed",
+            1645,
+            "qwen2_5_vl-video-second-per-grid-ts",
+        )
+        assert "In transformers 4.51.3 (version lab)" in panel.reproduction.value
+    else:
+        diagnosis = panel.reproduce()  # here: this is the reported release
+        assert "cuda:0 and cpu!" in diagnosis.error and diagnosis.first_mismatch["line"] == 1645
+        assert "qwen2_5_vl-video-second-per-grid-ts" in panel.reproduction.value
+    assert panel.reproduced is not None and not panel.buttons["reproduce"].disabled
+    # a new paste: Explain again replaces the result and forgets the reproduction
+    panel.box.value = "torch.OutOfMemoryError: CUDA out of memory."
+    assert not panel.explain().recognised
+    assert panel.reproduced is None and panel.reproduction.value == "" and panel.buttons["reproduce"].disabled
+    assert "Not recognised" in panel.result.value
+    assert panel.reproduce() is None and "Explain a report first" in panel.reproduction.value
+
+
+def test_the_triage_panel_starts_empty_and_refuses_what_is_not_text():
+    panel = qd.widgets.TriagePanel()
+    assert panel.explanation is None and panel.result.value == "" and panel.buttons["reproduce"].disabled
+    assert panel.reproduce() is None and "Explain a report first" in panel.reproduction.value
+    with pytest.raises(qd.InvalidArgumentError, match="TriagePanel takes the pasted text as a str"):
+        qd.widgets.TriagePanel(["a traceback"])

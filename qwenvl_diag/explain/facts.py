@@ -4,8 +4,9 @@ torch, no transformers.
 
 The error texts recognised are PyTorch's own (torch 2.x; `Expected all tensors ...` in both the
 "found at least two devices" wording of torch <= 2.5 and TensorIterator, and the "but got X is on ..."
-wording of the generated wrappers from torch 2.6), `masked_fill_`'s, indexing's, SDPA's and the
-convolution type check's (see ../shared/research/BUG_HISTORY.md, "Error texts").
+wording of the generated wrappers from torch 2.6), `masked_fill_`'s, indexing's and SDPA's, read here for
+their devices, op and argument; any other text `qwenvl_diag.device_errors` knows as a device error,
+the convolution type check's among them, counts too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..device_errors import convolution_type_mismatch, is_device_error, type_device
 from .text import clean_lines
 
 FACT_KEYS = (
@@ -104,11 +106,6 @@ _ERRORS = (
             rf"(?P<a>{_DEVICE}) key\.device: (?P<b>{_DEVICE})"
         ),
     ),
-    (
-        "type",
-        None,
-        re.compile(r"Input type \((?P<a>[\w.]+)\) and weight type \((?P<b>[\w.]+)\) should be the same"),
-    ),
 )
 _OTHER_ERROR = re.compile(r"^\s*(?:[\w.]+\.)?(?P<name>\w*(?:Error|Exception)):\s*(?P<message>.*)$")
 
@@ -166,16 +163,6 @@ _ENGINES = (
 _TORCH_INTERNALS = re.compile(r"[/\\](?:torch|accelerate)[/\\]")
 
 
-def _device_of_type(name: str) -> str:
-    """A Tensor::toString() type name's device: "CUDABFloat16Type" -> "cuda" (also the older
-    "torch.cuda.FloatTensor"), "CPUFloatType" -> "cpu"."""
-    if name.startswith(("CUDA", "torch.cuda.")):
-        return "cuda"
-    if name.startswith(("XPU", "MPS", "NPU", "PrivateUse1")):
-        return re.match(r"[A-Za-z]+?(?=[A-Z][a-z]|\d)", name.replace("PrivateUse1", "NPU")).group().lower()
-    return "cpu"
-
-
 def _error(lines: list[str]) -> dict[str, Any]:
     """The device error (the last one in the text), else the last other exception line."""
     found: dict[str, Any] = {}
@@ -186,10 +173,6 @@ def _error(lines: list[str]) -> dict[str, Any]:
                 continue
             groups = match.groupdict()
             devices = [groups[k] for k in ("a", "b") if groups.get(k)]
-            if kind == "type":
-                devices = [_device_of_type(name) for name in devices]
-                if len(set(devices)) < 2:  # a dtype mismatch on one device: not about devices
-                    break
             wrapper = groups.get("wrapper")
             found = {
                 "error_kind": kind,
@@ -201,6 +184,16 @@ def _error(lines: list[str]) -> dict[str, Any]:
                 "torch_wording": wording,
             }
             break
+        if not found and (types := convolution_type_mismatch(line)):
+            # a convolution's input and weight (or bias) on different kinds of device
+            found = {
+                "error_kind": "type",
+                "error": line.strip(),
+                "devices": [type_device(types[0]), type_device(types[2])],
+            }
+            found.update(wrapper=None, op=None, argument=types[1], torch_wording=None)
+        elif not found and is_device_error(line):  # another of PyTorch's device texts
+            found = {"error_kind": "device", "error": line.strip(), "devices": re.findall(_DEVICE, line)}
     if found:
         return found
     for line in lines:
