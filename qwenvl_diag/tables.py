@@ -53,13 +53,24 @@ a long path in one column must not push the others into one-word strips."""
 _BREAK_AFTER = re.compile(r"([/_.])(?=\w)")
 
 
+def _is_text(value: Any) -> bool:
+    """A str, or a list or tuple of them (shown one item a line)."""
+    if isinstance(value, (list, tuple)):
+        return all(isinstance(item, str) for item in value)
+    return isinstance(value, str)
+
+
+def _as_text(value: Any) -> str:
+    return "; ".join(value) if isinstance(value, (list, tuple)) else value
+
+
 def _text_columns(frame: pd.DataFrame) -> list[Any]:
-    """The columns that hold text (object or string dtype, at least one str value)."""
+    """The columns that hold text (object or string dtype, at least one str value or list of str)."""
     return [
         column
         for column, dtype in frame.dtypes.items()
         if (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype))
-        and frame[column].map(lambda value: isinstance(value, str)).any()
+        and frame[column].map(lambda value: _is_text(value) and len(value) > 0).any()
     ]
 
 
@@ -72,7 +83,10 @@ def _breakable(text: str) -> str:
 
 
 def _readable_text(value: Any, fold_at: int) -> str:
-    """`value` as HTML (`_breakable`); a text longer than `fold_at` as its start, unfolding to all of it."""
+    """`value` as HTML (`_breakable`); a text longer than `fold_at` as its start, unfolding to all of it;
+    a list of texts one item a line."""
+    if isinstance(value, (list, tuple)) and _is_text(value):
+        return "<br>".join(_readable_text(item, fold_at) for item in value) or MISSING
     text = str(value)
     if len(text) <= fold_at:
         return _breakable(text)
@@ -82,17 +96,17 @@ def _readable_text(value: Any, fold_at: int) -> str:
 
 def _is_prose(values: pd.Series) -> bool:
     """Whether a text column holds words to wrap: some text with a space, and long ones."""
-    texts = [value for value in values if isinstance(value, str)]
+    texts = [_as_text(value) for value in values if _is_text(value)]
     return any(" " in text for text in texts) and max(map(len, texts)) > LONG_TEXT
 
 
 def style_frame(frame: pd.DataFrame, fold_at: int = FOLD_AT) -> Styler:
     """`frame` as a pandas Styler that reads well in JupyterLab and in HTML exports: text columns
-    left-aligned; a column of long prose wraps between `TEXT_WIDTHS` (never a one-word strip beside many
-    columns); long words (paths, ids) and labels may break after "/", "_" or "."; a text longer
-    than `fold_at` characters shows its start, the rest a click away (an HTML <details>); missing
-    values show as "—"; text is HTML-escaped. `frame` is not modified. Needs jinja2 (installed with
-    the notebooks extra).
+    left-aligned, a list of texts one item a line; a column of long prose wraps between `TEXT_WIDTHS`
+    (never a one-word strip beside many columns); long words (paths, ids) and labels may break after
+    "/", "_" or "."; a text longer than `fold_at` characters shows its start, the rest a click away (an
+    HTML <details>); missing values (and empty lists) show as "—"; text is HTML-escaped. `frame` is not
+    modified. Needs jinja2 (installed with the notebooks extra).
 
     >>> qd.style_frame(qd.flags_frame(qd.plan_device_map("Qwen/Qwen2.5-VL-7B-Instruct", 8, "24GiB")))
     """

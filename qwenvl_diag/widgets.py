@@ -529,7 +529,6 @@ def _triage_html(explanation: Explanation) -> str:
         import pandas as pd
 
         table = pd.DataFrame(explanation.candidates)[["id", "score", "fixed_in", "evidence", "against"]]
-        table = table.assign(**{c: table[c].map("; ".join) for c in ("evidence", "against")})
         parts.append("<h4>Known bugs it points to</h4>" + style_frame(table).hide(axis="index").to_html())
     parts.append(f"<h4>Reply</h4><pre style='white-space:pre-wrap'>{html.escape(explanation.reply)}</pre>")
     return "".join(parts)

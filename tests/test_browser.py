@@ -7,6 +7,8 @@
   scenario" diagnoses the layout under the panel).
 - 03_fix_and_verify.ipynb: the verify tables are coloured by verdict, green and red where this stack
   has the bugs, grey-green where it does not, and the verify panel's "Verify" colours its table the same.
+- 04_triage.ipynb: the triage panel shows the notebook's report explained; a report pasted into its box
+  and "Explain" clicked in the browser is explained by the kernel.
 Every notebook: no table squeezes a text column into a strip a word or two wide.
 
 Screenshots go to test-output/browser/<stack>/ (each notebook's files start with its number, "01-").
@@ -18,7 +20,8 @@ them the tests are skipped with that advice (on CI, where `CI` is set, they fail
 `QWENVL_DIAG_SCREENSHOT_TO=docs/images` (a directory, relative to the repository) also writes the
 README's pictures, as palette PNGs: `01_reproduce.png` (the notebook cell with the diagnosis panel, its
 first tab the diagnosis), `02_layer_placement.png` (the placement panel after "Run scenario" on the
-seed's layout) and `03_fix_and_verify.png` (the verify panel after "Verify" on the video failure). Run
+seed's layout), `03_fix_and_verify.png` (the verify panel after "Verify" on the video failure) and
+`04_triage.png` (the triage panel after "Explain" on a pasted video report). Run
 it in .venv-legacy for the failing diagnoses.
 """
 
@@ -355,3 +358,49 @@ def test_fix_and_verify_colours_each_verdict_in_jupyterlab(tmp_path, chromium, c
         f"browser test 03 ({context}; in the panel: Verify {verify_seconds:.1f} s): "
         f"{time.perf_counter() - started:.1f} s in all"
     )
+
+
+TRIAGE_NOTEBOOK = NOTEBOOKS / "04_triage.ipynb"
+PASTED = (
+    "my video run dies:\n"
+    '  File "/srv/env/lib/python3.11/site-packages/transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py", '
+    "line 1681, in get_rope_index\n"
+    "    time_tensor = expanded_range * second_per_grid_t\n"
+    "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
+    "cuda:0 and cpu!\n- `transformers` version: 4.50.3\n"
+)
+
+
+def test_triage_panel_explains_a_paste_in_jupyterlab(tmp_path, chromium, committed_notebooks_unchanged):
+    """04's triage panel after Run All shows the notebook's report explained (the batched bug); a report
+    pasted into its box in the browser and "Explain" clicked shows the video bug instead."""
+    from playwright.sync_api import expect
+
+    clear_screenshots(TRIAGE_NOTEBOOK)
+    started = time.perf_counter()
+    with notebook_in_lab(chromium, TRIAGE_NOTEBOOK, tmp_path) as (base, page):
+        text, context = run_and_check_cells(page, base, TRIAGE_NOTEBOOK)
+        assert "last failing: 4.51.3, first passing: 4.52.1" in text, context
+        expect_widgets_rendered(page)
+        check_tables_readable(page, context)
+        panel = page.locator(PANEL)
+        expect(panel).to_have_count(1)
+        panel.scroll_into_view_if_needed()
+        box = panel.locator("textarea")
+        result = panel.locator(".widget-html").first
+        expect(box).to_have_value(re.compile(r"^Batched inference with Qwen2\.5-VL-7B"))
+        expect(result).to_contain_text("qwen2_5_vl-batched-causal-mask")
+        expect(result).to_contain_text("fixed in 4.52.1")
+
+        # a maintainer pastes another report and clicks Explain: the kernel explains it
+        box.fill(PASTED)
+        panel.get_by_role("button", name="Explain").click()
+        expect(result).to_contain_text("qwen2_5_vl-video-second-per-grid-ts", timeout=60_000)
+        expect(result).to_contain_text("the traceback ends at its line: get_rope_index")
+        expect(result).not_to_contain_text("qwen2_5_vl-batched-causal-mask")
+        expect(panel.get_by_role("button", name="Reproduce")).to_be_enabled()
+        screenshot_element(page, panel, OUTPUT / "04-panel-after-explain.png")
+        screenshot_whole_notebook(page, OUTPUT / "04-notebook.png")
+        if target := readme_picture(TRIAGE_NOTEBOOK):
+            readme_screenshot(page, panel, target)
+    print(f"browser test 04 ({context}): {time.perf_counter() - started:.1f} s in all")

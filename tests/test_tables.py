@@ -98,6 +98,14 @@ def test_style_verify_reads_its_text_as_style_frame_does():
     assert _cell_text(html, 0, qd.VERIFY_COLUMNS.index("max_abs_logit_diff")) == "0.0e+00"
 
 
+def test_style_frame_shows_a_list_of_texts_one_item_a_line():
+    frame = pd.DataFrame({"evidence": [["the traceback ends at its line", "the model is qwen2_5_vl"], []]})
+    html = qd.style_frame(frame).to_html()
+    assert _cell_text(html, 0, 0) == "the traceback ends at its line<br>the model is qwen2_5_vl"
+    assert _cell_text(html, 1, 0) == "—"  # nothing to show
+    assert _cell_css(html, 0, 0)["min-width"] == qd.tables.TEXT_WIDTHS[0]  # prose: it wraps
+
+
 def test_style_frame_folds_very_long_text_and_escapes_html():
     long = "get_rope_index: " + " ".join(f"word{i}" for i in range(80)) + " <end>"
     frame = pd.DataFrame({"why": [long, "x < y & z"]})
