@@ -65,12 +65,19 @@ def _as_text(value: Any) -> str:
 
 
 def _text_columns(frame: pd.DataFrame) -> list[Any]:
-    """The columns that hold text (object or string dtype, at least one str value or list of str)."""
+    """The columns that hold text (object or string dtype): some str value, or lists of str throughout."""
+
+    def holds_text(values: pd.Series) -> bool:
+        present = [value for value in values if isinstance(value, (str, list, tuple))]
+        return any(isinstance(value, str) for value in present) or (
+            bool(present) and all(_is_text(value) for value in present)
+        )
+
     return [
         column
         for column, dtype in frame.dtypes.items()
         if (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype))
-        and frame[column].map(lambda value: _is_text(value) and len(value) > 0).any()
+        and holds_text(frame[column])
     ]
 
 
@@ -97,7 +104,7 @@ def _readable_text(value: Any, fold_at: int) -> str:
 def _is_prose(values: pd.Series) -> bool:
     """Whether a text column holds words to wrap: some text with a space, and long ones."""
     texts = [_as_text(value) for value in values if _is_text(value)]
-    return any(" " in text for text in texts) and max(map(len, texts)) > LONG_TEXT
+    return any(" " in text for text in texts) and max(map(len, texts), default=0) > LONG_TEXT
 
 
 def style_frame(frame: pd.DataFrame, fold_at: int = FOLD_AT) -> Styler:

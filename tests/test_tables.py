@@ -104,6 +104,8 @@ def test_style_frame_shows_a_list_of_texts_one_item_a_line():
     assert _cell_text(html, 0, 0) == "the traceback ends at its line<br>the model is qwen2_5_vl"
     assert _cell_text(html, 1, 0) == "—"  # nothing to show
     assert _cell_css(html, 0, 0)["min-width"] == qd.tables.TEXT_WIDTHS[0]  # prose: it wraps
+    nothing = qd.style_frame(pd.DataFrame({"against": [[], []]})).to_html()
+    assert _cell_text(nothing, 0, 0) == _cell_text(nothing, 1, 0) == "—"  # not "[]"
 
 
 def test_style_frame_folds_very_long_text_and_escapes_html():
