@@ -211,12 +211,14 @@ def get_bug(bug_id: str) -> KnownBug:
     )
 
 
-def _same_file(path: str, file: str) -> bool:
+def same_file(path: str, file: str) -> bool:
+    """Whether `path` (any machine's, "/" or "\\" separated) is `file`, a path inside transformers."""
     path = path.replace("\\", "/")
     return path == file or path.endswith("/" + file)
 
 
-def _squeeze(text: str) -> str:
+def squeeze(text: str) -> str:
+    """`text` with each run of whitespace made one space: code compared whatever its layout."""
     return " ".join(text.split())
 
 
@@ -247,9 +249,9 @@ def match_known_bugs(
     matches = []
     for bug in CATALOGUE:
         located = (
-            _same_file(file, bug.file)
+            same_file(file, bug.file)
             and function.rsplit(".", 1)[-1] == bug.function
-            and _squeeze(bug.code) in _squeeze(code)
+            and squeeze(bug.code) in squeeze(code)
         )
         if not located:
             continue
@@ -281,6 +283,6 @@ def find_in_source(bug: KnownBug | str, root: Path | None = None) -> tuple[Path,
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == bug.function:
             for number in range(node.lineno, node.end_lineno + 1):
-                if _squeeze(bug.code) in _squeeze(lines[number - 1]):
+                if squeeze(bug.code) in squeeze(lines[number - 1]):
                     return path, number
     return None

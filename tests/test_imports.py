@@ -91,9 +91,11 @@ def test_every_public_name_imports_and_is_listed(name):
 def test_functions_named_like_their_modules_stay_functions():
     found = _fresh(
         "import json, qwenvl_diag as qd, qwenvl_diag.verify, qwenvl_diag.diagnose, qwenvl_diag.fixes\n"
-        "print(json.dumps([type(getattr(qd, n)).__name__ for n in ('verify', 'diagnose', 'fixes')]))"
+        "import qwenvl_diag.explain\n"
+        "names = ('verify', 'diagnose', 'fixes', 'explain')\n"
+        "print(json.dumps([type(getattr(qd, n)).__name__ for n in names]))"
     )
-    assert found == ["function"] * 3
+    assert found == ["function"] * 4
 
 
 def test_an_unknown_name_is_an_attribute_error():

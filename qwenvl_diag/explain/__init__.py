@@ -17,6 +17,7 @@ from typing import Any
 
 from ..bugs import get_bug
 from ..errors import InvalidArgumentError
+from ..presets import PRESETS
 from .facts import ERROR_KINDS, FACT_KEYS, read_facts
 from .rank import rank
 from .reply import not_recognised, reply_for
@@ -86,8 +87,6 @@ class Explanation:
 
 
 def _scenario(bug_id: str) -> dict[str, Any] | None:
-    from ..presets import PRESETS
-
     preset = get_bug(bug_id).scenario
     return {"preset": preset, **PRESETS[preset]} if preset else None
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from ..bugs import CATALOGUE, KnownBug, _same_file, _squeeze
+from ..bugs import CATALOGUE, KnownBug, same_file, squeeze
 from .facts import DEVICE_ERROR_KINDS
 from .lines import line_in, releases_with_line
 
@@ -37,7 +37,7 @@ def _where(bug: KnownBug, facts: dict[str, Any], text: str) -> tuple[int, list[s
     for frame in frames:
         if not _in_file(frame["file"], bug) or frame["function"] not in (None, bug.function):
             continue
-        if _squeeze(bug.code) in _squeeze(frame["code"] or ""):
+        if squeeze(bug.code) in squeeze(frame["code"] or ""):
             return WHERE_LINE, [f"the traceback ends at its line: {bug.function} in {bug.file}: {bug.code}"]
         if frame["line"] is not None:
             fitting = releases_with_line(bug.id, frame["line"])
@@ -51,7 +51,7 @@ def _where(bug: KnownBug, facts: dict[str, Any], text: str) -> tuple[int, list[s
                 ]
         if frame["function"] == bug.function:
             return WHERE_FUNCTION, [f"the traceback runs through {bug.function} in {bug.file}"]
-    if _squeeze(bug.code) in _squeeze(text):
+    if squeeze(bug.code) in squeeze(text):
         return CODE_QUOTED, [f"the text quotes its line: {bug.code}"]
     return 0, []
 
@@ -61,7 +61,7 @@ def _in_file(path: str, bug: KnownBug) -> bool:
     ("modeling_qwen2_5_vl.py"), its name is the file's."""
     if "/" not in path and "\\" not in path:
         return path == bug.file.rsplit("/", 1)[-1]
-    return _same_file(path, bug.file)
+    return same_file(path, bug.file)
 
 
 def _base(version: str) -> str:
