@@ -425,3 +425,35 @@ def test_a_line_number_alone_names_the_bug_and_the_releases_it_fits(reproduction
     [candidate] = [c for c in elsewhere.candidates if c["id"] == bug.id]
     assert candidate["score"] < with_release.best["score"]
     assert not any("is its line" in evidence for evidence in candidate["evidence"]), candidate["evidence"]
+
+
+def _last_affected_with_line(bug) -> tuple[str, int]:
+    """The newest indexed release the entry affects, and its code's line there."""
+    from packaging.version import Version
+
+    from qwenvl_diag.explain.lines import line_index
+
+    found = [(r, lines[bug.id]) for r, lines in line_index().items() if bug.id in lines and bug.affects(r)]
+    return max(found, key=lambda pair: Version(pair[0]))
+
+
+@pytest.mark.parametrize("bug", CATALOGUE, ids=[bug.id for bug in CATALOGUE])
+def test_every_entry_is_explained_from_its_own_line(bug):
+    """Every catalogue entry, also one without a reproduction yet (the Qwen2-VL mask: no Qwen2-VL twin
+    ships), from a traceback built of its own file, function, code and its line in its newest affected
+    release (the shipped index), with an error of its signature's device pair."""
+    release, line = _last_affected_with_line(bug)
+    devices = "cuda:1 and cuda:0" if bug.signature.devices == "gpu/gpu" else "cuda:0 and cpu"
+    path = f"/srv/py/site-packages/transformers/{bug.file}"
+    frame = {"file": path, "line": line, "function": bug.function}
+    failure = {
+        "frames": [{**frame, "code": bug.code}],
+        "error": "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
+        f"{devices}!",
+    }
+    for form in ("plain", "old-ipython", "torchrun", "windows", "colour"):  # ipython's drops frame 0
+        result = qd.explain(FORMATS[form](failure) + f"\ntransformers=={release}")
+        assert result.best["id"] == bug.id, (form, release, result.candidates)
+        assert result.best["against"] == [], result.best
+    without_code = _plain({"frames": [{**frame, "code": "..."}], "error": failure["error"]})
+    assert qd.explain(f"{without_code}\ntransformers=={release}").best["id"] == bug.id  # the line alone
