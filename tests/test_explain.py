@@ -448,8 +448,8 @@ def test_every_entry_is_explained_from_its_own_line(bug):
     frame = {"file": path, "line": line, "function": bug.function}
     failure = {
         "frames": [{**frame, "code": bug.code}],
-        "error": "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
-        f"{devices}!",
+        "error": "RuntimeError: Expected all tensors to be on the same device, but found at least two "
+        f"devices, {devices}!",
     }
     for form in ("plain", "old-ipython", "torchrun", "windows", "colour"):  # ipython's drops frame 0
         result = qd.explain(FORMATS[form](failure) + f"\ntransformers=={release}")
