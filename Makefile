@@ -47,8 +47,8 @@ bench: $(CURRENT)/.installed
 	$(CURRENT)/bin/python benchmarks/bench_notebooks.py
 
 lint: $(CURRENT)/.installed
-	$(CURRENT)/bin/ruff format --check qwenvl_diag tests benchmarks notebooks
-	$(CURRENT)/bin/ruff check qwenvl_diag tests benchmarks notebooks
+	$(CURRENT)/bin/ruff format --check qwenvl_diag tests benchmarks notebooks scripts
+	$(CURRENT)/bin/ruff check qwenvl_diag tests benchmarks notebooks scripts
 
 clean:
 	rm -rf $(CURRENT) $(LEGACY) .pytest_cache test-output
