@@ -28,13 +28,47 @@ QWEN25_FILE = "/usr/lib/python3/site-packages/transformers/models/qwen2_5_vl/mod
 
 def test_the_frame_has_stable_columns_and_one_row_per_entry():
     frame = qd.known_bugs()
-    expected = "id title families affected trigger location code fixed_in references".split()
+    expected = (
+        "id title families affected trigger location code fixed_in references signature scenario workaround"
+    )
+    expected = expected.split()
     assert list(frame.columns) == expected
     assert KNOWN_BUG_COLUMNS == list(frame.columns)
     assert frame["id"].tolist() == [VIDEO, MASK_25, MASK_2]
     assert frame["id"].is_unique
     assert all(isinstance(refs, list) and refs for refs in frame["references"])
     assert all(ref.startswith("https://github.com/") for refs in frame["references"] for ref in refs)
+    for signature in frame["signature"]:
+        assert set(signature) == {"op", "devices", "wrapper", "argument"}
+        assert signature["devices"] in ("gpu/gpu", "gpu/cpu")
+
+
+@pytest.mark.parametrize("bug", CATALOGUE, ids=lambda b: b.id)
+def test_the_workaround_names_fixes_that_address_the_bug(bug):
+    named = [fix for fix in qd.fixes()["name"] if fix in bug.workaround]
+    assert named, bug.workaround
+    addresses = qd.fixes().set_index("name")["addresses"]
+    assert all(bug.id in addresses[fix] for fix in named), {fix: addresses[fix] for fix in named}
+
+
+@pytest.mark.parametrize("bug", [b for b in CATALOGUE if b.scenario], ids=lambda b: b.id)
+def test_the_signature_is_what_the_kits_reproduction_raises(bug):
+    """Where the installed release is affected, the entry's scenario fails at its line with its op and
+    device pair kind; where it is not, the scenario passes."""
+    from qwenvl_diag.presets import PRESETS
+
+    assert bug.scenario in PRESETS
+    diagnosis = qd.run(qd.Scenario.preset(bug.scenario))
+    if not bug.affects(TRANSFORMERS_VERSION):
+        assert diagnosis.ok and diagnosis.first_mismatch is None, diagnosis.error
+        return
+    first = diagnosis.first_mismatch
+    assert [b["id"] for b in diagnosis.known_bugs] == [bug.id]
+    assert first["op"].removeprefix("Tensor.").removeprefix("torch.") == bug.signature.op, first
+    kinds = {"cpu" if device == "cpu" else "gpu" for device in first["devices"].split(", ")}
+    assert ("gpu/cpu" if "cpu" in kinds else "gpu/gpu") == bug.signature.devices, first
+    assert "(when checking argument" not in diagnosis.error  # TensorIterator's message: no wrapper named
+    assert bug.signature.wrapper is None
 
 
 @pytest.mark.parametrize("bug", CATALOGUE, ids=lambda b: b.id)
