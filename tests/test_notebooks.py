@@ -351,6 +351,8 @@ def test_fix_and_verify_gives_each_fix_its_verdict(executed):
         if row["verdict"] in red
     }
     assert bool(listed) != SEED_FIXED, (context, listed)
+    left = {"seed-batched": BATCHED_BUG, "seed-video": VIDEO_BUG}  # the bug each red row leaves in place
+    assert all(f"leaves {left[preset]} in place" in why for preset, _, why in values["red"]), values["red"]
     # the scenario carrying vision_with_embeddings passes, on a layout that is no longer flagged
     assert values["fixed_batched"] == {"error": None, "flags": []}, context
     # rope positions: with the list form equal to the single-device reference; without it, none where
@@ -382,8 +384,6 @@ def test_fix_and_verify_gives_each_fix_its_verdict(executed):
             red_colour,
             "seed-batched: fixed by single_device, vision_with_embeddings, rope_mask_hotfix",
             "seed-video: fixed by second_per_grid_ts_as_list, rope_mask_hotfix",
-            f"leaves {BATCHED_BUG} in place",
-            f"leaves {VIDEO_BUG} in place",
             "without a fix: no positions: No Qwen2_5_VLForConditionalGeneration.get_rope_index call returned",
         ],
         absent=[grey],
