@@ -145,9 +145,13 @@ def _doctor(options: argparse.Namespace) -> int:
     scenario = _scenario(options)
     if options.transformers not in (None, "installed"):
         return _in_side_env(options.transformers, scenario, options.format)
-    diagnosis = run(scenario)
+    return _print_diagnosis(run(scenario), options.format)
+
+
+def _print_diagnosis(diagnosis, fmt: str) -> int:
+    """Print the diagnosis in `fmt`; the exit status: 0 when the run passed, 1 when it failed."""
     render = {"markdown": diagnosis.to_markdown, "json": diagnosis.to_json, "text": lambda: _text(diagnosis)}
-    sys.stdout.write(render[options.format]().rstrip("\n") + "\n")
+    sys.stdout.write(render[fmt]().rstrip("\n") + "\n")
     return 0 if diagnosis.ok else 1
 
 
@@ -159,10 +163,7 @@ def _reproduce(scenario_fields: dict, release: str | None, fmt: str) -> int:
     scenario = Scenario.from_dict({k: v for k, v in scenario_fields.items() if k != "preset"})
     if release and release != str(TRANSFORMERS_VERSION):
         return _in_side_env(release, scenario, fmt)
-    diagnosis = run(scenario)
-    render = {"markdown": diagnosis.to_markdown, "json": diagnosis.to_json, "text": lambda: _text(diagnosis)}
-    sys.stdout.write(render[fmt]().rstrip("\n") + "\n")
-    return 0 if diagnosis.ok else 1
+    return _print_diagnosis(run(scenario), fmt)
 
 
 def _explain(options: argparse.Namespace) -> int:
