@@ -149,6 +149,7 @@ def test_the_kits_reproduction_is_explained_in_every_form(reproductions, bug, fo
     )
     assert facts["library_frame"]["code"] == raised["code"].strip()
     assert facts["family"] == "qwen2_5_vl" and facts["versions"]["transformers"] == RELEASE
+    assert ("torchrun" in facts["engine"]) == (form == "torchrun")  # told by the "[rank3]:" prefixes alone
     assert result.scenario == {"preset": bug.scenario, **PRESETS[bug.scenario]}
     assert f"**{bug.id}**" in result.reply and f"fixed in {bug.fixed_in}" in result.reply
 

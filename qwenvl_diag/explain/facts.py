@@ -164,7 +164,8 @@ _TORCH_INTERNALS = re.compile(r"[/\\](?:torch|accelerate)[/\\]")
 
 
 def _error(lines: list[str]) -> dict[str, Any]:
-    """The device error (the last one in the text), else the last other exception line."""
+    """The last device error the patterns read (devices, op, argument), else the first line of another of
+    PyTorch's device texts, else the last exception line (an error that is not about devices)."""
     found: dict[str, Any] = {}
     for line in lines:
         for kind, wording, pattern in _ERRORS:
@@ -321,5 +322,8 @@ def read_facts(text: str) -> dict[str, Any]:
             facts["python"] = match["version"]
             break
     facts["gpus"] = _gpus(lines, joined)
-    facts["engine"] = [engine for engine, pattern in _ENGINES if pattern.search(joined)]
+    # the raw text: launchers' "[rank3]:" prefixes, taken off the lines above, say torchrun
+    facts["engine"] = [
+        engine for engine, pattern in _ENGINES if pattern.search(text) or pattern.search(joined)
+    ]
     return facts

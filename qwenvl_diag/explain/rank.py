@@ -8,7 +8,6 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from ..bugs import CATALOGUE, KnownBug, same_file, squeeze
-from .facts import DEVICE_ERROR_KINDS
 from .lines import line_in, releases_with_line
 
 # Points per piece of evidence. An entry is a candidate only with evidence of *where* it failed (its
@@ -20,35 +19,27 @@ VERSION_AFFECTED, VERSION_UNAFFECTED = 15, -45
 FAMILY_OTHER = -60
 
 
-def _release(version: str | None) -> Version | None:
-    """A reported transformers version as the release it is or leads to ("4.45.0.dev0" -> 4.45.0)."""
-    try:
-        return Version(Version(version).base_version) if version else None
-    except InvalidVersion:
-        return None
-
-
 def _where(bug: KnownBug, facts: dict[str, Any], text: str) -> tuple[int, list[str]]:
     """Points and evidence for where it failed: the deepest library frame, any frame (its code, or its
     line number in the reported release or, with none reported, in any release), the quoted code."""
     frames = [facts["library_frame"]] if facts["library_frame"] else []
     frames += [frame for frame in facts["frames"] if frame is not facts["library_frame"]]
     reported = facts["versions"].get("transformers")
+    release = _release(reported)
     for frame in frames:
         if not _in_file(frame["file"], bug) or frame["function"] not in (None, bug.function):
             continue
         if squeeze(bug.code) in squeeze(frame["code"] or ""):
             return WHERE_LINE, [f"the traceback ends at its line: {bug.function} in {bug.file}: {bug.code}"]
-        if frame["line"] is not None:
-            fitting = releases_with_line(bug.id, frame["line"])
-            if reported and line_in(bug.id, _base(reported)) == frame["line"]:
+        if frame["line"] is not None and release:
+            if line_in(bug.id, release) == frame["line"]:
                 return WHERE_LINE, [
                     f"line {frame['line']} of {bug.file} in {reported} is its line ({bug.code})"
                 ]
-            if not reported and fitting:
-                return WHERE_LINE, [
-                    f"line {frame['line']} of {bug.file} is its line in transformers {_span(fitting)}"
-                ]
+        elif frame["line"] is not None and (fitting := releases_with_line(bug.id, frame["line"])):
+            return WHERE_LINE, [
+                f"line {frame['line']} of {bug.file} is its line in transformers {_span(fitting)}"
+            ]
         if frame["function"] == bug.function:
             return WHERE_FUNCTION, [f"the traceback runs through {bug.function} in {bug.file}"]
     if squeeze(bug.code) in squeeze(text):
@@ -64,12 +55,13 @@ def _in_file(path: str, bug: KnownBug) -> bool:
     return same_file(path, bug.file)
 
 
-def _base(version: str) -> str:
-    """A reported version as the release the index knows ("4.51.3", "4.45.0.dev0" -> "4.45.0")."""
+def _release(version: str | None) -> str | None:
+    """A reported transformers version as the release it is or leads to ("4.51.3"; "4.45.0.dev0" ->
+    "4.45.0", as the index and `KnownBug.affects` count it); None when none, or not a version."""
     try:
-        return Version(version).base_version
+        return Version(version).base_version if version else None
     except InvalidVersion:
-        return version
+        return None
 
 
 def _span(releases: list[str]) -> str:
@@ -146,8 +138,6 @@ def rank(facts: dict[str, Any], text: str) -> list[dict[str, Any]]:
         return []
     if facts["model_type"] and not facts["family"]:
         return []  # the failure runs in another model's code
-    if facts["error_kind"] is not None and facts["error_kind"] not in DEVICE_ERROR_KINDS:
-        return []
     candidates = [c for bug in CATALOGUE if (c := _candidate(bug, facts, text)) is not None]
     candidates = [c for c in candidates if c["score"] > 0]
     return sorted(candidates, key=lambda c: -c["score"])
