@@ -393,7 +393,6 @@ def test_fix_and_verify_gives_each_fix_its_verdict(executed):
 # --- 04_triage.ipynb -------------------------------------------------------------------------------
 
 TRIAGE_PROBE = {
-    "build": "BUILD_SIDE_ENVIRONMENTS",
     "best": "result.best['id']",
     "scenario": "result.scenario",
     "facts": "{key: result.facts[key] for key in ('devices', 'device_pair', 'family', 'versions', 'engine')}",
@@ -412,7 +411,6 @@ TRIAGE_PROBE = {
 def test_triage_explains_reproduces_and_bisects_the_report(executed):
     run = executed("04_triage.ipynb")
     values, context = run.values, run.context()
-    assert values["build"] is True, context
     assert values["best"] == BATCHED_BUG and values["scenario"]["preset"] == "seed-batched", context
     assert values["facts"] == {
         "devices": ["cuda:1", "cuda:0"],
