@@ -30,19 +30,28 @@ KNOWN_BUG_COLUMNS = [
     "trigger",
     "location",
     "code",
+    "variants",
     "fixed_in",
     "references",
     "signature",
     "scenario",
     "workaround",
+    "kind",
 ]
 """Columns of `known_bugs()`, one row per catalogue entry. `families` is a list of family names
 ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"); `affected` a version specifier string (">=4.49.0,<4.52.1");
-`location` "models/<family>/<file>.py: <function>" (the path inside the transformers package);
-`code` a substring of the source line that raises; `fixed_in` the first fixed release; `references`
-a list of issue / pull-request URLs; `signature` the error as the kit's reproduction raises it (a dict:
-`ErrorSignature`'s fields); `scenario` the name of the `Scenario.preset` that reproduces it (None: none
-yet); `workaround` what to do short of upgrading, naming the kit's fixes (`qd.fixes()`) for it."""
+`location` "models/<family>/<file>.py: <function>" (the path inside the transformers package); `code` a
+substring of the source line that raises; `variants` the same line as other releases write it (a list,
+usually empty); `fixed_in` the first fixed release (None: not a transformers bug, or open upstream);
+`references` a list of issue / pull-request URLs; `signature` the error as the kit's reproduction raises
+it (a dict: `ErrorSignature`'s fields; None for a silent bug); `scenario` the name of the
+`Scenario.preset` that reproduces it; `workaround` what to do short of upgrading, naming the kit's fixes
+(`qd.fixes()`) for it; `kind` one of `BUG_KINDS`."""
+
+BUG_KINDS = ("error", "silent", "usage")
+"""What an entry is: "error" a transformers bug that raises a device error, "silent" a transformers bug
+that raises nothing but computes wrong values (found from what the kit captures), "usage" a device error
+of the caller's own making (e.g. inputs left on the CPU), in every release."""
 
 TRANSFORMERS = "https://github.com/huggingface/transformers"
 MASK_CODE = (
@@ -75,7 +84,8 @@ class ErrorSignature:
 
 @dataclass(frozen=True)
 class KnownBug:
-    """One catalogue entry. `file` is the path inside the transformers package."""
+    """One catalogue entry. `file` is the path inside the transformers package; `code` the line that
+    raises, `variants` the same line as other releases write it."""
 
     id: str
     title: str
@@ -85,15 +95,26 @@ class KnownBug:
     file: str
     function: str
     code: str
-    fixed_in: str
+    fixed_in: str | None
     references: tuple[str, ...]
-    signature: ErrorSignature
-    scenario: str | None
+    signature: ErrorSignature | None
+    scenario: str
     workaround: str
+    kind: str = "error"
+    variants: tuple[str, ...] = ()
 
     @property
     def location(self) -> str:
         return f"{self.file}: {self.function}"
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The line in each of its forms: `code`, then `variants`."""
+        return (self.code, *self.variants)
+
+    def quoted_in(self, text: str) -> bool:
+        """Whether `text` contains one of the entry's code forms (whitespace-insensitive)."""
+        return any(squeeze(code) in squeeze(text) for code in self.codes)
 
     def affects(self, version: str | Version) -> bool:
         """Whether transformers `version` is in the affected range. Dev and rc builds count as the
@@ -110,15 +131,17 @@ class KnownBug:
             "trigger": self.trigger,
             "location": self.location,
             "code": self.code,
+            "variants": list(self.variants),
             "fixed_in": self.fixed_in,
             "references": list(self.references),
-            "signature": self.signature.row(),
+            "signature": self.signature.row() if self.signature is not None else None,
             "scenario": self.scenario,
             "workaround": self.workaround,
+            "kind": self.kind,
         }
 
 
-def _causal_mask_bug(family: str, name: str, affected: str, scenario: str | None) -> KnownBug:
+def _causal_mask_bug(family: str, name: str, affected: str, scenario: str) -> KnownBug:
     """The batched-generate causal-mask bug as it appears in one family's modeling file."""
     return KnownBug(
         id=f"{family}-batched-causal-mask",
@@ -141,6 +164,61 @@ def _causal_mask_bug(family: str, name: str, affected: str, scenario: str | None
     )
 
 
+ROPE_DELTAS_TRIGGER = (
+    "generate() on a text-only prompt (no image or video), any batch size, with the vision tower on the "
+    "main GPU and embed_tokens on another: forward moves attention_mask to the embeddings' GPU before "
+    "get_rope_index, so the rope_deltas of a text-only prompt are made there, and the first decode step "
+    "adds them to cache_position, which accelerate's root hook put on the main GPU. The prefill passes."
+)
+ROPE_DELTAS_REFERENCES = (
+    "https://github.com/QwenLM/Qwen3-VL/issues/765",
+    f"{TRANSFORMERS}/blob/v4.53.0/src/transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py",
+)
+ROPE_DELTAS_WORKAROUND = (
+    "keep rope_deltas where cache_position is (fix rope_deltas_to_cache_device, the public "
+    "`self.rope_deltas = rope_deltas.to(cache_position.device)` patch, on the model instance), keep the "
+    "vision tower and embed_tokens on one GPU (vision_with_embeddings), or run on one GPU (single_device)"
+)
+
+
+def _inputs_on_cpu_bug(family: str, name: str, since: str, scenario: str) -> KnownBug:
+    """Inputs left on the CPU with a model on one GPU: the first embedding refuses a CPU index."""
+    return KnownBug(
+        id=f"{family}-inputs-on-cpu",
+        title=f"{name} on one GPU with the inputs left on the CPU: embed_tokens gets a CPU index",
+        families=(family,),
+        affected=f">={since}",
+        trigger=(
+            "the model on a single device (device_map='auto' or {'': 0} on one GPU, or model.to('cuda')) "
+            "places it without accelerate hooks, so nothing moves the inputs: input_ids left on the CPU "
+            "reach embed_tokens, whose weight is on the GPU. Every release; not a transformers bug."
+        ),
+        file=f"models/{family}/modeling_{family}.py",
+        function="forward",
+        code="self.model.embed_tokens(input_ids)",
+        variants=("self.get_input_embeddings()(input_ids)", "self.language_model.embed_tokens(input_ids)"),
+        fixed_in=None,
+        references=(f"{TRANSFORMERS}/blob/main/docs/source/en/models/{family}.md",),
+        # torch.embedding -> index_select: the index (input_ids) on the CPU, the weight on the GPU
+        signature=ErrorSignature(
+            op="index_select", devices="gpu/cpu", wrapper="wrapper_CUDA__index_select", argument="index"
+        ),
+        scenario=scenario,
+        workaround=(
+            "move the inputs to the model's device before the call: inputs = inputs.to(model.device) "
+            "(fix inputs_to_execution_device)"
+        ),
+        kind="usage",
+    )
+
+
+VIDEO_REFERENCES = (
+    f"{TRANSFORMERS}/pull/37597",
+    "https://github.com/QwenLM/Qwen3-VL/issues/270",
+    "https://github.com/QwenLM/Qwen3-VL/issues/1131",
+    "https://github.com/EvolvingLMMs-Lab/lmms-eval/issues/643",
+)
+
 CATALOGUE: tuple[KnownBug, ...] = (
     KnownBug(
         id="qwen2_5_vl-video-second-per-grid-ts",
@@ -157,12 +235,7 @@ CATALOGUE: tuple[KnownBug, ...] = (
         function="get_rope_index",
         code="time_tensor = expanded_range * second_per_grid_t",
         fixed_in="4.52.1",
-        references=(
-            f"{TRANSFORMERS}/pull/37597",
-            "https://github.com/QwenLM/Qwen3-VL/issues/270",
-            "https://github.com/QwenLM/Qwen3-VL/issues/1131",
-            "https://github.com/EvolvingLMMs-Lab/lmms-eval/issues/643",
-        ),
+        references=VIDEO_REFERENCES,
         # Tensor.mul of the CPU arange and the 0-dim CUDA second_per_grid_t
         signature=ErrorSignature(op="mul", devices="gpu/cpu"),
         scenario="seed-video",
@@ -172,9 +245,117 @@ CATALOGUE: tuple[KnownBug, ...] = (
         ),
     ),
     _causal_mask_bug("qwen2_5_vl", "Qwen2.5-VL", ">=4.49.0,<4.52.1", "seed-batched"),
-    # Before 4.47 Qwen2-VL's generation wrapper did not pass cache_position (BUG_FACTS.md). No Qwen2-VL
-    # checkpoint ships yet, so no scenario reproduces it.
-    _causal_mask_bug("qwen2_vl", "Qwen2-VL", ">=4.47.0,<4.52.1", None),
+    # Before 4.47 Qwen2-VL's generation wrapper did not pass cache_position (BUG_FACTS.md)
+    _causal_mask_bug("qwen2_vl", "Qwen2-VL", ">=4.47.0,<4.52.1", "qwen2-vl-batched"),
+    KnownBug(
+        id="qwen2_5_vl-text-generate-rope-deltas",
+        title="Qwen2.5-VL text-only generate across GPUs: rope_deltas and cache_position on two GPUs",
+        families=("qwen2_5_vl",),
+        affected=">=4.49.0,<4.53.0",
+        trigger=ROPE_DELTAS_TRIGGER,
+        file="models/qwen2_5_vl/modeling_qwen2_5_vl.py",
+        function="forward",
+        # the add runs before the .to(); 4.53.0 keeps the line but no longer moves attention_mask
+        code="(cache_position[0] + self.rope_deltas).to(inputs_embeds.device)",
+        fixed_in="4.53.0",
+        references=ROPE_DELTAS_REFERENCES,
+        signature=ErrorSignature(op="add", devices="gpu/gpu"),
+        scenario="text-generate",
+        workaround=ROPE_DELTAS_WORKAROUND,
+    ),
+    KnownBug(
+        id="qwen2_vl-text-generate-rope-deltas",
+        title="Qwen2-VL text-only generate across GPUs: rope_deltas and cache_position on two GPUs",
+        families=("qwen2_vl",),
+        # 4.45-4.46 call get_rope_index from prepare_inputs_for_generation, not after the move
+        affected=">=4.47.0,<4.53.0",
+        trigger=ROPE_DELTAS_TRIGGER,
+        file="models/qwen2_vl/modeling_qwen2_vl.py",
+        function="forward",
+        code="delta = cache_position[0] + self.rope_deltas if cache_position is not None else 0",
+        fixed_in="4.53.0",
+        references=ROPE_DELTAS_REFERENCES,
+        signature=ErrorSignature(op="add", devices="gpu/gpu"),
+        scenario="qwen2-vl-text-generate",
+        workaround=ROPE_DELTAS_WORKAROUND,
+    ),
+    KnownBug(
+        id="qwen2_vl-image-mask-device",
+        title="Qwen2-VL image/video merge across GPUs: masked_scatter gets the token mask on another GPU",
+        families=("qwen2_vl",),
+        affected=">=4.45.0,<4.46.0",
+        trigger=(
+            "image or video input, any batch, forward or generate (the prefill), with embed_tokens on "
+            "another GPU than the main one (the vision tower's): the image mask is built from input_ids "
+            "on the main GPU and handed to inputs_embeds.masked_scatter on the embeddings' GPU unmoved. "
+            "Tied embeddings (Qwen2-VL-2B) can put embed_tokens on the last GPU, with lm_head."
+        ),
+        file="models/qwen2_vl/modeling_qwen2_vl.py",
+        function="forward",
+        code="inputs_embeds = inputs_embeds.masked_scatter(image_mask, image_embeds)",
+        variants=("inputs_embeds = inputs_embeds.masked_scatter(video_mask, video_embeds)",),
+        fixed_in="4.46.0",
+        references=(f"{TRANSFORMERS}/issues/33816", f"{TRANSFORMERS}/pull/33851"),
+        signature=ErrorSignature(
+            op="masked_scatter", devices="gpu/gpu", wrapper="wrapper_CUDA__masked_scatter_", argument="mask"
+        ),
+        scenario="qwen2-vl-image-apart",
+        workaround=(
+            "keep the vision tower and embed_tokens on one GPU (fix vision_with_embeddings), or run on one "
+            "GPU (single_device)"
+        ),
+    ),
+    KnownBug(
+        id="qwen2_vl-rope-index-input-mask",
+        title="Qwen2-VL get_rope_index across GPUs: input_ids indexed by an attention mask on another GPU",
+        families=("qwen2_vl",),
+        # from 4.47 forward calls get_rope_index after moving attention_mask to the embeddings' GPU
+        affected=">=4.47.0,<4.49.0",
+        trigger=(
+            "image or video input, forward or generate (the prefill), with embed_tokens on another GPU "
+            "than the main one: forward moves attention_mask to the embeddings' GPU, then get_rope_index "
+            "indexes input_ids (main GPU) with it, which PyTorch's indexing refuses."
+        ),
+        file="models/qwen2_vl/modeling_qwen2_vl.py",
+        function="get_rope_index",
+        code="input_ids = input_ids[attention_mask[i] == 1]",
+        fixed_in="4.49.0",
+        references=(f"{TRANSFORMERS}/pull/35763",),
+        signature=ErrorSignature(op="index", devices="gpu/gpu"),
+        scenario="qwen2-vl-image-apart",
+        workaround=(
+            "keep the vision tower and embed_tokens on one GPU (fix vision_with_embeddings), or run on one "
+            "GPU (single_device)"
+        ),
+    ),
+    _inputs_on_cpu_bug("qwen2_vl", "Qwen2-VL", "4.45.0", "qwen2-vl-inputs-on-cpu"),
+    _inputs_on_cpu_bug("qwen2_5_vl", "Qwen2.5-VL", "4.49.0", "inputs-on-cpu"),
+    _inputs_on_cpu_bug("qwen3_vl", "Qwen3-VL", "4.57.0", "qwen3-vl-inputs-on-cpu"),
+    KnownBug(
+        id="qwen2_5_vl-video-fps-temporal-ids",
+        title="Qwen2.5-VL video above 2 fps: get_rope_index truncates the seconds per frame step to 0",
+        families=("qwen2_5_vl",),
+        affected=">=4.52.1,<5.18.0",
+        trigger=(
+            "video sampled above 2 fps (second_per_grid_ts = temporal_patch_size / fps below 1; qwen-vl-"
+            "utils' 4-frame minimum does it to short clips): get_rope_index casts second_per_grid_t to an "
+            "integer (4.52.1-5.2: torch.as_tensor(..., dtype=int64); 5.3-5.17: int(...)), so 0.5 s becomes "
+            "0 and every frame gets the same temporal position. Nothing raises; the positions are wrong."
+        ),
+        file="models/qwen2_5_vl/modeling_qwen2_5_vl.py",
+        function="get_rope_index",
+        code="second_per_grid_t = torch.as_tensor(",
+        variants=("time_interval = tokens_per_second * int(next(second_per_grid_ts))",),
+        fixed_in="5.18.0",
+        references=(f"{TRANSFORMERS}/pull/48669",),
+        signature=None,
+        scenario="video-fps4",
+        workaround=(
+            "sample the video at 2 fps or less (fps=2.0 to qwen-vl-utils and the processor), or upgrade; "
+            "no kit fix corrects the positions in place"
+        ),
+        kind="silent",
+    ),
 )
 
 
@@ -198,7 +379,7 @@ def known_bugs() -> pd.DataFrame:
     """
     import pandas as pd
 
-    return pd.DataFrame([bug.row() for bug in CATALOGUE], columns=KNOWN_BUG_COLUMNS)
+    return pd.DataFrame([bug.row() for bug in CATALOGUE], columns=KNOWN_BUG_COLUMNS, dtype=object)
 
 
 def get_bug(bug_id: str) -> KnownBug:
@@ -248,10 +429,10 @@ def match_known_bugs(
     version = _version(transformers_version)
     matches = []
     for bug in CATALOGUE:
+        if bug.kind == "silent":  # it raises nothing: a failure's location is never one
+            continue
         located = (
-            same_file(file, bug.file)
-            and function.rsplit(".", 1)[-1] == bug.function
-            and squeeze(bug.code) in squeeze(code)
+            same_file(file, bug.file) and function.rsplit(".", 1)[-1] == bug.function and bug.quoted_in(code)
         )
         if not located:
             continue
@@ -271,7 +452,7 @@ def transformers_root() -> Path:
 def find_in_source(bug: KnownBug | str, root: Path | None = None) -> tuple[Path, int] | None:
     """Where the bug's code line sits in a transformers source tree (default: the installed one):
     (file, line number) of the first line inside a function named `bug.function` that contains
-    `bug.code`, or None when the file, the function or the line is absent (a fixed release)."""
+    one of `bug.codes`, or None when the file, the function or the line is absent (a fixed release)."""
     bug = get_bug(bug) if isinstance(bug, str) else bug
     if not isinstance(bug, KnownBug):
         raise InvalidArgumentError(f"Expected a KnownBug or a bug id; got {type(bug).__name__}.")
@@ -283,6 +464,6 @@ def find_in_source(bug: KnownBug | str, root: Path | None = None) -> tuple[Path,
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == bug.function:
             for number in range(node.lineno, node.end_lineno + 1):
-                if squeeze(bug.code) in squeeze(lines[number - 1]):
+                if bug.quoted_in(lines[number - 1]):
                     return path, number
     return None

@@ -24,9 +24,10 @@ import pandas as pd
 import torch
 
 from ._compat import TRANSFORMERS_VERSION
+from .bugs import CATALOGUE as BUGS
 from .bugs import get_bug
 from .errors import FixError, FixNotApplicableWarning, InvalidArgumentError, UnknownFixError
-from .hotfix import HOTFIX_BUGS, MASK_BUGS, VIDEO_BUG, apply_hotfix
+from .hotfix import HOTFIX_BUGS, MASK_BUGS, ROPE_DELTAS_BUGS, VIDEO_BUG, apply_hotfix, apply_rope_deltas_fix
 from .input_check import SECONDS, compute_device
 from .placement import DevicePlan, dispatch, plan_device_map
 from .placement.devices import device_label
@@ -39,6 +40,11 @@ FIX_COLUMNS = ["name", "title", "addresses", "costs"]
 
 STAGES = ("plan", "placed", "environment")
 Undo = Callable[[], None]
+
+# The bugs of a vision tower and embed_tokens on two GPUs, which one GPU or the two together avoid
+APART_BUGS = (*MASK_BUGS, *ROPE_DELTAS_BUGS, "qwen2_vl-image-mask-device", "qwen2_vl-rope-index-input-mask")
+INPUTS_ON_CPU_BUGS = tuple(bug.id for bug in BUGS if bug.kind == "usage")
+UPGRADE_BUGS = tuple(bug.id for bug in BUGS if bug.fixed_in is not None)
 
 
 @dataclass
@@ -195,34 +201,47 @@ def _environment_only(setup: Setup) -> Undo:
     raise FixError("upgrade_transformers runs in the version lab, not on a Setup.")  # Fix.apply refuses first
 
 
-def _rope_mask_hotfix(setup: Setup) -> Undo:
-    undo, wrapped = apply_hotfix(setup.model)
+def _noted(setup: Setup, applied: tuple[Undo, list[str]], name: str, bugs: tuple[str, ...]) -> Undo:
+    """Note what an instance hotfix wrapped, or warn that it is a no-op on this release and model."""
+    undo, wrapped = applied
     if wrapped:
         setup.notes.append(f"wrapped {', '.join(wrapped)} on the model instance")
     else:
+        ranges = sorted({get_bug(bug).affected for bug in bugs})
         message = (
-            f"rope_mask_hotfix is a no-op: transformers {TRANSFORMERS_VERSION} has none of "
-            f"{', '.join(HOTFIX_BUGS)} for this model (affected: <4.52.1)"
+            f"{name} is a no-op: transformers {TRANSFORMERS_VERSION} has none of {', '.join(bugs)} for this "
+            f"model (affected: {' or '.join(ranges)})"
         )
         setup.notes.append(message)
-        warnings.warn(message, FixNotApplicableWarning, stacklevel=4)
+        warnings.warn(message, FixNotApplicableWarning, stacklevel=5)
     return undo
+
+
+def _rope_mask_hotfix(setup: Setup) -> Undo:
+    return _noted(setup, apply_hotfix(setup.model), "rope_mask_hotfix", HOTFIX_BUGS)
+
+
+def _rope_deltas_to_cache_device(setup: Setup) -> Undo:
+    # accelerate's root hook moves cache_position (a forward argument) to the execution device
+    applied = apply_rope_deltas_fix(setup.model, compute_device(setup.model))
+    return _noted(setup, applied, "rope_deltas_to_cache_device", ROPE_DELTAS_BUGS)
 
 
 CATALOGUE: tuple[Fix, ...] = (
     Fix(
         "inputs_to_execution_device",
         "Move the inputs to where the model starts computing (accelerate's root-hook execution device)",
-        (),
+        INPUTS_ON_CPU_BUGS,
         "One copy of the inputs before the call, as the root hook would make anyway; no memory or speed "
-        "cost, and it fixes no bug (on 4.49-4.51.3 it is what puts a tensor second_per_grid_ts on a GPU).",
+        "cost. It fixes inputs left on the CPU of a one-GPU model, no transformers bug (on 4.49-4.51.3 it "
+        "is what puts a tensor second_per_grid_ts on a GPU).",
         "placed",
         _to_execution_device,
     ),
     Fix(
         "single_device",
         "Run the whole model on one GPU: device_map={'': 0}, inputs on cuda:0",
-        MASK_BUGS,
+        (*APART_BUGS, *INPUTS_ON_CPU_BUGS),
         "All weights and activations on one GPU (needs the whole model's memory there; the other GPUs sit "
         "idle); no transfers between GPUs, so per-token speed is the same or better.",
         "plan",
@@ -231,7 +250,7 @@ CATALOGUE: tuple[Fix, ...] = (
     Fix(
         "vision_with_embeddings",
         "Re-plan the device map so the vision tower and embed_tokens share one GPU",
-        MASK_BUGS,
+        APART_BUGS,
         "The vision tower's GPU also holds embed_tokens (about 1 GiB for 7B in bf16) and fewer decoder "
         "layers move off it, so memory is less balanced; no extra transfers, speed unchanged.",
         "plan",
@@ -255,9 +274,18 @@ CATALOGUE: tuple[Fix, ...] = (
         _rope_mask_hotfix,
     ),
     Fix(
+        "rope_deltas_to_cache_device",
+        "Hotfix for 4.47-4.52.4 text-only generate: keep rope_deltas where cache_position is",
+        ROPE_DELTAS_BUGS,
+        "One tiny tensor copy per prefill; no memory or speed cost; a no-op (with a warning) on releases "
+        "without the bug.",
+        "placed",
+        _rope_deltas_to_cache_device,
+    ),
+    Fix(
         "upgrade_transformers",
         "Upgrade transformers (and accelerate) to the newest release, checked in the version lab",
-        HOTFIX_BUGS,
+        UPGRADE_BUGS,
         "No memory or speed cost at run time; the check makes a cached side environment once (about 120 MB, "
         "under a minute), and the upgrade itself may need other code of yours updated.",
         "environment",

@@ -1,5 +1,7 @@
-"""The rope/mask hotfix: for the releases with the seed's bugs, move the offending tensor to the right
+"""The instance hotfixes: for the releases with a known bug, move the offending tensor to the right
 device before transformers' own code sees it. Our code, not a copy of transformers' source.
+
+The rope/mask hotfix (the seed's two bugs):
 
 - Video (`get_rope_index` multiplies a CPU `torch.arange` by a 0-dim GPU `second_per_grid_ts`):
   `second_per_grid_ts` is handed to `get_rope_index` on the CPU, where the arange is (what 4.52.1
@@ -8,7 +10,13 @@ device before transformers' own code sees it. Our code, not a copy of transforme
   embeddings' GPU with a `cache_position` on the main GPU): `cache_position` is moved to the device
   the mask is built on (its `device` argument). The mask's values are the same.
 
-Both are applied by wrapping the method on the user's model instance (its `__dict__`), never on a
+The rope-deltas fix (text-only generate across GPUs, 4.47-4.52.4): the public user patch
+`self.rope_deltas = rope_deltas.to(cache_position.device)` (QwenLM/Qwen3-VL #765) made from outside:
+the `rope_deltas` that `get_rope_index` returns go to the model's execution device, where accelerate's
+root hook puts `cache_position`, so the decode step's `cache_position[0] + self.rope_deltas` adds on one
+device. The position ids it returns are unchanged.
+
+Each is applied by wrapping the method on the user's model instance (its `__dict__`), never on a
 transformers class or module, and undone exactly. Only the methods of bugs that affect the installed
 release and the model's family are wrapped.
 """
@@ -29,14 +37,15 @@ from .rope import ROPE_FUNCTION, find_rope_index
 VIDEO_BUG = "qwen2_5_vl-video-second-per-grid-ts"
 MASK_BUGS = ("qwen2_5_vl-batched-causal-mask", "qwen2_vl-batched-causal-mask")
 HOTFIX_BUGS = (VIDEO_BUG, *MASK_BUGS)
+ROPE_DELTAS_BUGS = ("qwen2_5_vl-text-generate-rope-deltas", "qwen2_vl-text-generate-rope-deltas")
 
 
-def affected_bugs(model: torch.nn.Module) -> list[KnownBug]:
-    """The bugs the hotfix covers that affect the installed transformers for this model's family."""
+def affected_bugs(model: torch.nn.Module, covered: tuple[str, ...] = HOTFIX_BUGS) -> list[KnownBug]:
+    """The bugs of `covered` that affect the installed transformers for this model's family."""
     family = family_of_model_type(getattr(getattr(model, "config", None), "model_type", ""))
     if family is None:
         return []
-    bugs = (get_bug(bug_id) for bug_id in HOTFIX_BUGS)
+    bugs = (get_bug(bug_id) for bug_id in covered)
     return [bug for bug in bugs if family.name in bug.families and bug.affects(TRANSFORMERS_VERSION)]
 
 
@@ -86,18 +95,49 @@ _WRAPPERS = {
 _MISSING = object()
 
 
-def apply_hotfix(model: torch.nn.Module) -> tuple[Callable[[], None], list[str]]:
-    """Wrap the affected methods on `model`'s modules; returns (undo, the wrapped "path.method" names).
+def _deltas_to(original: Callable, device: torch.device) -> Callable:
+    """`original` (a rope-index method returning (position_ids, rope_deltas)) with the returned
+    rope_deltas moved to `device`."""
 
-    Nothing is wrapped (and undo does nothing) when no covered bug affects the installed release and
-    the model's family. Undo restores each module's `__dict__` entry exactly (absent, or the object
-    that was there); undoing after something else replaced a wrapper raises `FixError`.
+    def moved(*args, **kwargs):
+        position_ids, rope_deltas = original(*args, **kwargs)
+        if isinstance(rope_deltas, torch.Tensor) and rope_deltas.device != device:
+            rope_deltas = rope_deltas.to(device)
+        return position_ids, rope_deltas
+
+    return moved
+
+
+def apply_hotfix(model: torch.nn.Module) -> tuple[Callable[[], None], list[str]]:
+    """Wrap the methods of the rope/mask bugs that affect the installed release and the model's family;
+    returns (undo, the wrapped "path.method" names). See `_wrapped`."""
+    targets = [(*target, _WRAPPERS[target[2]]) for target in _targets(model, affected_bugs(model))]
+    return _wrapped(targets)
+
+
+def apply_rope_deltas_fix(
+    model: torch.nn.Module, device: torch.device
+) -> tuple[Callable[[], None], list[str]]:
+    """Move the `rope_deltas` the rope-index method returns to `device` (where cache_position is), when
+    a text-only generate bug affects the installed release and the model's family; see `_wrapped`."""
+    located = find_rope_index(model) if affected_bugs(model, ROPE_DELTAS_BUGS) else None
+    targets = [] if located is None else [(*located, ROPE_FUNCTION, lambda m: _deltas_to(m, device))]
+    return _wrapped(targets)
+
+
+def _wrapped(
+    targets: list[tuple[str, torch.nn.Module, str, Callable[[Callable], Callable]]],
+) -> tuple[Callable[[], None], list[str]]:
+    """Wrap each (path, module, method name, wrapper maker) on the module instance; returns (undo, the
+    wrapped "path.method" names). Nothing is wrapped (and undo does nothing) for no targets. Undo
+    restores each module's `__dict__` entry exactly (absent, or the object that was there); undoing
+    after something else replaced a wrapper raises `FixError`.
     """
     done: list[tuple[dict, str, object, Callable, str]] = []
-    for path, module, name in _targets(model, affected_bugs(model)):
+    for path, module, name, make in targets:
         attributes = vars(module)
         before = attributes.get(name, _MISSING)
-        wrapper = _WRAPPERS[name](getattr(module, name))
+        wrapper = make(getattr(module, name))
         attributes[name] = wrapper
         done.append((attributes, name, before, wrapper, f"{path}.{name}" if path else name))
 

@@ -21,4 +21,65 @@ PRESETS = {
         "second_per_grid_ts": "tensor",
         "action": "forward",
     },
+    # A text-only prompt, generate, in the seed's layout: rope_deltas on GPU 1, cache_position on GPU 0.
+    "text-generate": {
+        "model": "Qwen/Qwen2.5-VL-7B-Instruct",
+        "gpus": 8,
+        "memory": "24GiB",
+        "strategy": "balanced",
+        "inputs": "text",
+        "action": "generate",
+    },
+    # Qwen2-VL-7B on 8 x 24 GiB, balanced: the vision tower on GPU 0, embed_tokens on GPU 1.
+    "qwen2-vl-image-apart": {
+        "model": "Qwen/Qwen2-VL-7B-Instruct",
+        "gpus": 8,
+        "memory": "24GiB",
+        "strategy": "balanced",
+        "inputs": "image",
+        "action": "forward",
+    },
+    "qwen2-vl-batched": {
+        "model": "Qwen/Qwen2-VL-7B-Instruct",
+        "gpus": 8,
+        "memory": "24GiB",
+        "strategy": "balanced",
+        "inputs": "batch",
+        "action": "generate",
+    },
+    "qwen2-vl-text-generate": {
+        "model": "Qwen/Qwen2-VL-7B-Instruct",
+        "gpus": 8,
+        "memory": "24GiB",
+        "strategy": "balanced",
+        "inputs": "text",
+        "action": "generate",
+    },
+    # One GPU, no hooks, the processor's inputs left on the CPU.
+    "inputs-on-cpu": {
+        "model": "Qwen/Qwen2.5-VL-7B-Instruct",
+        "gpus": 1,
+        "inputs": "image",
+        "action": "forward",
+    },
+    "qwen2-vl-inputs-on-cpu": {
+        "model": "Qwen/Qwen2-VL-2B-Instruct",
+        "gpus": 1,
+        "inputs": "image",
+        "action": "forward",
+    },
+    "qwen3-vl-inputs-on-cpu": {
+        "model": "Qwen/Qwen3-VL-8B-Instruct",
+        "gpus": 1,
+        "inputs": "image",
+        "action": "forward",
+    },
+    # A video sampled at 4 fps (second_per_grid_ts 0.5) on one GPU: no error, the temporal ids to check.
+    "video-fps4": {
+        "model": "Qwen/Qwen2.5-VL-7B-Instruct",
+        "gpus": 1,
+        "inputs": "video",
+        "fps": 4.0,
+        "action": "forward",
+    },
 }

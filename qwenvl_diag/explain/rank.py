@@ -7,7 +7,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from ..bugs import CATALOGUE, KnownBug, same_file, squeeze
+from ..bugs import CATALOGUE, KnownBug, same_file
 from .lines import line_in, releases_with_line
 
 # Points per piece of evidence. An entry is a candidate only with evidence of *where* it failed (its
@@ -29,7 +29,7 @@ def _where(bug: KnownBug, facts: dict[str, Any], text: str) -> tuple[int, list[s
     for frame in frames:
         if not _in_file(frame["file"], bug) or frame["function"] not in (None, bug.function):
             continue
-        if squeeze(bug.code) in squeeze(frame["code"] or ""):
+        if bug.quoted_in(frame["code"] or ""):
             return WHERE_LINE, [f"the traceback ends at its line: {bug.function} in {bug.file}: {bug.code}"]
         if frame["line"] is not None and release:
             if line_in(bug.id, release) == frame["line"]:
@@ -42,7 +42,7 @@ def _where(bug: KnownBug, facts: dict[str, Any], text: str) -> tuple[int, list[s
             ]
         if frame["function"] == bug.function:
             return WHERE_FUNCTION, [f"the traceback runs through {bug.function} in {bug.file}"]
-    if squeeze(bug.code) in squeeze(text):
+    if bug.quoted_in(text):
         return CODE_QUOTED, [f"the text quotes its line: {bug.code}"]
     return 0, []
 
@@ -114,9 +114,9 @@ def _candidate(bug: KnownBug, facts: dict[str, Any], text: str) -> dict[str, Any
         evidence.append(f"transformers {facts['versions']['transformers']} is affected ({bug.affected})")
     else:
         points += VERSION_UNAFFECTED
+        fixed = f", fixed in {bug.fixed_in}" if bug.fixed_in else ""
         against.append(
-            f"transformers {facts['versions']['transformers']} is not affected "
-            f"({bug.affected}, fixed in {bug.fixed_in})"
+            f"transformers {facts['versions']['transformers']} is not affected ({bug.affected}{fixed})"
         )
     if where < WHERE_LINE:
         confirm.append(f"the traceback's last transformers frame: {bug.function} at `{bug.code}`")
@@ -138,6 +138,8 @@ def rank(facts: dict[str, Any], text: str) -> list[dict[str, Any]]:
         return []
     if facts["model_type"] and not facts["family"]:
         return []  # the failure runs in another model's code
-    candidates = [c for bug in CATALOGUE if (c := _candidate(bug, facts, text)) is not None]
+    # a silent bug raises nothing, so no pasted error is one
+    raising = (bug for bug in CATALOGUE if bug.signature is not None)
+    candidates = [c for bug in raising if (c := _candidate(bug, facts, text)) is not None]
     candidates = [c for c in candidates if c["score"] > 0]
     return sorted(candidates, key=lambda c: -c["score"])

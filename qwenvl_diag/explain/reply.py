@@ -24,21 +24,29 @@ def reply_for(
     """The reply for the best candidate (and a line for each runner-up)."""
     best = candidates[0]
     references = ", ".join(best["references"])
+    usage = best["kind"] == "usage"
+    what = "usage error (the caller's, in every release)" if usage else "transformers bug"
+    affected = f"transformers `{best['affected']}`"
+    if best["fixed_in"]:
+        affected += f"; **fixed in {best['fixed_in']}**"
     lines = [
-        f"This looks like a known transformers bug, **{best['id']}**: {best['title']}.",
+        f"This looks like a known {what}, **{best['id']}**: {best['title']}.",
         "",
         f"- **What happens**: {best['trigger']}",
         f"- **Where**: `{best['code']}` in `{best['location']}`.",
-        f"- **Affected**: transformers `{best['affected']}`; **fixed in {best['fixed_in']}** ({references}).",
+        f"- **Affected**: {affected} ({references}).",
     ]
     if reported := _reported(facts):
         lines.append(f"- **Your report**: {reported}.")
     if best["against"]:
         lines.append(f"- **But**: {'; '.join(best['against'])}.")
-    lines += [
-        f"- **Fix**: upgrade to transformers >= {best['fixed_in']}.",
-        f"- **Workaround** on an affected release: {best['workaround']}.",
-    ]
+    if best["fixed_in"]:
+        lines.append(f"- **Fix**: upgrade to transformers >= {best['fixed_in']}.")
+    lines.append(
+        f"- **Fix**: {best['workaround']}."
+        if usage
+        else f"- **Workaround** on an affected release: {best['workaround']}."
+    )
     check = ["`qwenvl-diag explain --run traceback.txt` (qwenvl-diag) reproduces it on simulated GPUs"]
     if scenario:
         check.append(f"or `qwenvl-diag doctor --preset {scenario['preset']}`")
