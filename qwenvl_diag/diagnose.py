@@ -20,6 +20,7 @@ from .environment import environment
 from .fixes import fixes_for
 from .placement import device_map_frame, device_summary_frame, flags_frame
 from .rope import ROPE_INPUT_COLUMNS, capture_rope, find_rope_index
+from .silent import silent_findings
 from .trace import Trace, check_run_arguments, module_state_kept, run_action, tracing
 
 FRAMES = ("placement", "summary", "flags", "tensors", "transfers", "mismatches", "rope", "inputs")
@@ -103,10 +104,13 @@ def _advice(
     """What to do, most specific first: the known bug's fix and workaround, then the layout's risks."""
     advice = []
     for bug in bugs:
-        advice.append(
-            f"Upgrade transformers to {bug['fixed_in']} or later: it fixes {bug['id']} ({bug['title']})."
-        )
-        advice.extend(bug.get("workarounds", []))
+        if bug.get("found"):
+            advice.append(f"No error, but wrong values: {bug['found']}.")
+        if bug["fixed_in"]:
+            advice.append(
+                f"Upgrade transformers to {bug['fixed_in']} or later: it fixes {bug['id']} ({bug['title']})."
+            )
+        advice.append(f"{bug['id']}: {bug['workaround']}.")
         advice.extend(
             f"Fix from the kit's catalogue: {fix.name} ({fix.title}); check it on your scenario with "
             f"qd.verify(scenario, fix={fix.name!r})."
@@ -160,6 +164,7 @@ def diagnose(model, inputs, action: str = "forward", **generate_kwargs) -> Diagn
         if first is not None
         else []
     )
+    bugs += silent_findings(rope, getattr(model, "config", None), env["transformers"])
     return Diagnosis(
         model=_model_label(model),
         action=action,

@@ -74,10 +74,12 @@ PRESETS = {
         "inputs": "image",
         "action": "forward",
     },
-    # A video sampled at 4 fps (second_per_grid_ts 0.5) on one GPU: no error, the temporal ids to check.
+    # A video sampled at 4 fps (second_per_grid_ts 0.5) across two GPUs: no error; the temporal ids to check.
     "video-fps4": {
         "model": "Qwen/Qwen2.5-VL-7B-Instruct",
-        "gpus": 1,
+        "gpus": 2,
+        "memory": "24GiB",
+        "strategy": "balanced",
         "inputs": "video",
         "fps": 4.0,
         "action": "forward",
