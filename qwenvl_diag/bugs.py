@@ -351,8 +351,8 @@ CATALOGUE: tuple[KnownBug, ...] = (
         signature=None,
         scenario="video-fps4",
         workaround=(
-            "sample the video at 2 fps or less (fps=2.0 to qwen-vl-utils and the processor), or upgrade; "
-            "no kit fix corrects the positions in place"
+            "sample the video at 2 fps or less (fps=2.0 to qwen-vl-utils and the processor), or upgrade "
+            "(upgrade_transformers, checked in the version lab); no kit fix corrects the positions in place"
         ),
         kind="silent",
     ),
