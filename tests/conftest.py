@@ -26,6 +26,7 @@ SEED_FIX_VERDICTS = {
         "vision_with_embeddings": "fixed",
         "second_per_grid_ts_as_list": "not fixed",
         "rope_mask_hotfix": "fixed",
+        "rope_deltas_to_cache_device": "not fixed",
     },
     "seed-video": {
         "inputs_to_execution_device": "not fixed",
@@ -33,6 +34,7 @@ SEED_FIX_VERDICTS = {
         "vision_with_embeddings": "not fixed",
         "second_per_grid_ts_as_list": "fixed",
         "rope_mask_hotfix": "fixed",
+        "rope_deltas_to_cache_device": "not fixed",
     },
 }
 
