@@ -310,7 +310,8 @@ FIX_AND_VERIFY_PROBE = {
     "(('seed-batched', batched_report), ('seed-video', video_report))}",
     "limits": "sorted(LIMITS)",
     "catalogue": "sorted(catalogue.index)",
-    "bug_table": "{bug: {'fixes': row['fixes'], 'here': bool(row.iloc[3])} for bug, row in catalogue_table.iterrows()}",
+    "bug_table": "{bug: {'fixes': row['fixes'], 'here': bool(row.iloc[3])} "
+    "for bug, row in catalogue_table.iterrows()}",
     "red": "[(preset, row.fix, row.why) for preset, row in red]",
     "fixed_batched": "{'error': fixed_batched.error, "
     "'flags': list(qd.flags_frame(fixed_batched.plan)['code'])}",
