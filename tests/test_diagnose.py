@@ -150,3 +150,17 @@ def test_a_non_qwen_model_gets_the_generic_frames_and_its_mismatch():
     assert not diagnosis.frames["tensors"].empty and not diagnosis.frames["placement"].empty
     assert any("move the tensor" in advice for advice in diagnosis.advice)
     assert "model.layers.1." in diagnosis.to_markdown()
+
+
+def test_a_diagnosis_comes_back_from_its_json_with_its_frames(batched):
+    again = qd.Diagnosis.from_dict(json.loads(batched.to_json()))
+    assert (again.error, again.first_mismatch, again.known_bugs) == (
+        batched.error,
+        batched.first_mismatch,
+        batched.known_bugs,
+    )
+    assert again.advice == batched.advice and again.environment == batched.environment
+    assert again.scenario == batched.scenario and again.plan is None
+    for name, frame in batched.frames.items():
+        assert list(again.frames[name].columns) == list(frame.columns), name  # empty frames too
+        assert len(again.frames[name]) == len(frame), name

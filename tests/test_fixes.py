@@ -201,7 +201,8 @@ def test_a_placed_fix_is_undone_exactly(placed_video, name):
             failed = False
         except RuntimeError:  # the fix is undone after a failing run too
             failed = True
-    assert failed == (AFFECTED and name == "inputs_to_execution_device")
+    # the tensor second_per_grid_ts fails the video on 4.49-4.51.3 unless the fix is for that bug
+    assert failed == (AFFECTED and VIDEO_BUG not in qd.get_fix(name).addresses)
     assert setup.inputs is inputs and setup.plan is plan
     assert _state(model) == before
     assert _inputs_state(inputs) == inputs_before
