@@ -93,3 +93,24 @@ def test_a_usage_error_is_in_every_release_of_its_family():
         diagnosis = qd.run(qd.Scenario.preset(bug.scenario, transformers=release))
         assert [b["id"] for b in diagnosis.known_bugs] == [bug.id], (release, diagnosis.error)
         assert "index is on cpu" in diagnosis.error
+
+
+def test_the_silent_bug_is_named_on_4_52_4_at_fps_4_and_nowhere_else():
+    """E: at fps 4 on 4.52.4 the video's two frames share one temporal id where 5.24 gives them two; at
+    fps 2 nothing is reported."""
+    if not TRANSFORMERS_5:
+        assert LAB_ENTRIES == []
+        return
+    silent = "qwen2_5_vl-video-fps-temporal-ids"
+    named = {}
+    for release in ("4.52.4", "latest"):
+        for fps in (4.0, 2.0):
+            diagnosis = qd.run(qd.Scenario.preset("video-fps4", transformers=release, fps=fps))
+            assert diagnosis.ok, diagnosis.error
+            named[release, fps] = [b for b in diagnosis.known_bugs if b["id"] == silent]
+    assert [key for key, found in named.items() if found] == [("4.52.4", 4.0)]
+    [found] = named["4.52.4", 4.0]
+    assert found["videos"] == [
+        {"video": 0, "second_per_grid_t": 0.5, "tokens_per_second": 2, "ids": [0, 0], "correct": [0, 1]}
+    ]
+    assert "temporal ids [0, 0], where a correct release gives [0, 1]" in found["found"]
