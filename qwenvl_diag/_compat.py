@@ -1,7 +1,8 @@
 """The one place where the kit forks on the installed transformers / qwen-vl-utils release.
 
 Everything version-specific that the rest of the package needs is a function or constant here,
-so the other modules read the same on every supported stack (transformers >= 4.49).
+so the other modules read the same on every supported release (transformers >= 4.45: the kit's own
+stack needs 4.49+, the version lab's side environments run 4.45 on).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _default_dtype(dtype: torch.dtype):
 
 def _init_contexts(model_cls: type, dtype: torch.dtype) -> list:
     """The contexts the installed from_pretrained builds a device-mapped model under: the release's own
-    `get_init_context` (4.51+), or, before it existed (4.49, 4.50), what from_pretrained inlined for a
+    `get_init_context` (4.50+), or, before it existed (4.45-4.49), what from_pretrained inlined for a
     device map: random init skipped and parameters on the meta device."""
     if not hasattr(model_cls, "get_init_context"):
         from accelerate import init_empty_weights
@@ -111,7 +112,7 @@ def empty_model_for_planning(model_cls: type, config, dtype: torch.dtype) -> tor
 
     config = copy.deepcopy(config)
     attribute = "dtype" if TRANSFORMERS_5 else "torch_dtype"
-    for part in [config, *(getattr(config, key, None) for key in config.sub_configs)]:
+    for part in [config, *(getattr(config, key, None) for key in getattr(config, "sub_configs", ()))]:
         if part is not None:
             setattr(part, attribute, dtype)
     contexts = _init_contexts(model_cls, dtype)
@@ -137,31 +138,26 @@ def planner_no_split_modules(model: torch.nn.Module) -> list[str]:
 def transformers_device_map(model: torch.nn.Module, strategy: str, max_memory: dict, dtype) -> dict:
     """The device map `from_pretrained(device_map=strategy, max_memory=max_memory)` computes for `model`.
 
-    Calls the installed transformers' own `_get_device_map` (the function from_pretrained calls),
-    whose signature differs: 4.x also takes the dtype and the keep-in-fp32 regex from_pretrained
-    builds for float16 loads of models that list `_keep_in_fp32_modules` (Qwen-VL lists none).
-    `max_memory` is copied: accelerate converts its values in place.
+    Calls the installed transformers' own `_get_device_map` (the function from_pretrained calls, 4.50+),
+    following its signature: 4.50 takes the dtype and the model's `_keep_in_fp32_modules` list (None
+    when empty), 4.51-4.57 the dtype and the keep-in-fp32 regex from_pretrained builds for float16 loads,
+    5.x neither (Qwen-VL lists no keep-in-fp32 modules). Before 4.50 from_pretrained planned inline:
+    `_inlined_device_map`. `max_memory` is copied: accelerate converts its values in place.
     """
     import torch
     from transformers import modeling_utils
 
-    from .errors import UnsupportedReleaseError
-
     get_device_map = getattr(modeling_utils, "_get_device_map", None)
-    if get_device_map is None and transformers_at_least("4.49"):
-        return _inlined_device_map(model, strategy, max_memory, dtype)
     if get_device_map is None:
-        raise UnsupportedReleaseError(
-            f"transformers {TRANSFORMERS_VERSION} has no `_get_device_map`, the planner the kit calls "
-            "(4.51+ have it; 4.49 and 4.50 are planned as their from_pretrained does): upgrade "
-            "transformers, or pass an explicit {module: device} map."
-        )
+        return _inlined_device_map(model, strategy, max_memory, dtype)
     params = inspect.signature(get_device_map).parameters
+    keep = getattr(model, "_keep_in_fp32_modules", None)
     kwargs = {}
     if "torch_dtype" in params:
         kwargs["torch_dtype"] = dtype
+    if "keep_in_fp32_modules" in params:
+        kwargs["keep_in_fp32_modules"] = keep or None
     if "keep_in_fp32_regex" in params:
-        keep = getattr(model, "_keep_in_fp32_modules", None)
         kwargs["keep_in_fp32_regex"] = (
             re.compile("|".join(rf"((^|\.){m}($|\.))" for m in keep))
             if keep is not None and dtype == torch.float16
@@ -171,7 +167,7 @@ def transformers_device_map(model: torch.nn.Module, strategy: str, max_memory: d
 
 
 def _inlined_device_map(model: torch.nn.Module, strategy: str, max_memory: dict, dtype) -> dict:
-    """The device map of transformers 4.49 / 4.50, whose from_pretrained planned inline (before
+    """The device map of transformers 4.45-4.49, whose from_pretrained planned inline (before
     `_get_device_map` existed): accelerate's balanced budgets (or the given ones for "sequential"),
     weights tied, then `infer_auto_device_map` with the model's no-split classes and, for float16
     loads, float32 for `_keep_in_fp32_modules`. `max_memory` is copied."""

@@ -21,7 +21,7 @@ import psutil
 import pytest
 import torch
 import transformers
-from conftest import family_available
+from conftest import checkpoint_available
 from transformers import AutoConfig
 
 import qwenvl_diag as qd
@@ -37,10 +37,6 @@ GPUS = (1, 2, 4, 8)
 MEMORY = ("24GiB", "40GiB", "80GiB")
 LAYOUTS = [(g, m, s) for g in GPUS for m in MEMORY for s in qd.STRATEGIES]
 SMALL, MID = "Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct"
-
-
-def _available(checkpoint: str) -> bool:
-    return family_available("qwen3_vl" if "Qwen3" in checkpoint else "qwen2_5_vl")
 
 
 # ---------------------------------------------------------------- the reference, without the kit
@@ -149,7 +145,7 @@ def _named(model: torch.nn.Module, last: str) -> str:
 @pytest.mark.parametrize("gpus,memory,strategy", LAYOUTS, ids=[f"{g}x{m}-{s}" for g, m, s in LAYOUTS])
 @pytest.mark.parametrize("checkpoint", qd.twins())
 def test_plan_equals_the_installed_planner(checkpoint, gpus, memory, strategy):
-    if not _available(checkpoint):
+    if not checkpoint_available(checkpoint):
         with pytest.raises(qd.UnsupportedReleaseError, match=r"needs transformers >= 4\.57\.0"):
             qd.plan_device_map(checkpoint, gpus, memory, strategy)
         return
@@ -174,7 +170,7 @@ def test_plan_equals_the_installed_planner(checkpoint, gpus, memory, strategy):
     assert ("vision_embed_apart" in {f.code for f in plan.flags}) == apart
 
 
-@pytest.mark.parametrize("checkpoint", [c for c in qd.twins() if _available(c)])
+@pytest.mark.parametrize("checkpoint", [c for c in qd.twins() if checkpoint_available(c)])
 def test_plans_are_made_on_the_meta_device_without_weights(checkpoint):
     plan = qd.plan_device_map(checkpoint, 2, "24GiB", "balanced")
     model = _meta_model(
@@ -185,7 +181,7 @@ def test_plans_are_made_on_the_meta_device_without_weights(checkpoint):
     assert plan.tie_word_embeddings is tied
     named = _reference_model(checkpoint).named_parameters()
     real = sum(p.numel() for n, p in named if not (tied and n == "lm_head.weight"))  # a tied weight once
-    assert sum(plan.module_params.values()) == real > 3e9  # billions of parameters, no memory
+    assert sum(plan.module_params.values()) == real > 2e9  # billions of parameters, no memory
     assert sum(plan.module_bytes.values()) >= 2 * real  # bfloat16 weights (+ float32 rotary buffers)
 
 
@@ -250,7 +246,7 @@ def _twin(cache: dict, checkpoint: str) -> torch.nn.Module:
     return cache[checkpoint]
 
 
-@pytest.mark.parametrize("checkpoint", [c for c in qd.twins() if _available(c)])
+@pytest.mark.parametrize("checkpoint", [c for c in qd.twins() if checkpoint_available(c)])
 def test_every_planned_key_is_a_name_of_the_twin(checkpoint, twins_by_checkpoint):
     twin = _twin(twins_by_checkpoint, checkpoint)
     names = {n for n, _ in twin.named_modules()} | {
@@ -262,7 +258,7 @@ def test_every_planned_key_is_a_name_of_the_twin(checkpoint, twins_by_checkpoint
     assert keys - names == set()
     assert any(".layers." in k for k in keys) and any("visual" in k for k in keys)
     # dispatching to GPUs needs simulated ones: the names pass, the missing GPUs are the refusal
-    plan = qd.plan_device_map(checkpoint, 4, "24GiB", "balanced")
+    plan = qd.plan_device_map(checkpoint, 8, "40GiB", "balanced")  # 72B fits: nothing on disk
     with pytest.raises(
         qd.PlacementError, match=r"uses cuda:\d, but this machine has 0 GPU\(s\).*simulated_gpus"
     ):
@@ -400,7 +396,7 @@ def test_a_config_that_is_not_qwen_vl_is_refused():
     with pytest.raises(qd.PlacementError, match="takes a shipped checkpoint name"):
         qd.plan_device_map(42, 2, "24GiB")
     with pytest.raises(qd.UnknownCheckpointError, match="Did you mean 'Qwen/Qwen2.5-VL-7B-Instruct'"):
-        qd.plan_device_map("Qwen/Qwen2.5-VL-72B-Instruct", 2, "24GiB")
+        qd.plan_device_map("Qwen/Qwen2.5-VL-14B-Instruct", 2, "24GiB")  # no such checkpoint
 
 
 # ---------------------------------------------------------------- (d) risk flags on known layouts
