@@ -32,11 +32,14 @@ def lab():
 def test_releases_and_their_accelerate():
     assert versions.resolve_version("4.51.3") == "4.51.3"
     assert versions.resolve_version("installed") == str(TRANSFORMERS_VERSION)
+    assert versions.resolve_version("4.45.0") == "4.45.0"  # the first release with Qwen2-VL
+    assert versions.matching_accelerate("4.45.2") == "0.34.2"
+    assert versions.matching_accelerate("4.48.3") == "1.3.0"
     assert versions.matching_accelerate("4.49.0") == "1.4.0"
     assert versions.matching_accelerate("4.51.3") == "1.6.0"
     assert versions.matching_accelerate("4.52.4") == "1.7.0"
-    with pytest.raises(qd.UnsupportedReleaseError, match=">= 4.49.0"):
-        versions.resolve_version("4.45.2")
+    with pytest.raises(qd.UnsupportedReleaseError, match=r">= 4\.45\.0 \(the first release with Qwen-VL"):
+        versions.resolve_version("4.44.2")
     with pytest.raises(qd.InvalidArgumentError, match="not a release"):
         versions.resolve_version("four")
 
@@ -128,7 +131,7 @@ def test_bisect_finds_the_first_release_whose_outcome_changes(monkeypatch):
 
 def test_doctor_transformers_option(capsys):
     assert cli.main(["doctor", "--preset", "seed-video", "--transformers", "4.40.0"]) == 2
-    assert "transformers >= 4.49.0" in capsys.readouterr().err
+    assert "transformers >= 4.45.0" in capsys.readouterr().err
     options = cli._parser().parse_args(["doctor", "--preset", "seed-video", "--transformers", "latest"])
     assert options.transformers == "latest"
 
