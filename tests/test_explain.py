@@ -158,10 +158,14 @@ def test_the_kits_reproduction_is_explained_in_every_form(reproductions, bug, fo
         and facts["library_frame"]["function"] == raised["function"]
     )
     assert facts["library_frame"]["code"] == raised["code"].strip()
-    assert facts["family"] == "qwen2_5_vl" and facts["versions"]["transformers"] == RELEASE
+    assert facts["family"] == bug.families[0] and facts["versions"]["transformers"] == RELEASE
     assert ("torchrun" in facts["engine"]) == (form == "torchrun")  # told by the "[rank3]:" prefixes alone
     assert result.scenario == {"preset": bug.scenario, **PRESETS[bug.scenario]}
-    assert f"**{bug.id}**" in result.reply and f"fixed in {bug.fixed_in}" in result.reply
+    assert f"**{bug.id}**" in result.reply
+    if bug.fixed_in:
+        assert f"fixed in {bug.fixed_in}" in result.reply
+    else:  # a usage error has no fix release: the reply says what to do instead
+        assert "known usage error" in result.reply and bug.workaround in result.reply
 
 
 def test_the_traceback_of_a_fixed_release_says_so(reproductions):
@@ -178,7 +182,9 @@ def test_partial_text_a_quoted_code_line_and_the_error(reproductions, bug):
     failure = reproductions[bug.id]
     text = f"my code fails with {failure['error']}\nat this line:\n    {bug.code}\n(transformers {RELEASE})"
     result = qd.explain(text)
-    assert result.best["id"] == bug.id, result.candidates
+    # a line several families share (the same code in each family's file) names all of them, tied
+    sharing = {other.id for other in REPRODUCED if other.code == bug.code}
+    assert result.best["id"] in sharing and bug.id in [c["id"] for c in result.candidates], result.candidates
     assert result.facts["frames"] == [] and result.facts["library_frame"] is None
 
 
