@@ -62,15 +62,33 @@ def _check_affected(bug, release: str, diagnosis) -> None:
     assert bug.quoted_in(first["code"]), first
 
 
+def _other_entries(bug, release: str, diagnosis) -> list[str]:
+    """The catalogue entries, other than `bug`, that the run hit, each affecting `release`."""
+    others = [b for b in diagnosis.known_bugs if b["id"] != bug.id]
+    assert all(b["version_affected"] for b in others), others
+    return [b["id"] for b in others]
+
+
 @pytest.mark.parametrize("bug", LAB_ENTRIES, ids=lambda b: b.id)
 def test_each_entry_fails_at_its_line_where_affected_and_passes_where_fixed(bug):
+    """Affected ends fail at the entry's line, except where another entry of the same scenario raises
+    first (Qwen2-VL's image batch on 4.47-4.48 fails at qwen2_vl-rope-index-input-mask before the causal
+    mask): then that entry is named, and at least one end shows this one. The first fixed release does
+    not show the entry; where its scenario still fails, it fails at another entry affecting that release
+    (Qwen2-VL's text-only generate on 4.48.0 fails at qwen2_vl-text-generate-rope-deltas)."""
+    shown = 0
     for end, release in ends(bug).items():
         diagnosis = qd.run(qd.Scenario.preset(bug.scenario, transformers=release))
+        named = [b["id"] for b in diagnosis.known_bugs]
         if end == "first fixed":
-            assert bug.id not in [b["id"] for b in diagnosis.known_bugs], (release, diagnosis.known_bugs)
-            assert diagnosis.ok, (release, diagnosis.error)
-        else:
+            assert bug.id not in named, (release, diagnosis.known_bugs)
+            assert diagnosis.ok or _other_entries(bug, release, diagnosis), (release, diagnosis.error)
+        elif bug.id in named:
             _check_affected(bug, release, diagnosis)
+            shown += 1
+        else:
+            assert _other_entries(bug, release, diagnosis), (release, diagnosis.error)
+    assert shown, bug.id
 
 
 @pytest.mark.parametrize("bug", LAB_ENTRIES, ids=lambda b: b.id)
