@@ -212,6 +212,37 @@ def _inputs_on_cpu_bug(family: str, name: str, since: str, scenario: str) -> Kno
     )
 
 
+def _pixels_on_cpu_bug(family: str, name: str, scenario: str) -> KnownBug:
+    """generate() with the inputs left on the CPU of a one-GPU model, from 5.18: the images are encoded
+    before the prefill, and the vision tower's patch convolution gets the CPU pixel_values."""
+    return KnownBug(
+        id=f"{family}-pixel-values-on-cpu",
+        title=f"{name} generate on one GPU, inputs left on the CPU: the patch convolution gets CPU pixels",
+        families=(family,),
+        affected=">=5.18.0",
+        trigger=(
+            "generate() with image or video inputs left on the CPU and the model on a single device (no "
+            "accelerate hooks): from 5.18.0 generate encodes the images before the prefill "
+            "(_prepare_multimodal_encoder_kwargs_for_generation), so the vision tower's Conv3d meets the CPU "
+            "pixel_values first, and PyTorch's convolution reports a type mismatch, not a device one. A "
+            "forward() with the same inputs fails at embed_tokens (the inputs-on-cpu entry)."
+        ),
+        file=f"models/{family}/modeling_{family}.py",
+        function="forward",
+        code="hidden_states = self.proj(hidden_states.to(dtype=target_dtype))",
+        fixed_in=None,
+        references=(f"{TRANSFORMERS}/blob/v5.18.0/src/transformers/generation/utils.py",),
+        # ATen's convolution checks the input and weight types before any device check
+        signature=ErrorSignature(op="conv3d", devices="gpu/cpu", argument="weight"),
+        scenario=scenario,
+        workaround=(
+            "move the inputs to the model's device before the call: inputs = inputs.to(model.device) "
+            "(fix inputs_to_execution_device)"
+        ),
+        kind="usage",
+    )
+
+
 VIDEO_REFERENCES = (
     f"{TRANSFORMERS}/pull/37597",
     "https://github.com/QwenLM/Qwen3-VL/issues/270",
@@ -356,6 +387,9 @@ CATALOGUE: tuple[KnownBug, ...] = (
     _inputs_on_cpu_bug("qwen2_vl", "Qwen2-VL", "4.45.0", "qwen2-vl-inputs-on-cpu"),
     _inputs_on_cpu_bug("qwen2_5_vl", "Qwen2.5-VL", "4.49.0", "inputs-on-cpu"),
     _inputs_on_cpu_bug("qwen3_vl", "Qwen3-VL", "4.57.0", "qwen3-vl-inputs-on-cpu"),
+    _pixels_on_cpu_bug("qwen2_vl", "Qwen2-VL", "qwen2-vl-pixel-values-on-cpu"),
+    _pixels_on_cpu_bug("qwen2_5_vl", "Qwen2.5-VL", "pixel-values-on-cpu"),
+    _pixels_on_cpu_bug("qwen3_vl", "Qwen3-VL", "qwen3-vl-pixel-values-on-cpu"),
     KnownBug(
         id="qwen2_5_vl-video-fps-temporal-ids",
         title="Qwen2.5-VL video above 2 fps: get_rope_index truncates the seconds per frame step to 0",

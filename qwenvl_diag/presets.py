@@ -74,6 +74,25 @@ PRESETS = {
         "inputs": "image",
         "action": "forward",
     },
+    # The same with generate: from 5.18 the images are encoded first, with the CPU pixel_values.
+    "pixel-values-on-cpu": {
+        "model": "Qwen/Qwen2.5-VL-7B-Instruct",
+        "gpus": 1,
+        "inputs": "image",
+        "action": "generate",
+    },
+    "qwen2-vl-pixel-values-on-cpu": {
+        "model": "Qwen/Qwen2-VL-2B-Instruct",
+        "gpus": 1,
+        "inputs": "image",
+        "action": "generate",
+    },
+    "qwen3-vl-pixel-values-on-cpu": {
+        "model": "Qwen/Qwen3-VL-8B-Instruct",
+        "gpus": 1,
+        "inputs": "image",
+        "action": "generate",
+    },
     # A video sampled at 4 fps (second_per_grid_ts 0.5) across two GPUs: no error; the temporal ids to check.
     "video-fps4": {
         "model": "Qwen/Qwen2.5-VL-7B-Instruct",
