@@ -242,8 +242,8 @@ def _sweep(options: argparse.Namespace) -> int:
         frame = sweep(**axes, on_row=lambda row: print(json.dumps(row, default=str), flush=True))
     else:
         frame = sweep(**axes)
-        if options.format == "csv":
-            sys.stdout.write(frame.to_csv(index=False))
+        if options.format == "csv":  # flags one cell: codes joined by ";"
+            sys.stdout.write(frame.assign(flags=frame["flags"].map(";".join)).to_csv(index=False))
         elif options.format == "json":
             sys.stdout.write(json.dumps(sweep_rows(frame), indent=2, default=str) + "\n")
         else:

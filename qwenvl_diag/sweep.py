@@ -285,11 +285,18 @@ def _pool_results(chunks, payload, workers: int):
 
 
 def _local_results(chunks, payload):
-    """The same in this process (one worker: no spawn)."""
-    materials = _Materials()
-    for chunk in chunks:
-        for index, data, plan in payload(chunk):
-            yield (index, *_run_one(Scenario.from_dict(data), plan, materials))
+    """The same in this process (one worker: no spawn), on one torch thread as a worker runs (the
+    twins' tiny matrices gain nothing from more; a busy machine loses much), put back after."""
+    import torch
+
+    materials, threads = _Materials(), torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for chunk in chunks:
+            for index, data, plan in payload(chunk):
+                yield (index, *_run_one(Scenario.from_dict(data), plan, materials))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _sweep_here(scenarios: list[Scenario], processes: int, emit: Callable[[dict], None]) -> dict:
@@ -335,7 +342,7 @@ def _sweep_here(scenarios: list[Scenario], processes: int, emit: Callable[[dict]
 
 
 def _row(scenario: Scenario, versions: dict, result: dict, plan, reused: bool, seconds: float) -> dict:
-    return {
+    row = {
         **{axis: getattr(scenario, axis) for axis in _AXES},
         **versions,
         **result,
@@ -344,6 +351,7 @@ def _row(scenario: Scenario, versions: dict, result: dict, plan, reused: bool, s
         "reused": reused,
         "seconds": seconds,
     }
+    return {column: row[column] for column in SWEEP_COLUMNS}
 
 
 # ---- other releases, in their side environments --------------------------------------------------
