@@ -180,7 +180,14 @@ _WORKER_MATERIALS = _Materials()
 
 def _kit_error(error: BaseException) -> dict:
     text = str(error) if isinstance(error, QwenVLDiagError) else f"{type(error).__name__}: {error}"
-    return {"outcome": "kit error", "error": text, "file": None, "line": None, "function": None}
+    return {
+        "outcome": "kit error",
+        "error": text,
+        "file": None,
+        "line": None,
+        "function": None,
+        "known_bug": None,
+    }
 
 
 def diagnosis_row(diagnosis) -> dict:
@@ -365,9 +372,10 @@ def _sweep_command(python: str, axes: dict[str, list], processes: int) -> list[s
     return [*command, "--processes", str(processes)]
 
 
-def _sweep_there(env, axes: dict, processes: int, emit, started: list) -> dict:
-    """The sweep of `axes` run by a side environment's Python (one process, `processes` workers),
-    its rows emitted as they come. The process goes into `started`, for an interrupt to end it."""
+def _sweep_there(env, axes: dict, expected: int, processes: int, emit, started: list) -> dict:
+    """The sweep of `axes` (`expected` scenarios) run by a side environment's Python (one process,
+    `processes` workers), its rows emitted as they come. The process goes into `started`, for an
+    interrupt to end it."""
     from .errors import VersionLabError
 
     began = time.perf_counter()
@@ -375,16 +383,22 @@ def _sweep_there(env, axes: dict, processes: int, emit, started: list) -> dict:
         _sweep_command(env.python, axes, processes), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     started.append(process)
-    errors = threading.Thread(target=lambda: setattr(process, "errors", process.stderr.read()), daemon=True)
-    errors.start()
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)
+    reader.start()
+    rows = 0
     for line in process.stdout:
         if line.startswith("{"):  # a row; anything else a library printed is not
             emit(json.loads(line))
+            rows += 1
     process.wait()
-    errors.join()
-    if process.returncode not in (0, 1) and not getattr(process, "ended", False):
-        tail = "\n".join(process.errors.strip().splitlines()[-6:])
-        raise VersionLabError(f"The sweep failed to run under transformers {env.transformers}:\n{tail}")
+    reader.join()
+    if rows < expected and not getattr(process, "ended", False):
+        tail = "\n".join("".join(errors).strip().splitlines()[-6:])
+        raise VersionLabError(
+            f"The sweep under transformers {env.transformers} stopped after {rows} of {expected} rows "
+            f"(exit status {process.returncode}):\n{tail}"
+        )
     return {
         "transformers": env.transformers,
         "accelerate": env.accelerate,
@@ -474,7 +488,7 @@ def sweep(
 
     def there(version: str) -> None:
         try:
-            timings[version] = _sweep_there(envs[version], axes, share, emit, started)
+            timings[version] = _sweep_there(envs[version], axes, len(scenarios), share, emit, started)
         except Exception as error:  # raised in the caller's thread, after the other releases finish
             failures.append(error)
 
@@ -517,7 +531,7 @@ def _timing(timing: dict, frame: pd.DataFrame, version: str) -> dict:
     return {
         "scenarios": len(done),
         "layouts": len(layouts),
-        "unique_runs": int((~done["reused"]).sum()),
+        "unique_runs": int((~done["reused"] & done["layout"].notna()).sum()),  # planned, and run
         **timing,
     }
 
