@@ -39,7 +39,10 @@ COLD = {
     "inputs": "batch",
     "action": "generate",
 }  # one of SMALL's scenarios
-PRELUDE = "import json, time, warnings; warnings.filterwarnings('ignore'); import torch, transformers; import qwenvl_diag as qd\n"
+PRELUDE = (
+    "import json, time, warnings; warnings.filterwarnings('ignore')\n"
+    "import torch, transformers; import qwenvl_diag as qd\n"
+)
 
 
 def _fresh(code: str) -> dict:
@@ -58,8 +61,8 @@ def small() -> None:
     )
     swept = _fresh(
         f"t = time.perf_counter(); f = qd.sweep(**{SMALL!r}, progress=False)\n"
-        "print(json.dumps({'s': time.perf_counter() - t, 'n': len(f), 'runs': f.attrs['timings'][0]['unique_runs'],"
-        " 'processes': f.attrs['processes']}))"
+        "print(json.dumps({'s': time.perf_counter() - t, 'n': len(f), "
+        "'runs': f.attrs['timings'][0]['unique_runs'], 'processes': f.attrs['processes']}))"
     )
     per = swept["s"] / swept["n"]
     ratio = per / cold["s"]
