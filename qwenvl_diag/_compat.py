@@ -138,7 +138,7 @@ def transformers_device_map(model: torch.nn.Module, strategy: str, max_memory: d
     """The device map `from_pretrained(device_map=strategy, max_memory=max_memory)` computes for `model`.
 
     Calls the installed transformers' own `_get_device_map` (the function from_pretrained calls),
-    whose signature differs: 4.x also takes the dtype (`torch_dtype`; 4.56-4.57 `dtype`) and the
+    whose signature differs: 4.x also takes the dtype (`torch_dtype`; late 4.x `dtype`) and the
     keep-in-fp32 regex from_pretrained builds for float16 loads of models that list
     `_keep_in_fp32_modules` (Qwen-VL lists none).
     `max_memory` is copied: accelerate converts its values in place.
@@ -161,7 +161,7 @@ def transformers_device_map(model: torch.nn.Module, strategy: str, max_memory: d
     kwargs = {}
     if "torch_dtype" in params:
         kwargs["torch_dtype"] = dtype
-    if "dtype" in params:  # 4.56-4.57 renamed it
+    if "dtype" in params:  # renamed in late 4.x (4.57.6 has it)
         kwargs["dtype"] = dtype
     if "keep_in_fp32_regex" in params:
         keep = getattr(model, "_keep_in_fp32_modules", None)
