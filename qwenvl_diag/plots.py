@@ -84,6 +84,18 @@ def plot_memory(model_or_plan, ax=None):
 
 OUTCOME_COLOURS = {"passed": "#b9e4bd", "failed": "#f6a5a5", "kit error": "#d0d0d0"}
 """Cell colour of `plot_sweep` per outcome (white: not run)."""
+_SWEEP_READ = (
+    "model",
+    "gpus",
+    "memory",
+    "strategy",
+    "transformers",
+    "inputs",
+    "action",
+    "outcome",
+    "known_bug",
+)
+"""The columns of a sweep frame (`SWEEP_COLUMNS`) that `plot_sweep` reads."""
 
 
 def _sweep_label(row) -> str:
@@ -104,9 +116,7 @@ def plot_sweep(frame, ax=None):
 
     >>> fig = qd.plot_sweep(qd.sweep(["Qwen/Qwen2.5-VL-7B-Instruct"], gpus=[1, 8], memory="24GiB"))
     """
-    from .sweep import SWEEP_COLUMNS
-
-    missing = [c for c in SWEEP_COLUMNS if c not in getattr(frame, "columns", ())]
+    missing = [c for c in _SWEEP_READ if c not in getattr(frame, "columns", ())]
     if missing or frame.empty:
         raise QwenVLDiagError(
             f"plot_sweep takes a non-empty frame from qd.sweep; this one lacks {missing or 'rows'}."
