@@ -94,6 +94,8 @@ _SWEEP_READ = (
     "action",
     "outcome",
     "known_bug",
+    "file",
+    "line",
 )
 """The columns of a sweep frame (`SWEEP_COLUMNS`) that `plot_sweep` reads."""
 
