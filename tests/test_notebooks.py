@@ -263,10 +263,15 @@ def test_placement_sweeps_the_layouts_and_its_heatmap_names_each_failure(execute
     assert timing["scenarios"] == 18 and timing["unique_runs"] < 18, (context, timing)
     assert timing["unique_runs"] == sum(not row["reused"] for row in rows), context
     by = {(r["gpus"], r["strategy"], r["inputs"]): r for r in rows}
-    # one GPU: no hooks, CPU inputs (the catalogue's J), whatever the strategy
-    assert {
-        by[1, s, i]["known_bug"] for s in ("balanced", "sequential") for i in ("batch", "text", "image")
-    } == {"qwen2_5_vl-inputs-on-cpu"}, context
+    # one GPU: no hooks, the inputs on the CPU (the catalogue's J) whatever the strategy; 5.x generate
+    # moves input_ids itself, so there a text prompt passes and an image fails at the vision tower
+    one = [by[1, s, i] for s in ("balanced", "sequential") for i in ("batch", "text", "image")]
+    failing = [row for row in one if row["outcome"] == "failed"]
+    assert all("on cpu" in r["error"] or "(CPUFloatType)" in r["error"] for r in failing), (context, one)
+    if transformers_at_least("5.0"):
+        assert {r["inputs"] for r in failing} == {"batch", "image"}, (context, one)
+    else:
+        assert {r["known_bug"] for r in one} == {"qwen2_5_vl-inputs-on-cpu"}, (context, one)
     seed = {i: by[8, "balanced", i] for i in ("batch", "text", "image")}
     assert all(row["flags"] == ["vision_embed_apart"] for row in seed.values()), (context, seed)
     expected_batch = None if SEED_FIXED else "qwen2_5_vl-batched-causal-mask"
@@ -281,9 +286,14 @@ def test_placement_sweeps_the_layouts_and_its_heatmap_names_each_failure(execute
     # the heatmap: a cell per scenario, labelled by its known bug, family prefix dropped
     assert values["heatmap_shape"] == [6, 3], context
     assert values["heatmap"] == [
-        "" if row["outcome"] == "passed" else row["known_bug"].split("-", 1)[1] for row in rows
+        ""
+        if row["outcome"] == "passed"
+        else row["known_bug"].split("-", 1)[1]
+        if row["known_bug"]
+        else f"{row['file'].rsplit('/', 1)[-1]}:{row['line']}"  # no catalogue entry: where it mixed
+        for row in rows
     ], context
-    assert sorted(values["failing"]) == sorted(r["known_bug"] for r in rows if r["outcome"] != "passed")
+    assert values["failing"] == [r["known_bug"] for r in rows if r["outcome"] != "passed"], context
     _assert_shows(run, [f"18 scenarios, 6 layouts, {timing['unique_runs']} runs in"])
 
 
