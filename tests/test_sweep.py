@@ -301,3 +301,23 @@ def test_the_jsonl_format_streams_one_row_a_line_from_a_fresh_process():
     assert len(rows) == 4 and list(rows[0]) == qd.SWEEP_COLUMNS, done.stderr[-2000:]
     assert done.returncode == (0 if {r["outcome"] for r in rows} == {"passed"} else 1)
     assert sorted(r["reused"] for r in rows) == [False, False, True, True]  # auto plans as balanced does
+
+
+def test_a_family_this_release_lacks_is_a_kit_error_row_not_the_end_of_the_sweep():
+    frame = qd.sweep(
+        ["tiny/qwen3_vl", "tiny/qwen2_5_vl"],
+        gpus=2,
+        memory="1GiB",
+        strategies="balanced",
+        inputs="text",
+        actions="forward",
+        processes=1,
+        progress=False,
+    )
+    qwen3, qwen25 = frame.iloc[0], frame.iloc[1]
+    assert qwen25["outcome"] == "passed"
+    if transformers_at_least(qd.FAMILIES["qwen3_vl"].since):
+        assert qwen3["outcome"] == "passed"
+    else:
+        assert qwen3["outcome"] == "kit error" and "qwen3_vl needs transformers >= 4.57.0" in qwen3["error"]
+        assert qwen3["layout"] is None and not qwen3["reused"]
