@@ -321,3 +321,22 @@ def test_a_family_this_release_lacks_is_a_kit_error_row_not_the_end_of_the_sweep
     else:
         assert qwen3["outcome"] == "kit error" and "qwen3_vl needs transformers >= 4.57.0" in qwen3["error"]
         assert qwen3["layout"] is None and not qwen3["reused"]
+
+
+def test_one_map_shared_by_two_gpu_counts_is_run_once_and_is_each_ones_fresh_row():
+    # sequential on 80 GiB GPUs: the 7B fits GPU 0, so 1 and 2 GPUs plan the same {"": 0}
+    frame = qd.sweep(
+        CHECKPOINT,
+        gpus=[1, 2],
+        memory="80GiB",
+        strategies="sequential",
+        inputs="image",
+        actions="forward",
+        processes=1,
+        progress=False,
+    )
+    assert frame["layout"].nunique() == 1 and list(frame["reused"]) == [False, True]
+    for row in sweep_module.sweep_rows(frame):
+        fields = {k: row[k] for k in ("model", "gpus", "memory", "strategy", "inputs", "action")}
+        fresh = sweep_module.diagnosis_row(qd.run(qd.Scenario(**fields)))  # on its own GPU count
+        assert {k: row[k] for k in fresh} == fresh
