@@ -449,7 +449,9 @@ def sweep(
     `transformers` (None: the installed one; else releases as `qd.run_in_versions` takes them) and
     return one row per scenario, columns `SWEEP_COLUMNS`.
 
-    `processes` worker processes run the scenarios (None: one per core); several releases share them.
+    `processes` worker processes run the scenarios (None: one per core; 1: in this process); several
+    releases share them. The workers are spawned, so a script that sweeps with several must do so
+    under `if __name__ == "__main__":` (notebooks and `python -c` need nothing).
     `progress` shows a tqdm bar; `on_row(row)` is called with each row (a dict) as its run finishes, in
     the order they finish. `cache` and `build` choose the side environments as in
     `run_in_versions`. Ctrl-C returns the rows done so far. `attrs` holds `timings` (one dict per release:
