@@ -340,3 +340,31 @@ def test_one_map_shared_by_two_gpu_counts_is_run_once_and_is_each_ones_fresh_row
         fields = {k: row[k] for k in ("model", "gpus", "memory", "strategy", "inputs", "action")}
         fresh = sweep_module.diagnosis_row(qd.run(qd.Scenario(**fields)))  # on its own GPU count
         assert {k: row[k] for k in fresh} == fresh
+
+
+def test_undispatch_takes_a_placed_model_back_to_the_cpu_as_it_was_built():
+    from accelerate.hooks import AlignDevicesHook
+
+    from qwenvl_diag.models.families import FAMILIES
+    from qwenvl_diag.models.tiny import tiny_config
+    from qwenvl_diag.placement.dispatch import undispatch
+
+    model, _ = qd.tiny_model("qwen2_5_vl")
+    built = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    forwards = {name: module.forward for name, module in model.named_modules()}
+    config = tiny_config(FAMILIES["qwen2_5_vl"])[0]
+    spread = qd.plan_device_map(config, 2, "1GiB", "balanced").device_map
+    offloading = {name: "cpu" if device == 1 else device for name, device in spread.items()}
+    assert {0, 1} <= set(spread.values()) and "cpu" in offloading.values()
+    with qd.simulated_gpus(2):
+        for device_map in (spread, offloading):
+            qd.dispatch(model, device_map)
+            assert undispatch(model) is model
+            assert not hasattr(model, "hf_device_map")
+            assert not any(
+                isinstance(getattr(m, "_hf_hook", None), AlignDevicesHook) for m in model.modules()
+            )
+            assert {name: module.forward for name, module in model.named_modules()} == forwards
+            state = model.state_dict()
+            assert {t.device.type for t in state.values()} == {"cpu"}
+            assert state.keys() == built.keys() and all(state[k].equal(built[k]) for k in built)
