@@ -1,7 +1,8 @@
 """The one place where the kit forks on the installed transformers / qwen-vl-utils release.
 
 Everything version-specific that the rest of the package needs is a function or constant here,
-so the other modules read the same on every supported stack (transformers >= 4.49).
+so the other modules read the same on every supported release (transformers >= 4.45: the kit's own
+stack needs 4.49+, the version lab's side environments run 4.45 on).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _default_dtype(dtype: torch.dtype):
 
 def _init_contexts(model_cls: type, dtype: torch.dtype) -> list:
     """The contexts the installed from_pretrained builds a device-mapped model under: the release's own
-    `get_init_context` (4.51+), or, before it existed (4.49, 4.50), what from_pretrained inlined for a
+    `get_init_context` (4.50+), or, before it existed (4.45-4.49), what from_pretrained inlined for a
     device map: random init skipped and parameters on the meta device."""
     if not hasattr(model_cls, "get_init_context"):
         from accelerate import init_empty_weights
@@ -99,19 +100,28 @@ def _init_contexts(model_cls: type, dtype: torch.dtype) -> list:
 
 
 def empty_model_for_planning(model_cls: type, config, dtype: torch.dtype) -> torch.nn.Module:
-    """The model `from_pretrained(dtype=dtype, device_map=...)` builds before it plans: real sizes, no memory.
+    """The model `from_pretrained(dtype=dtype, device_map=...)` infers its map for: real sizes, no memory.
 
     Follows the installed from_pretrained: the dtype set on the config and its sub-configs (4.x
     `torch_dtype`, 5.x `dtype`), the model built under the release's own `get_init_context` with that
     default dtype (parameters on the meta device, random init skipped), and, in 4.x only, the weights
-    tied before planning (5.x plans untied and reads tied names from `all_tied_weights_keys`).
+    tied before the map is inferred (4.45-4.49 budget the GPUs on the model as built, untied: see
+    `_inlined_device_map`; 5.x plans untied and reads tied names from `all_tied_weights_keys`).
     `config` is not modified.
     """
+    model = _built_for_planning(model_cls, config, dtype)
+    if not TRANSFORMERS_5:
+        model.tie_weights()
+    return model
+
+
+def _built_for_planning(model_cls: type, config, dtype: torch.dtype) -> torch.nn.Module:
+    """The model as from_pretrained builds it (before any tying), on the meta device."""
     from transformers.utils import ContextManagers
 
     config = copy.deepcopy(config)
     attribute = "dtype" if TRANSFORMERS_5 else "torch_dtype"
-    for part in [config, *(getattr(config, key, None) for key in config.sub_configs)]:
+    for part in [config, *(getattr(config, key, None) for key in getattr(config, "sub_configs", ()))]:
         if part is not None:
             setattr(part, attribute, dtype)
     contexts = _init_contexts(model_cls, dtype)
@@ -120,10 +130,7 @@ def empty_model_for_planning(model_cls: type, config, dtype: torch.dtype) -> tor
 
         contexts = [*contexts, no_init_weights()]
     with ContextManagers([_default_dtype(dtype), *contexts]):
-        model = model_cls(config)
-    if not TRANSFORMERS_5:
-        model.tie_weights()
-    return model
+        return model_cls(config)
 
 
 def planner_no_split_modules(model: torch.nn.Module) -> list[str]:
@@ -137,34 +144,25 @@ def planner_no_split_modules(model: torch.nn.Module) -> list[str]:
 def transformers_device_map(model: torch.nn.Module, strategy: str, max_memory: dict, dtype) -> dict:
     """The device map `from_pretrained(device_map=strategy, max_memory=max_memory)` computes for `model`.
 
-    Calls the installed transformers' own `_get_device_map` (the function from_pretrained calls),
-    whose signature differs: 4.x also takes the dtype (`torch_dtype`; late 4.x `dtype`) and the
-    keep-in-fp32 regex from_pretrained builds for float16 loads of models that list
-    `_keep_in_fp32_modules` (Qwen-VL lists none).
-    `max_memory` is copied: accelerate converts its values in place.
+    Calls the installed transformers' own `_get_device_map` (the function from_pretrained calls, 4.50+),
+    following its signature: 4.50 takes the dtype and the model's `_keep_in_fp32_modules` list (None
+    when empty), 4.51-4.57 the dtype (`torch_dtype`, 4.57 `dtype`) and the keep-in-fp32 regex
+    from_pretrained builds for float16 loads, 5.x neither (Qwen-VL lists no keep-in-fp32 modules).
+    Before 4.50 from_pretrained planned inline: `_inlined_device_map`. `max_memory` is copied:
+    accelerate converts its values in place.
     """
     import torch
     from transformers import modeling_utils
 
-    from .errors import UnsupportedReleaseError
-
     get_device_map = getattr(modeling_utils, "_get_device_map", None)
-    if get_device_map is None and transformers_at_least("4.49"):
-        return _inlined_device_map(model, strategy, max_memory, dtype)
     if get_device_map is None:
-        raise UnsupportedReleaseError(
-            f"transformers {TRANSFORMERS_VERSION} has no `_get_device_map`, the planner the kit calls "
-            "(4.51+ have it; 4.49 and 4.50 are planned as their from_pretrained does): upgrade "
-            "transformers, or pass an explicit {module: device} map."
-        )
+        return _inlined_device_map(model, strategy, max_memory, dtype)
     params = inspect.signature(get_device_map).parameters
-    kwargs = {}
-    if "torch_dtype" in params:
-        kwargs["torch_dtype"] = dtype
-    if "dtype" in params:  # renamed in late 4.x (4.57.6 has it)
-        kwargs["dtype"] = dtype
+    keep = getattr(model, "_keep_in_fp32_modules", None)
+    kwargs = {name: dtype for name in ("torch_dtype", "dtype") if name in params}  # 4.57 renamed it
+    if "keep_in_fp32_modules" in params:
+        kwargs["keep_in_fp32_modules"] = keep or None
     if "keep_in_fp32_regex" in params:
-        keep = getattr(model, "_keep_in_fp32_modules", None)
         kwargs["keep_in_fp32_regex"] = (
             re.compile("|".join(rf"((^|\.){m}($|\.))" for m in keep))
             if keep is not None and dtype == torch.float16
@@ -174,10 +172,13 @@ def transformers_device_map(model: torch.nn.Module, strategy: str, max_memory: d
 
 
 def _inlined_device_map(model: torch.nn.Module, strategy: str, max_memory: dict, dtype) -> dict:
-    """The device map of transformers 4.49 / 4.50, whose from_pretrained planned inline (before
-    `_get_device_map` existed): accelerate's balanced budgets (or the given ones for "sequential"),
-    weights tied, then `infer_auto_device_map` with the model's no-split classes and, for float16
-    loads, float32 for `_keep_in_fp32_modules`. `max_memory` is copied."""
+    """The device map of transformers 4.45-4.49, whose from_pretrained planned inline (before
+    `_get_device_map` existed): accelerate's balanced budgets (or the given ones for "sequential") of
+    the model as built (untied: under `no_init_weights` post_init ties nothing), weights tied, then
+    `infer_auto_device_map` with the model's no-split classes and, for float16 loads, float32 for
+    `_keep_in_fp32_modules`. `model` is the tied one (`empty_model_for_planning`); where tying shared a
+    weight, the budgets are computed on the model as built, untied (built again: a fraction of a second).
+    `max_memory` is copied."""
     import torch
     from accelerate.utils import get_balanced_memory, get_max_memory, infer_auto_device_map
 
@@ -189,10 +190,13 @@ def _inlined_device_map(model: torch.nn.Module, strategy: str, max_memory: dict,
         },
     }
     if strategy != "sequential":
+        head, embed = model.get_output_embeddings(), model.get_input_embeddings()
+        shares = head is not None and embed is not None and head.weight is embed.weight
+        as_built = _built_for_planning(type(model), model.config, dtype) if shares else model
+        low_zero = strategy == "balanced_low_0"
         budgets = get_balanced_memory(
-            model, dtype=dtype, low_zero=strategy == "balanced_low_0", max_memory=dict(max_memory), **kwargs
+            as_built, dtype=dtype, low_zero=low_zero, max_memory=dict(max_memory), **kwargs
         )
     else:
         budgets = get_max_memory(dict(max_memory))
-    model.tie_weights()
     return infer_auto_device_map(model, dtype=dtype, max_memory=budgets, **kwargs)

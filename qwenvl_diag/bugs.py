@@ -267,8 +267,9 @@ CATALOGUE: tuple[KnownBug, ...] = (
         id="qwen2_vl-text-generate-rope-deltas",
         title="Qwen2-VL text-only generate across GPUs: rope_deltas and cache_position on two GPUs",
         families=("qwen2_vl",),
-        # 4.45-4.46 call get_rope_index from prepare_inputs_for_generation, not after the move
-        affected=">=4.47.0,<4.53.0",
+        # 4.45-4.46 call get_rope_index from prepare_inputs_for_generation, not after the move; on 4.47
+        # the same prompt fails a line later (qwen2_vl-text-generate-position-ids)
+        affected=">=4.48.0,<4.53.0",
         trigger=ROPE_DELTAS_TRIGGER,
         file="models/qwen2_vl/modeling_qwen2_vl.py",
         function="forward",
@@ -278,6 +279,30 @@ CATALOGUE: tuple[KnownBug, ...] = (
         signature=ErrorSignature(op="add", devices="gpu/gpu"),
         scenario="qwen2-vl-text-generate",
         workaround=ROPE_DELTAS_WORKAROUND,
+    ),
+    KnownBug(
+        id="qwen2_vl-text-generate-position-ids",
+        title="Qwen2-VL 4.47 text-only generate across GPUs: decode positions and their delta on two GPUs",
+        families=("qwen2_vl",),
+        affected=">=4.47.0,<4.48.0",
+        trigger=(
+            "generate() on a text-only prompt, with the vision tower on the main GPU and embed_tokens on "
+            "another: at the first decode step the delta (cache_position[0] + rope_deltas) is on the main "
+            "GPU and the new positions, made with torch.arange on the embeddings' GPU, are added to it. "
+            "From 4.48.0 the same prompt fails a line earlier (qwen2_vl-text-generate-rope-deltas)."
+        ),
+        file="models/qwen2_vl/modeling_qwen2_vl.py",
+        function="forward",
+        code="position_ids = position_ids.add(delta)",
+        fixed_in="4.48.0",
+        references=(f"{TRANSFORMERS}/blob/v4.47.1/src/transformers/models/qwen2_vl/modeling_qwen2_vl.py",),
+        signature=ErrorSignature(op="add", devices="gpu/gpu"),
+        scenario="qwen2-vl-text-generate",
+        workaround=(
+            "keep the vision tower and embed_tokens on one GPU (fix vision_with_embeddings), or run on one "
+            "GPU (single_device); moving rope_deltas does not help here (the delta is already on the main "
+            "GPU)"
+        ),
     ),
     KnownBug(
         id="qwen2_vl-image-mask-device",
@@ -351,8 +376,8 @@ CATALOGUE: tuple[KnownBug, ...] = (
         signature=None,
         scenario="video-fps4",
         workaround=(
-            "sample the video at 2 fps or less (fps=2.0 to qwen-vl-utils and the processor), or upgrade; "
-            "no kit fix corrects the positions in place"
+            "sample the video at 2 fps or less (fps=2.0 to qwen-vl-utils and the processor), or upgrade "
+            "(upgrade_transformers, checked in the version lab); no kit fix corrects the positions in place"
         ),
         kind="silent",
     ),

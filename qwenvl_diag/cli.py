@@ -30,7 +30,8 @@ import sys
 
 from .choices import ACTIONS, DEVICE_MODES, INPUT_KINDS
 from .errors import QwenVLDiagError
-from .scenario import PRESETS, Scenario, run
+from .running import run
+from .scenario import PRESETS, Scenario
 
 FORMATS = ("markdown", "json", "text")
 SWEEP_FORMATS = ("csv", "json", "markdown", "jsonl")
@@ -136,6 +137,7 @@ def _scenario(options: argparse.Namespace) -> Scenario:
         "second_per_grid_ts",
         "max_new_tokens",
         "devices",
+        "transformers",
     ):
         value = getattr(options, field)
         if value is not None:
@@ -166,21 +168,8 @@ def _text(diagnosis) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _in_side_env(version: str, scenario: Scenario, fmt: str) -> int:
-    """The doctor run by a side environment of transformers `version` (the version lab)."""
-    from .versions import doctor_in, side_env
-
-    done = doctor_in(side_env(version), scenario, fmt)
-    sys.stderr.write(done.stderr)
-    sys.stdout.write(done.stdout)
-    return done.returncode
-
-
 def _doctor(options: argparse.Namespace) -> int:
-    scenario = _scenario(options)
-    if options.transformers not in (None, "installed"):
-        return _in_side_env(options.transformers, scenario, options.format)
-    return _print_diagnosis(run(scenario), options.format)
+    return _print_diagnosis(run(_scenario(options)), options.format)
 
 
 def _print_diagnosis(diagnosis, fmt: str) -> int:
@@ -193,12 +182,8 @@ def _print_diagnosis(diagnosis, fmt: str) -> int:
 def _reproduce(scenario_fields: dict, release: str | None, fmt: str) -> int:
     """Run the explanation's scenario, in the reported transformers release where it differs from the
     installed one; print its diagnosis."""
-    from ._compat import TRANSFORMERS_VERSION
-
-    scenario = Scenario.from_dict({k: v for k, v in scenario_fields.items() if k != "preset"})
-    if release and release != str(TRANSFORMERS_VERSION):
-        return _in_side_env(release, scenario, fmt)
-    return _print_diagnosis(run(scenario), fmt)
+    fields = {k: v for k, v in scenario_fields.items() if k != "preset"}
+    return _print_diagnosis(run(Scenario.from_dict({**fields, "transformers": release})), fmt)
 
 
 def _explain(options: argparse.Namespace) -> int:

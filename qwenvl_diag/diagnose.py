@@ -70,7 +70,34 @@ class Diagnosis:
             "environment": self.environment,
             "scenario": self.scenario.to_dict() if self.scenario is not None else None,
             "frames": {name: frame.to_dict(orient="records") for name, frame in self.frames.items()},
+            "frame_columns": {name: list(frame.columns) for name, frame in self.frames.items()},
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Diagnosis:
+        """The Diagnosis `to_dict` (or `to_json`, parsed) describes: what the version lab's side
+        environments send back. Frames keep their columns and rows (JSON turns tuples into lists);
+        `plan` is None, as no plan object travels."""
+        from .scenario import Scenario
+
+        columns = data.get("frame_columns", {})
+        frames = {
+            name: pd.DataFrame(rows, columns=columns.get(name) or None)
+            for name, rows in data["frames"].items()
+        }
+        scenario = data.get("scenario")
+        return cls(
+            model=data["model"],
+            action=data["action"],
+            error=data["error"],
+            error_type=data["error_type"],
+            first_mismatch=data["first_mismatch"],
+            frames=frames,
+            known_bugs=data["known_bugs"],
+            advice=data["advice"],
+            environment=data["environment"],
+            scenario=Scenario.from_dict(scenario) if scenario is not None else None,
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)

@@ -42,7 +42,13 @@ STAGES = ("plan", "placed", "environment")
 Undo = Callable[[], None]
 
 # The bugs of a vision tower and embed_tokens on two GPUs, which one GPU or the two together avoid
-APART_BUGS = (*MASK_BUGS, *ROPE_DELTAS_BUGS, "qwen2_vl-image-mask-device", "qwen2_vl-rope-index-input-mask")
+APART_BUGS = (
+    *MASK_BUGS,
+    *ROPE_DELTAS_BUGS,
+    "qwen2_vl-text-generate-position-ids",
+    "qwen2_vl-image-mask-device",
+    "qwen2_vl-rope-index-input-mask",
+)
 INPUTS_ON_CPU_BUGS = tuple(bug.id for bug in BUGS if bug.kind == "usage")
 UPGRADE_BUGS = tuple(bug.id for bug in BUGS if bug.fixed_in is not None)
 
@@ -275,7 +281,7 @@ CATALOGUE: tuple[Fix, ...] = (
     ),
     Fix(
         "rope_deltas_to_cache_device",
-        "Hotfix for 4.47-4.52.4 text-only generate: keep rope_deltas where cache_position is",
+        "Hotfix for 4.48-4.52.4 text-only generate: keep rope_deltas where cache_position is",
         ROPE_DELTAS_BUGS,
         "One tiny tensor copy per prefill; no memory or speed cost; a no-op (with a warning) on releases "
         "without the bug.",

@@ -10,7 +10,7 @@ The rope/mask hotfix (the seed's two bugs):
   embeddings' GPU with a `cache_position` on the main GPU): `cache_position` is moved to the device
   the mask is built on (its `device` argument). The mask's values are the same.
 
-The rope-deltas fix (text-only generate across GPUs, 4.47-4.52.4): the public user patch
+The rope-deltas fix (text-only generate across GPUs, 4.48-4.52.4): the public user patch
 `self.rope_deltas = rope_deltas.to(cache_position.device)` (QwenLM/Qwen3-VL #765) made from outside:
 the `rope_deltas` that `get_rope_index` returns go to the model's execution device, where accelerate's
 root hook puts `cache_position`, so the decode step's `cache_position[0] + self.rope_deltas` adds on one

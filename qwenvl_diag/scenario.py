@@ -1,4 +1,5 @@
-"""`Scenario` and `run`: the whole flow (model, plan, placement, inputs, traced run) from plain data.
+"""`Scenario`: the whole flow (model, plan, placement, inputs, traced run) as plain data; `materials`
+builds what a scenario runs on (`qd.run`, in `running.py`, runs it).
 
 A scenario is serialisable (`to_dict` / `from_dict` / JSON), so the CLI, the notebooks and the tests
 describe a run the same way, and a diagnosis made in one can be rerun from another unchanged.
@@ -12,6 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.version import InvalidVersion, Version
+
 from .choices import ACTIONS, DEVICE_MODES, INPUT_KINDS
 from .errors import QwenVLDiagError
 from .models.catalog import resolve_checkpoint, shipped_checkpoints
@@ -23,6 +26,8 @@ class Scenario:
     """One run to diagnose. `model` is a shipped checkpoint (run as its twin), "tiny/<family>", or a
     local checkpoint directory (loaded for real). `strategy` is a planner strategy or an explicit map.
     `fixes` names catalogue fixes (`qd.fixes()`) that `run` applies, and undoes, around the run.
+    `transformers` is the release to run under: None (or "installed") the installed one, else a release
+    such as "4.52.4" or "latest", run in the version lab's side environment of that release.
 
     >>> diagnosis = run(Scenario("Qwen/Qwen2.5-VL-7B-Instruct", gpus=8, strategy="balanced",
     ...                          inputs="batch", action="generate"))
@@ -41,6 +46,7 @@ class Scenario:
     seed: int = 0
     devices: str = "auto"
     fixes: list[str] = dataclasses.field(default_factory=list)
+    transformers: str | None = None
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUT_KINDS:
@@ -51,6 +57,7 @@ class Scenario:
             raise QwenVLDiagError(f"Unknown devices {self.devices!r}; use one of {', '.join(DEVICE_MODES)}.")
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
             raise QwenVLDiagError(f"gpus must be a positive int; got {self.gpus!r}.")
+        _check_release(self.transformers)
         from .fixes import resolve
 
         self.fixes = [fix.name for fix in resolve(self.fixes)]  # unknown names: the kit's error
@@ -78,11 +85,27 @@ class Scenario:
         return cls.from_dict(json.loads(text))
 
     @classmethod
-    def preset(cls, name: str) -> Scenario:
-        """A named scenario: "seed-batched" or "seed-video" (the seed's two failures)."""
+    def preset(cls, name: str, **changes) -> Scenario:
+        """A named scenario ("seed-batched", "seed-video", each catalogue entry's reproduction: see
+        `qd.known_bugs()["scenario"]`), with `changes` to its fields.
+
+        >>> Scenario.preset("text-generate", transformers="4.52.4")
+        """
         if name not in PRESETS:
             raise QwenVLDiagError(f"Unknown preset {name!r}; presets: {', '.join(PRESETS)}.")
-        return cls.from_dict(PRESETS[name])
+        return cls.from_dict({**PRESETS[name], **changes})
+
+
+def _check_release(release: str | None) -> None:
+    """A scenario's `transformers`: None, "installed", "latest" or a release string."""
+    if release is None or release in ("installed", "latest"):
+        return
+    try:
+        Version(release)
+    except (InvalidVersion, TypeError) as error:
+        raise QwenVLDiagError(
+            f"transformers must be None, 'installed', 'latest' or a release like '4.52.4'; got {release!r}."
+        ) from error
 
 
 def _use_real_devices(scenario: Scenario) -> bool:
@@ -163,42 +186,3 @@ def devices_for(scenario: Scenario):
     if _use_real_devices(scenario):
         return contextlib.nullcontext()
     return simulated_gpus(scenario.gpus, scenario.memory)
-
-
-def run(scenario: Scenario):
-    """Build, plan, place, make inputs and diagnose a scenario; returns its Diagnosis.
-
-    Runs on real GPUs when the machine has enough (devices="auto" or "real"), else on simulated ones.
-    The scenario's `fixes` are applied around the placement (see `qd.applying`) and undone after.
-    """
-    if not isinstance(scenario, Scenario):
-        raise QwenVLDiagError(f"run takes a qd.Scenario; got {type(scenario).__name__}.")
-    return run_with(scenario, *materials(scenario))
-
-
-def run_with(scenario: Scenario, model, source, plan, inputs, *, unplace: bool = False):
-    """`run` on materials made already (`materials`' four: a sweep builds a twin once and places it
-    again per layout). With `unplace`, the model leaves the GPUs before they go (`undispatch`: no
-    hooks, every tensor on the CPU, as built), so the next scenario can place it again."""
-    from .diagnose import diagnose
-    from .fixes import Setup, applying
-    from .placement import device_map_frame, device_summary_frame, flags_frame
-    from .placement.dispatch import undispatch
-
-    with devices_for(scenario):
-        try:
-            with applying(Setup(model, inputs, plan, source), scenario.fixes) as setup:
-                diagnosis = diagnose(
-                    model, setup.inputs, action=scenario.action, max_new_tokens=scenario.max_new_tokens
-                )
-                plan = setup.plan
-        finally:
-            if unplace:
-                undispatch(model)
-    diagnosis.scenario = scenario
-    diagnosis.plan = plan
-    # the layout a user cares about is the real checkpoint's: the plan's real sizes, not the twin's
-    diagnosis.frames.update(
-        placement=device_map_frame(plan), summary=device_summary_frame(plan), flags=flags_frame(plan)
-    )
-    return diagnosis

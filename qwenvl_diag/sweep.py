@@ -209,7 +209,7 @@ def diagnosis_row(diagnosis) -> dict:
 
 
 def _run_one(scenario: Scenario, plan, materials: _Materials) -> tuple[dict, float]:
-    from .scenario import run_with
+    from .running import run_with
 
     started = time.perf_counter()
     try:

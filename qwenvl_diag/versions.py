@@ -52,8 +52,12 @@ it matched (None when none)."""
 OUTCOMES = ("passed", "failed", "kit error")
 INSTALLED = "installed"
 LATEST = "latest"
-OLDEST = Version("4.49.0")
+OLDEST = Version("4.45.0")
 ACCELERATE_FOR = {
+    "4.45": "0.34.2",
+    "4.46": "1.1.1",
+    "4.47": "1.2.1",
+    "4.48": "1.3.0",
     "4.49": "1.4.0",
     "4.50": "1.5.2",
     "4.51": "1.6.0",
@@ -93,12 +97,17 @@ def cache_dir(root: str | Path | None = None) -> Path:
     return (Path(base).expanduser().absolute() if base else Path.home() / ".cache" / "qwenvl-diag") / "envs"
 
 
-def _pip(*args: str, timeout: float = PIP_TIMEOUT_S) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", *args]
+def _run_tool(name: str, command: list[str], timeout: float = PIP_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """`command` (pip or uv, called `name`), its output captured; too slow is a `VersionLabError`."""
     try:
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as error:
-        raise VersionLabError(f"pip took longer than {timeout:.0f} s: {' '.join(command[3:])}") from error
+        raise VersionLabError(f"{name} took longer than {timeout:.0f} s: {' '.join(command)}") from error
+
+
+def _pip(*args: str, timeout: float = PIP_TIMEOUT_S) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", *args]
+    return _run_tool("pip", command, timeout)
 
 
 def _tail(text: str, lines: int = 6) -> str:
@@ -121,7 +130,7 @@ def released_versions(package: str = "transformers", pip_args: tuple[str, ...] =
 
 def resolve_version(version: str, pip_args: tuple[str, ...] = ()) -> str:
     """A concrete transformers release for `version`: "latest" (the newest on the index), "installed"
-    (the kit's own), or a release string such as "4.51.3" (checked: 4.49.0 or newer)."""
+    (the kit's own), or a release string such as "4.51.3" (checked: 4.45.0 or newer)."""
     if not isinstance(version, str):
         raise InvalidArgumentError(f"A transformers version is a string like '4.51.3'; got {version!r}.")
     if version == INSTALLED:
@@ -135,7 +144,10 @@ def resolve_version(version: str, pip_args: tuple[str, ...] = ()) -> str:
             f"{version!r} is not a release: use 'latest', 'installed' or one like '4.51.3'."
         ) from error
     if parsed < OLDEST:
-        raise UnsupportedReleaseError(f"The kit runs on transformers >= {OLDEST}; {version} is older.")
+        raise UnsupportedReleaseError(
+            f"The kit runs on transformers >= {OLDEST} (the first release with Qwen-VL, Qwen2-VL); "
+            f"{version} is older: pick {OLDEST} or newer."
+        )
     return str(parsed)
 
 
@@ -177,11 +189,46 @@ def _probe(python: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _build(temp: Path, transformers: str, accelerate: str, pip_args: tuple[str, ...]) -> dict:
-    venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(temp)
-    python = _python_of(temp)
-    site = Path(_probe_site(python))
-    (site / "_qwenvl_diag_kit.pth").write_text(_site_lines())
+def _uv() -> str | None:
+    """The uv executable: the kit environment's `uv` wheel, else one on PATH, else None (then pip)."""
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv")
+
+
+def _install_failed(transformers: str, accelerate: str, tool: str, said: str) -> VersionLabError:
+    return VersionLabError(
+        f"Installing transformers {transformers} and accelerate {accelerate} failed (offline, the index "
+        f"unreachable, or no such release?); nothing was left behind. {tool} said:\n{_tail(said)}"
+    )
+
+
+def _uv_install(uv: str, python: Path, transformers: str, accelerate: str) -> None:
+    """What pip's install does, with uv: resolve the pair against the kit's environment (uv's dry run
+    there lists what the kit lacks or has at other versions), then install just those, without their
+    dependencies, into the side environment; the rest comes from the kit's, as with pip."""
+    wanted = [f"transformers=={transformers}", f"accelerate=={accelerate}"]
+    plan = _run_tool("uv", [uv, "pip", "install", "--python", sys.executable, "--dry-run", *wanted])
+    if plan.returncode != 0:
+        raise _install_failed(transformers, accelerate, "uv", plan.stderr)
+    pins = [line.strip()[2:] for line in plan.stderr.splitlines() if line.startswith(" + ")]
+    torch = [pin for pin in pins if pin.split("==")[0] == "torch"]
+    if torch:
+        raise VersionLabError(
+            f"transformers {transformers} with accelerate {accelerate} needs another torch than the kit's "
+            f"(uv would install {torch[0]}). Nothing was left behind."
+        )
+    if not pins:
+        return
+    done = _run_tool("uv", [uv, "pip", "install", "--python", str(python), "--no-deps", *pins])
+    if done.returncode != 0:
+        raise _install_failed(transformers, accelerate, "uv", done.stderr)
+
+
+def _pip_install(python: Path, transformers: str, accelerate: str, pip_args: tuple[str, ...]) -> None:
     done = _pip(
         "--python",
         str(python),
@@ -193,15 +240,25 @@ def _build(temp: Path, transformers: str, accelerate: str, pip_args: tuple[str, 
         f"accelerate=={accelerate}",
     )
     if done.returncode != 0:
-        raise VersionLabError(
-            f"Installing transformers {transformers} and accelerate {accelerate} failed (offline, the index "
-            f"unreachable, or no such release?); nothing was left behind. pip said:\n{_tail(done.stderr)}"
-        )
+        raise _install_failed(transformers, accelerate, "pip", done.stderr)
+
+
+def _build(temp: Path, transformers: str, accelerate: str, pip_args: tuple[str, ...]) -> dict:
+    venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(temp)
+    python = _python_of(temp)
+    site = Path(_probe_site(python))
+    (site / "_qwenvl_diag_kit.pth").write_text(_site_lines())
+    uv = None if pip_args else _uv()  # pip_args are pip's options: with them, pip
+    if uv:
+        _uv_install(uv, python, transformers, accelerate)
+    else:
+        _pip_install(python, transformers, accelerate, pip_args)
     details = _probe(python)
+    details["installer"] = "uv" if uv else "pip"
     if Path(details["torch_file"]).resolve().is_relative_to(temp.resolve()):
         raise VersionLabError(
-            f"pip reinstalled torch into the side environment for transformers {transformers}: the kit's "
-            f"torch {details['torch']} does not satisfy it. Nothing was left behind."
+            f"{details['installer']} reinstalled torch into the side environment for transformers "
+            f"{transformers}: the kit's torch {details['torch']} does not satisfy it. Nothing was left."
         )
     if details["transformers"] != transformers:
         raise VersionLabError(
@@ -269,23 +326,13 @@ def side_env(
 
 
 def doctor_in(env: SideEnv, scenario: Scenario, fmt: str = "json") -> subprocess.CompletedProcess:
-    """`qwenvl-diag doctor` for `scenario` run by the side environment's Python."""
-    command = [
-        env.python,
-        "-m",
-        "qwenvl_diag.cli",
-        "doctor",
-        "--scenario",
-        scenario.to_json(),
-        "--format",
-        fmt,
-    ]
-    try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    except subprocess.TimeoutExpired as error:
-        raise VersionLabError(
-            f"The scenario ran longer than {RUN_TIMEOUT_S} s under transformers {env.transformers}."
-        ) from error
+    """`qwenvl-diag doctor` for `scenario` run by the side environment's Python (its worker, kept
+    running between runs: `workers`)."""
+    from .workers import run_cli
+
+    argv = ["doctor", "--scenario", scenario.to_json(), "--format", fmt]
+    what = f"the scenario under transformers {env.transformers}"
+    return run_cli(env.python, argv, RUN_TIMEOUT_S, what)
 
 
 def judge_in(env: SideEnv, scenario: Scenario) -> Judged:

@@ -41,7 +41,8 @@ from .placement import (
 )
 from .plots import plot_memory, plot_placement
 from .report import counted, html_report
-from .scenario import PRESETS, Scenario, run
+from .running import run
+from .scenario import PRESETS, Scenario
 from .tables import style_frame, style_verify
 from .verify import verify
 from .versions import run_in_versions

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from qwenvl_diag._compat import transformers_at_least
-from qwenvl_diag.models.families import FAMILIES
+from qwenvl_diag.models.catalog import checkpoint_config
+from qwenvl_diag.models.families import FAMILIES, family_of_model_type
 
 ALL_FAMILIES = list(FAMILIES)
 
@@ -26,6 +27,7 @@ SEED_FIX_VERDICTS = {
         "vision_with_embeddings": "fixed",
         "second_per_grid_ts_as_list": "not fixed",
         "rope_mask_hotfix": "fixed",
+        "rope_deltas_to_cache_device": "not fixed",
     },
     "seed-video": {
         "inputs_to_execution_device": "not fixed",
@@ -33,6 +35,7 @@ SEED_FIX_VERDICTS = {
         "vision_with_embeddings": "not fixed",
         "second_per_grid_ts_as_list": "fixed",
         "rope_mask_hotfix": "fixed",
+        "rope_deltas_to_cache_device": "not fixed",
     },
 }
 
@@ -40,6 +43,16 @@ SEED_FIX_VERDICTS = {
 def family_available(family: str) -> bool:
     """Whether the installed transformers has `family` (else the kit must say which release it needs)."""
     return transformers_at_least(FAMILIES[family].since)
+
+
+def checkpoint_family_name(checkpoint: str) -> str:
+    """The family of a shipped checkpoint, read from its config's model_type."""
+    return family_of_model_type(checkpoint_config(checkpoint)["model_type"]).name
+
+
+def checkpoint_available(checkpoint: str) -> bool:
+    """Whether the installed transformers has the family of a shipped checkpoint."""
+    return family_available(checkpoint_family_name(checkpoint))
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ import torch
 
 import qwenvl_diag as qd
 from qwenvl_diag import cli
-from qwenvl_diag._compat import transformers_at_least
-from qwenvl_diag.bugs import known_bugs
+from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
+from qwenvl_diag.bugs import get_bug, known_bugs
 from qwenvl_diag.diagnose import FRAMES
 
 AFFECTED = not transformers_at_least("4.52.1")
@@ -150,3 +150,31 @@ def test_a_non_qwen_model_gets_the_generic_frames_and_its_mismatch():
     assert not diagnosis.frames["tensors"].empty and not diagnosis.frames["placement"].empty
     assert any("move the tensor" in advice for advice in diagnosis.advice)
     assert "model.layers.1." in diagnosis.to_markdown()
+
+
+def test_a_diagnosis_comes_back_from_its_json_with_its_frames(batched):
+    again = qd.Diagnosis.from_dict(json.loads(batched.to_json()))
+    assert (again.error, again.first_mismatch, again.known_bugs) == (
+        batched.error,
+        batched.first_mismatch,
+        batched.known_bugs,
+    )
+    assert again.advice == batched.advice and again.environment == batched.environment
+    assert again.scenario == batched.scenario and again.plan is None
+    for name, frame in batched.frames.items():
+        assert list(again.frames[name].columns) == list(frame.columns), name  # empty frames too
+        assert len(again.frames[name]) == len(frame), name
+
+
+@pytest.mark.parametrize("fps", [4.0, 2.0])
+def test_the_silent_temporal_ids_bug_is_reported_only_where_the_release_has_it(fps):
+    """A video at fps 4 on the installed release: the fps>2 entry is a known bug of the run exactly when
+    the release is affected (4.51.3 and 5.24 are not), with the ids it gave; never at fps 2."""
+    bug = get_bug("qwen2_5_vl-video-fps-temporal-ids")
+    diagnosis = qd.run(qd.Scenario.preset("video-fps4", fps=fps))
+    assert diagnosis.ok, diagnosis.error
+    found = [b for b in diagnosis.known_bugs if b["id"] == bug.id]
+    assert bool(found) == (fps > 2 and bug.affects(TRANSFORMERS_VERSION)), found
+    # the rope-index function ran, and was given the seconds per step of that frame rate
+    seconds = diagnosis.frames["rope"].query("argument == 'second_per_grid_ts'")["summary"].tolist()
+    assert seconds and all(str(2 / fps) in text for text in seconds), seconds

@@ -16,7 +16,7 @@ import json
 import pytest
 import torch
 from accelerate.hooks import AlignDevicesHook
-from conftest import family_available
+from conftest import checkpoint_available, family_available
 
 import qwenvl_diag as qd
 from qwenvl_diag._compat import TRANSFORMERS_5
@@ -30,10 +30,6 @@ LAYOUTS = [(g, m, s) for g in GPUS for m in MEMORY for s in qd.STRATEGIES]
 MID = "Qwen/Qwen2.5-VL-7B-Instruct"
 QWEN3 = "Qwen/Qwen3-VL-8B-Instruct"
 LARGE = ("Qwen/Qwen3-VL-30B-A3B-Instruct", "Qwen/Qwen3-VL-32B-Instruct")
-
-
-def _available(checkpoint: str) -> bool:
-    return family_available("qwen3_vl" if "Qwen3" in checkpoint else "qwen2_5_vl")
 
 
 def _assert_unsupported(checkpoint: str) -> None:
@@ -303,7 +299,7 @@ OFFLOADING = {
 def test_a_dispatched_twin_holds_every_tensor_where_its_plan_puts_it(
     checkpoint, gpus, memory, strategy, twins, sweep
 ):
-    if not _available(checkpoint):
+    if not checkpoint_available(checkpoint):
         _assert_unsupported(checkpoint)
         return
     plan, outcome = sweep(checkpoint)[(gpus, memory, strategy)]
@@ -318,7 +314,7 @@ def test_a_dispatched_twin_holds_every_tensor_where_its_plan_puts_it(
 def test_a_large_checkpoint_on_one_gpu_with_the_hosts_free_ram_dispatches_or_is_refused_for_disk(
     checkpoint, twins
 ):
-    if not _available(checkpoint):
+    if not checkpoint_available(checkpoint):
         _assert_unsupported(checkpoint)
         return
     plan = qd.plan_device_map(checkpoint, 1, "24GiB", "auto")  # CPU budget: the RAM free now
@@ -530,7 +526,7 @@ FORWARDS = [
 def test_a_twin_dispatched_across_gpus_computes_the_logits_it_computes_on_the_cpu(
     checkpoint, gpus, memory, strategy, max_memory, kind, twins
 ):
-    if not _available(checkpoint):
+    if not checkpoint_available(checkpoint):
         _assert_unsupported(checkpoint)
         return
     reference, processor = twins(checkpoint)

@@ -23,7 +23,7 @@ def test_unknown_checkpoint_lists_what_ships():
     with pytest.raises(
         qd.UnknownCheckpointError, match=r"Did you mean 'Qwen/Qwen2.5-VL-7B-Instruct'.*Shipped"
     ):
-        qd.twin("Qwen/Qwen2.5-VL-72B-Instruct")
+        qd.twin("Qwen/Qwen2.5-VL-14B-Instruct")  # no such checkpoint
 
 
 def test_errors_are_also_the_builtin_kinds_callers_catch():

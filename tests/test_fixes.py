@@ -8,17 +8,20 @@ import json
 
 import pytest
 import torch
-from conftest import SEED_FIX_VERDICTS, vision_apart_map
+from conftest import SEED_FIX_VERDICTS, family_available, vision_apart_map
 
 import qwenvl_diag as qd
-from qwenvl_diag._compat import transformers_at_least
+from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
 from qwenvl_diag.bugs import CATALOGUE as BUGS
+from qwenvl_diag.bugs import get_bug
 from qwenvl_diag.diagnose import _advice
-from qwenvl_diag.fixes import CATALOGUE, fix_names
+from qwenvl_diag.fixes import CATALOGUE, fix_names, fixes_for
 from qwenvl_diag.hotfix import MASK_BUGS, VIDEO_BUG
+from qwenvl_diag.input_check import compute_device
 from qwenvl_diag.models.families import FAMILIES
 from qwenvl_diag.models.tiny import tiny_config
 from qwenvl_diag.rope import ROPE_FUNCTION, find_rope_index
+from qwenvl_diag.scenario import materials
 from qwenvl_diag.verify import LOGIT_ATOL, Outcome, _judge, _verdict, _why
 
 AFFECTED = not transformers_at_least("4.52.1")
@@ -48,9 +51,17 @@ def test_catalogue_frame_names_the_bugs_each_fix_addresses():
     for row in frame.itertuples():
         assert set(row.addresses) <= bug_ids, row.name
         assert row.title and row.costs.endswith(".")
-    assert set(qd.get_fix("rope_mask_hotfix").addresses) == bug_ids
+    assert set(qd.get_fix("upgrade_transformers").addresses) == {b.id for b in BUGS if b.fixed_in}
+    assert qd.get_fix("rope_mask_hotfix").addresses == (
+        VIDEO_BUG,
+        BATCHED_BUG,
+        "qwen2_vl-batched-causal-mask",
+    )
     assert qd.get_fix("second_per_grid_ts_as_list").addresses == (VIDEO_BUG,)
-    assert qd.get_fix("inputs_to_execution_device").addresses == ()
+    usage = {b.id for b in BUGS if b.kind == "usage"}
+    assert set(qd.get_fix("inputs_to_execution_device").addresses) == usage
+    every_error = {b.id for b in BUGS if b.kind != "silent"}
+    assert {bug for fix in frame["addresses"] for bug in fix} >= every_error  # each has a fix
 
 
 def test_unknown_fix_names_the_close_ones():
@@ -190,7 +201,8 @@ def test_a_placed_fix_is_undone_exactly(placed_video, name):
             failed = False
         except RuntimeError:  # the fix is undone after a failing run too
             failed = True
-    assert failed == (AFFECTED and name == "inputs_to_execution_device")
+    # the tensor second_per_grid_ts fails the video on 4.49-4.51.3 unless the fix is for that bug
+    assert failed == (AFFECTED and VIDEO_BUG not in qd.get_fix(name).addresses)
     assert setup.inputs is inputs and setup.plan is plan
     assert _state(model) == before
     assert _inputs_state(inputs) == inputs_before
@@ -261,3 +273,50 @@ def test_hotfix_is_version_gated_and_refuses_an_out_of_order_undo(placed_video):
     assert ROPE_FUNCTION not in vars(owner) and not any(
         "_prepare_4d_causal_attention_mask_with_cache_position" in vars(m) for m in setup.model.modules()
     )
+
+
+SEED_PRESETS = set(EXPECTED)  # their whole tables are checked above
+
+
+@pytest.mark.filterwarnings("ignore::qwenvl_diag.errors.FixNotApplicableWarning")
+@pytest.mark.parametrize(
+    "bug",
+    [
+        b
+        for b in BUGS
+        if b.kind != "silent"
+        and b.scenario not in SEED_PRESETS
+        and b.affects(TRANSFORMERS_VERSION)
+        and family_available(b.families[0])
+    ],
+    ids=lambda b: b.id,
+)
+def test_every_fix_an_entry_names_is_verified_on_its_scenario(bug):
+    """On the installed release, each in-process fix that addresses the entry makes its scenario pass with
+    the single-device reference's logits and tokens."""
+    names = [fix.name for fix in fixes_for(bug.id) if fix.stage != "environment"]
+    frame = qd.verify(_scenario(bug.scenario), fix=names)
+    assert dict(zip(frame["fix"], frame["verdict"], strict=True)) == dict.fromkeys(names, "fixed"), frame
+
+
+@pytest.mark.filterwarnings("ignore::qwenvl_diag.errors.FixNotApplicableWarning")  # asserted below
+def test_the_rope_deltas_fix_is_gated_by_release_and_undone_exactly():
+    scenario = _scenario("text-generate")
+    model, source, plan, inputs = materials(scenario)
+    affected = get_bug("qwen2_5_vl-text-generate-rope-deltas").affects(TRANSFORMERS_VERSION)
+    with qd.simulated_gpus(scenario.gpus):
+        setup = qd.Setup(model, inputs, plan, source)
+        setup.place()
+        path, owner = find_rope_index(model)
+        before = _state(model)
+        if not affected:
+            with pytest.warns(qd.FixNotApplicableWarning, match="rope_deltas_to_cache_device is a no-op"):
+                undo = qd.get_fix("rope_deltas_to_cache_device").apply(setup)
+            assert ROPE_FUNCTION not in vars(owner)
+        else:
+            undo = qd.get_fix("rope_deltas_to_cache_device").apply(setup)
+            assert ROPE_FUNCTION in vars(owner)
+            model.generate(**setup.inputs, max_new_tokens=2, do_sample=False)  # the failing call passes
+            assert owner.rope_deltas.device == compute_device(model)  # where cache_position is
+        undo()
+        assert _state(model) == before

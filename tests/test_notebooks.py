@@ -26,6 +26,7 @@ import qwenvl_diag as qd
 from qwenvl_diag import VERDICT_COLOURS as COLOURS
 from qwenvl_diag import versions
 from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
+from qwenvl_diag.bugs import CATALOGUE as BUGS
 
 NOTEBOOK_DIR = Path(__file__).parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -356,6 +357,8 @@ FIX_AND_VERIFY_PROBE = {
     "(('seed-batched', batched_report), ('seed-video', video_report))}",
     "limits": "sorted(LIMITS)",
     "catalogue": "sorted(catalogue.index)",
+    "bug_table": "{bug: {'fixes': row['fixes'], 'here': bool(row.iloc[3])} "
+    "for bug, row in catalogue_table.iterrows()}",
     "red": "[(preset, row.fix, row.why) for preset, row in red]",
     "fixed_batched": "{'error': fixed_batched.error, "
     "'flags': list(qd.flags_frame(fixed_batched.plan)['code'])}",
@@ -400,6 +403,15 @@ def test_fix_and_verify_gives_each_fix_its_verdict(executed):
     assert bool(listed) != SEED_FIXED, (context, listed)
     left = {"seed-batched": BATCHED_BUG, "seed-video": VIDEO_BUG}  # the bug each red row leaves in place
     assert all(f"leaves {left[preset]} in place" in why for preset, _, why in values["red"]), values["red"]
+    # the catalogue table: every entry, whether the installed release has it, the fixes meant for it
+    fixes = qd.fixes()
+    assert values["bug_table"] == {
+        bug.id: {
+            "fixes": [f for f, a in zip(fixes["name"], fixes["addresses"], strict=True) if bug.id in a],
+            "here": bug.affects(TRANSFORMERS_VERSION),
+        }
+        for bug in BUGS
+    }, context
     # the scenario carrying vision_with_embeddings passes, on a layout that is no longer flagged
     assert values["fixed_batched"] == {"error": None, "flags": []}, context
     # rope positions: with the list form equal to the single-device reference; without it, none where

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import family_available
+from conftest import checkpoint_available
 
 import qwenvl_diag as qd
 from qwenvl_diag.models.catalog import checkpoint_config
@@ -12,14 +12,16 @@ from qwenvl_diag.models.shrink import text_part
 from qwenvl_diag.models.twin import checkpoint_family, real_model_on_meta
 
 
-def _family_name(checkpoint: str) -> str:
-    return "qwen3_vl" if "Qwen3" in checkpoint else "qwen2_5_vl"
-
-
 def test_shipped_twins_are_the_collected_checkpoints():
     assert qd.twins() == [
+        "Qwen/Qwen2-VL-2B-Instruct",
+        "Qwen/Qwen2-VL-72B-Instruct",
+        "Qwen/Qwen2-VL-7B-Instruct",
+        "Qwen/Qwen2.5-VL-32B-Instruct",
         "Qwen/Qwen2.5-VL-3B-Instruct",
+        "Qwen/Qwen2.5-VL-72B-Instruct",
         "Qwen/Qwen2.5-VL-7B-Instruct",
+        "Qwen/Qwen3-VL-2B-Instruct",
         "Qwen/Qwen3-VL-30B-A3B-Instruct",
         "Qwen/Qwen3-VL-32B-Instruct",
         "Qwen/Qwen3-VL-4B-Instruct",
@@ -29,7 +31,7 @@ def test_shipped_twins_are_the_collected_checkpoints():
 
 @pytest.mark.parametrize("checkpoint", qd.twins())
 def test_twin_has_the_real_module_tree(checkpoint):
-    if not family_available(_family_name(checkpoint)):
+    if not checkpoint_available(checkpoint):
         with pytest.raises(qd.UnsupportedReleaseError, match="needs transformers >= 4.57.0"):
             qd.twin(checkpoint)
         return
@@ -48,7 +50,9 @@ def test_twin_has_the_real_module_tree(checkpoint):
 
     raw = checkpoint_config(checkpoint)
     assert model.config.get_text_config().num_hidden_layers == text_part(raw)["num_hidden_layers"]
-    assert model.config.vision_config.depth == raw["vision_config"]["depth"]
+    # Qwen2.5-VL-32B's config lists no vision depth: the class default (32) is the checkpoint's
+    assert model.config.vision_config.depth == raw["vision_config"].get("depth", 32)
+    assert model.config.vision_config.depth == real.config.vision_config.depth
     for key in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
         assert getattr(model.config, key) == raw[key]
         token = processor.tokenizer.convert_ids_to_tokens(raw[key])

@@ -32,11 +32,14 @@ def lab():
 def test_releases_and_their_accelerate():
     assert versions.resolve_version("4.51.3") == "4.51.3"
     assert versions.resolve_version("installed") == str(TRANSFORMERS_VERSION)
+    assert versions.resolve_version("4.45.0") == "4.45.0"  # the first release with Qwen2-VL
+    assert versions.matching_accelerate("4.45.2") == "0.34.2"
+    assert versions.matching_accelerate("4.48.3") == "1.3.0"
     assert versions.matching_accelerate("4.49.0") == "1.4.0"
     assert versions.matching_accelerate("4.51.3") == "1.6.0"
     assert versions.matching_accelerate("4.52.4") == "1.7.0"
-    with pytest.raises(qd.UnsupportedReleaseError, match=">= 4.49.0"):
-        versions.resolve_version("4.45.2")
+    with pytest.raises(qd.UnsupportedReleaseError, match=r">= 4\.45\.0 \(the first release with Qwen-VL"):
+        versions.resolve_version("4.44.2")
     with pytest.raises(qd.InvalidArgumentError, match="not a release"):
         versions.resolve_version("four")
 
@@ -128,6 +131,34 @@ def test_bisect_finds_the_first_release_whose_outcome_changes(monkeypatch):
 
 def test_doctor_transformers_option(capsys):
     assert cli.main(["doctor", "--preset", "seed-video", "--transformers", "4.40.0"]) == 2
-    assert "transformers >= 4.49.0" in capsys.readouterr().err
+    assert "transformers >= 4.45.0" in capsys.readouterr().err
     options = cli._parser().parse_args(["doctor", "--preset", "seed-video", "--transformers", "latest"])
     assert options.transformers == "latest"
+
+
+def test_a_scenario_of_another_release_returns_its_whole_diagnosis(lab):
+    """`Scenario.transformers` runs the scenario in that release's side environment and brings back the
+    whole Diagnosis: the release's environment, frames with the installed run's columns, the first
+    mismatch and known bugs, the same facts as the version lab's row."""
+    from qwenvl_diag.diagnose import FRAMES
+
+    cache, env = lab
+    here = qd.run(qd.Scenario.preset("seed-video"))
+    scenario = qd.Scenario.preset("seed-video", transformers=env.transformers)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("QWENVL_DIAG_CACHE", str(cache.parent))
+        there = qd.run(scenario)
+    assert there.scenario is scenario and there.environment["transformers"] == env.transformers
+    assert there.environment["accelerate"] == env.accelerate
+    assert set(there.frames) == set(FRAMES)
+    for name in FRAMES:
+        assert list(there.frames[name].columns) == list(here.frames[name].columns), name
+    row = qd.run_in_versions(scenario, [env.transformers], cache=cache, progress=False).iloc[0]
+    assert (row["outcome"] == "failed") == (there.error is not None)
+    assert row["known_bug"] == (there.known_bugs[0]["id"] if there.known_bugs else None)
+    if there.error is not None:
+        assert there.first_mismatch["line"] == row["line"] == 1645  # 4.51.3 from the current stack
+        assert there.first_mismatch["function"] == "get_rope_index"
+    assert here.ok != there.ok  # one side of the fix each
+    with pytest.raises(qd.QwenVLDiagError, match="release like '4.52.4'"):
+        qd.Scenario.preset("seed-video", transformers="four")

@@ -40,8 +40,9 @@ def _where(bug: KnownBug, facts: dict[str, Any], text: str) -> tuple[int, list[s
             return WHERE_LINE, [
                 f"line {frame['line']} of {bug.file} is its line in transformers {_span(fitting)}"
             ]
-        if frame["function"] == bug.function:
-            return WHERE_FUNCTION, [f"the traceback runs through {bug.function} in {bug.file}"]
+        # only where it ended: every traceback runs through some forward of the file
+        if frame is facts["library_frame"] and frame["function"] == bug.function:
+            return WHERE_FUNCTION, [f"the traceback ends in {bug.function} in {bug.file}"]
     if bug.quoted_in(text):
         return CODE_QUOTED, [f"the text quotes its line: {bug.code}"]
     return 0, []
@@ -102,8 +103,9 @@ def _candidate(bug: KnownBug, facts: dict[str, Any], text: str) -> dict[str, Any
         points += FAMILY_OTHER
         against.append(f"the model is {family}; this bug is in {', '.join(bug.families)}")
     # without where it failed, only a signature that names the op (a wrapper's message does), or one
-    # seen in this bug's family, points to it
-    if not where and not (signature_evidence and (op_named or family in bug.families)):
+    # seen in this bug's family, points to it; and not when a traceback says it ended somewhere else
+    ended = facts["library_frame"] is not None and facts["library_frame"]["function"] is not None
+    if not where and (ended or not (signature_evidence and (op_named or family in bug.families))):
         return None
     release = _release(facts["versions"].get("transformers"))
     confirm = []

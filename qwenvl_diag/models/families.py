@@ -28,7 +28,7 @@ class Family:
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("qwen2_vl", ("qwen2_vl",), "Qwen2VLProcessor", "4.45.0", 14, "Qwen/Qwen2.5-VL-7B-Instruct"),
+        Family("qwen2_vl", ("qwen2_vl",), "Qwen2VLProcessor", "4.45.0", 14, "Qwen/Qwen2-VL-7B-Instruct"),
         Family(
             "qwen2_5_vl", ("qwen2_5_vl",), "Qwen2_5_VLProcessor", "4.49.0", 14, "Qwen/Qwen2.5-VL-7B-Instruct"
         ),

@@ -1,0 +1,134 @@
+"""Each catalogue entry in the version lab: its scenario (`Scenario.transformers`, the release's whole
+diagnosis) fails at the entry's real line on its first and its last affected release and not on its first
+fixed one, and `bisect_versions` finds the fix release. Side environments come from the test cache
+(test-output/envs), made once.
+
+The releases are those on the package index: an entry's range can start at, or its fix land in, a release
+the index does not carry (4.46.0 and 4.57.0 are not there), so each end is the nearest listed release
+inside the range (or, for the fix, at or after it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+import qwenvl_diag as qd
+from qwenvl_diag import versions
+from qwenvl_diag._compat import TRANSFORMERS_5
+from qwenvl_diag.bugs import CATALOGUE
+from qwenvl_diag.explain.lines import line_in
+
+CACHE = Path(__file__).resolve().parents[1] / "test-output"
+# The version lab's side environments are built on the current stack only (each stack would build its
+# own); the legacy stack checks the entries in its own release (tests/test_bugs.py).
+LAB_ENTRIES = [bug for bug in CATALOGUE if bug.kind != "usage"] if TRANSFORMERS_5 else []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(request):
+    patch = pytest.MonkeyPatch()
+    patch.setenv("QWENVL_DIAG_CACHE", str(CACHE))
+    yield
+    patch.undo()
+
+
+def _releases() -> list[Version]:
+    return sorted(versions.released_versions("transformers"))
+
+
+def ends(bug) -> dict[str, str]:
+    """The entry's first affected, last affected and first fixed release on the index."""
+    inside = [v for v in _releases() if SpecifierSet(bug.affected).contains(v)]
+    fixed = [v for v in _releases() if v >= Version(bug.fixed_in)]
+    return {"first affected": str(inside[0]), "last affected": str(inside[-1]), "first fixed": str(fixed[0])}
+
+
+def _check_affected(bug, release: str, diagnosis) -> None:
+    found = [b for b in diagnosis.known_bugs if b["id"] == bug.id]
+    assert found and found[0]["version"] == release, (release, diagnosis.error, diagnosis.known_bugs)
+    assert diagnosis.environment["transformers"] == release
+    if bug.kind == "silent":
+        assert diagnosis.ok and found[0]["videos"], found
+        step = found[0]["videos"][0]
+        assert step["ids"] != step["correct"] and len(set(step["ids"])) == 1  # every frame at one id
+        return
+    first = diagnosis.first_mismatch
+    assert first["file"].replace("\\", "/").endswith("transformers/" + bug.file), first
+    assert (first["function"], first["line"]) == (bug.function, line_in(bug.id, release)), first
+    assert bug.quoted_in(first["code"]), first
+
+
+def _other_entries(bug, release: str, diagnosis) -> list[str]:
+    """The catalogue entries, other than `bug`, that the run hit, each affecting `release`."""
+    others = [b for b in diagnosis.known_bugs if b["id"] != bug.id]
+    assert all(b["version_affected"] for b in others), others
+    return [b["id"] for b in others]
+
+
+@pytest.mark.parametrize("bug", LAB_ENTRIES, ids=lambda b: b.id)
+def test_each_entry_fails_at_its_line_where_affected_and_passes_where_fixed(bug):
+    """Affected ends fail at the entry's line, except where another entry of the same scenario raises
+    first (Qwen2-VL's image batch on 4.47-4.48 fails at qwen2_vl-rope-index-input-mask before the causal
+    mask): then that entry is named, and at least one end shows this one. The first fixed release does
+    not show the entry; where its scenario still fails, it fails at another entry affecting that release
+    (Qwen2-VL's text-only generate on 4.48.0 fails at qwen2_vl-text-generate-rope-deltas)."""
+    shown = 0
+    for end, release in ends(bug).items():
+        diagnosis = qd.run(qd.Scenario.preset(bug.scenario, transformers=release))
+        named = [b["id"] for b in diagnosis.known_bugs]
+        if end == "first fixed":
+            assert bug.id not in named, (release, diagnosis.known_bugs)
+            assert diagnosis.ok or _other_entries(bug, release, diagnosis), (release, diagnosis.error)
+        elif bug.id in named:
+            _check_affected(bug, release, diagnosis)
+            shown += 1
+        else:
+            assert _other_entries(bug, release, diagnosis), (release, diagnosis.error)
+    assert shown, bug.id
+
+
+@pytest.mark.parametrize("bug", LAB_ENTRIES, ids=lambda b: b.id)
+def test_bisect_finds_each_entrys_fix_release(bug):
+    found = ends(bug)
+    bisection = qd.bisect_versions(
+        qd.Scenario.preset(bug.scenario), found["last affected"], found["first fixed"], progress=False
+    )
+    assert (bisection.last, bisection.first) == (found["last affected"], found["first fixed"])
+
+
+def test_a_usage_error_is_in_every_release_of_its_family():
+    """Inputs left on the CPU fail in the family's first release on the index and in the newest."""
+    if not TRANSFORMERS_5:
+        assert LAB_ENTRIES == []  # the current stack runs the lab
+        return
+    bug = next(b for b in CATALOGUE if b.id == "qwen2_5_vl-inputs-on-cpu")
+    first = str(next(v for v in _releases() if SpecifierSet(bug.affected).contains(v)))
+    for release in (first, "latest"):
+        diagnosis = qd.run(qd.Scenario.preset(bug.scenario, transformers=release))
+        assert [b["id"] for b in diagnosis.known_bugs] == [bug.id], (release, diagnosis.error)
+        assert "index is on cpu" in diagnosis.error
+
+
+def test_the_silent_bug_is_named_on_4_52_4_at_fps_4_and_nowhere_else():
+    """E: at fps 4 on 4.52.4 the video's two frames share one temporal id where 5.24 gives them two; at
+    fps 2 nothing is reported."""
+    if not TRANSFORMERS_5:
+        assert LAB_ENTRIES == []
+        return
+    silent = "qwen2_5_vl-video-fps-temporal-ids"
+    named = {}
+    for release in ("4.52.4", "latest"):
+        for fps in (4.0, 2.0):
+            diagnosis = qd.run(qd.Scenario.preset("video-fps4", transformers=release, fps=fps))
+            assert diagnosis.ok, diagnosis.error
+            named[release, fps] = [b for b in diagnosis.known_bugs if b["id"] == silent]
+    assert [key for key, found in named.items() if found] == [("4.52.4", 4.0)]
+    [found] = named["4.52.4", 4.0]
+    assert found["videos"] == [
+        {"video": 0, "second_per_grid_t": 0.5, "tokens_per_second": 2, "ids": [0, 0], "correct": [0, 1]}
+    ]
+    assert "temporal ids [0, 0], where a correct release gives [0, 1]" in found["found"]

@@ -1,0 +1,138 @@
+"""Every minor transformers release from 4.45 to the newest, in the version lab: a scenario with a shipped
+checkpoint of each family the release has runs there (passed, or failed at a real library line: never a
+kit error), a family newer than the release is the kit's clear refusal, and the kit's plans equal what
+that release's from_pretrained(device_map=...) computes (tests/planner_reference.py, run by the side
+environment's Python). Each release is its newest patch, in a side environment of the test cache.
+
+The whole sweep runs on the current stack; the legacy stack runs a subset (its side environments are
+other ones, built on its own site-packages), so that both stacks check the version lab's oldest releases.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import checkpoint_family_name
+from packaging.version import Version
+
+import qwenvl_diag as qd
+from qwenvl_diag import versions, workers
+from qwenvl_diag._compat import TRANSFORMERS_5
+from qwenvl_diag.models.families import FAMILIES
+
+MINORS = [f"4.{m}" for m in range(45, 58)] + [f"5.{m}" for m in range(0, 25)]
+LEGACY_SUBSET = ["4.45", "4.49", "4.50"]  # the first release, the inline planner's last, 4.50's planner
+SWEPT = MINORS if TRANSFORMERS_5 else LEGACY_SUBSET
+CACHE = Path(__file__).resolve().parents[1] / "test-output" / "envs"
+TESTS = Path(__file__).resolve().parent
+# one checkpoint per family and release, in turn, so that the sweep runs every shipped checkpoint
+BY_FAMILY = {f: [c for c in qd.twins() if checkpoint_family_name(c) == f] for f in FAMILIES}
+LAYOUTS = [
+    (2, "24GiB", "auto"),
+    (4, "24GiB", "balanced_low_0"),
+    (8, "40GiB", "balanced"),
+    (2, "80GiB", "sequential"),
+]
+
+
+def _scenario(checkpoint: str) -> qd.Scenario:
+    """A seed-style scenario: an image forward on simulated GPUs that hold the whole model (72B: 4)."""
+    return qd.Scenario(model=checkpoint, gpus=4 if "72B" in checkpoint else 2, memory="80GiB", inputs="image")
+
+
+def newest_patch(minor: str) -> str:
+    """The newest final release of the minor release `minor` ("4.45" -> "4.45.2") on the index."""
+    major, number = (int(x) for x in minor.split("."))
+    patches = [v for v in versions.released_versions() if (v.major, v.minor) == (major, number)]
+    return str(max(patches))
+
+
+def _plans_equal(python: str, layouts: list[list]) -> dict:
+    """tests/planner_reference.py run by `python` (its worker): the kit's plan against the release's."""
+    done = workers.run_script(python, str(TESTS / "planner_reference.py"), [json.dumps(layouts)], 600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _prepare(minor: str) -> versions.SideEnv:
+    """The side environment of `minor`'s newest patch, its worker started (importing meanwhile)."""
+    env = versions.side_env(newest_patch(minor), cache=CACHE)
+    workers.start(env.python)
+    return env
+
+
+@pytest.fixture(scope="module")
+def prepared(request):
+    """{minor: future side environment}: while one release runs, the next selected one is made and its
+    worker started in the background (the machine's other core), so that the sweep waits less."""
+    selected = [
+        item.callspec.params["minor"] for item in request.session.items if "minor" in item.fixturenames
+    ]
+    pool = ThreadPoolExecutor(max_workers=1)
+    futures: dict = {}
+
+    def get(minor: str, then_next: bool = False):
+        if minor not in futures:
+            futures[minor] = pool.submit(_prepare, minor)
+        if then_next and minor in selected and selected.index(minor) + 1 < len(selected):
+            get(selected[selected.index(minor) + 1])
+        return futures[minor]
+
+    yield get
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.versions
+@pytest.mark.parametrize("minor", SWEPT)
+def test_a_scenario_runs_and_plans_as_each_release_does(minor, prepared):
+    release = newest_patch(minor)
+    turn = MINORS.index(minor)
+    env = prepared(minor).result()
+    assert env.transformers == release
+    has = [f for f in FAMILIES.values() if Version(release) >= Version(f.since)]
+    newer = [f for f in FAMILIES.values() if f not in has]
+    checkpoints = [BY_FAMILY[f.name][turn % len(BY_FAMILY[f.name])] for f in has]
+    assert checkpoints, f"transformers {release} has no Qwen-VL family"  # 4.45 has Qwen2-VL
+
+    for k, checkpoint in enumerate(checkpoints):
+        row = qd.run_in_versions(_scenario(checkpoint), [release], cache=CACHE, progress=False).iloc[0]
+        if k == 0:
+            prepared(minor, then_next=True)  # this release's worker is in use: prepare the next one
+        assert (row["transformers"], row["accelerate"]) == (release, env.accelerate)
+        assert row["outcome"] in ("passed", "failed"), f"{checkpoint} on {release}: {row['error']}"
+        if row["outcome"] == "failed":  # a real library line mixed devices, as on real GPUs
+            assert row["file"].startswith("transformers/") and row["line"] > 0, row["error"]
+            assert "device" in row["error"]
+    for family in newer:
+        checkpoint = BY_FAMILY[family.name][turn % len(BY_FAMILY[family.name])]
+        row = qd.run_in_versions(_scenario(checkpoint), [release], cache=CACHE, progress=False).iloc[0]
+        assert row["outcome"] == "kit error"
+        assert (
+            f"{family.name} needs transformers >= {family.since}; this environment has {release}"
+            in (row["error"])
+        )
+
+    layouts = [[c, *LAYOUTS[(turn + k) % len(LAYOUTS)]] for k, c in enumerate(checkpoints)]
+    layouts.append([checkpoints[0], *LAYOUTS[(turn + len(checkpoints)) % len(LAYOUTS)]])
+    compared = _plans_equal(env.python, layouts)
+    assert compared["transformers"] == release
+    unequal = [r for r in compared["results"] if not r["equal"]]
+    assert unequal == [], unequal
+    assert all(r["keys"] >= 1 for r in compared["results"])
+
+
+def test_every_minor_release_is_swept_on_the_current_stack():
+    assert MINORS[0] == "4.45" and MINORS[-1] == "5.24" and len(MINORS) == 38
+    assert set(LEGACY_SUBSET) <= set(MINORS)
+    assert {c for cs in BY_FAMILY.values() for c in cs} == set(qd.twins())
+    # each shipped checkpoint has a turn on some release its family is in
+    ran = {
+        BY_FAMILY[f.name][MINORS.index(m) % len(BY_FAMILY[f.name])]
+        for m in MINORS
+        for f in FAMILIES.values()
+        if Version(f"{m}.99") >= Version(f.since)
+    }
+    assert ran == set(qd.twins())
