@@ -45,6 +45,7 @@ bench: $(CURRENT)/.installed
 	$(CURRENT)/bin/python benchmarks/bench_plan.py
 	$(CURRENT)/bin/python benchmarks/bench_simulate.py
 	$(CURRENT)/bin/python benchmarks/bench_notebooks.py
+	$(CURRENT)/bin/python benchmarks/bench_sweep.py --no-realistic
 
 lint: $(CURRENT)/.installed
 	$(CURRENT)/bin/ruff format --check qwenvl_diag tests benchmarks notebooks scripts

@@ -58,7 +58,7 @@ _EXPORTS = {
         "plan_device_map",
         "split_device_map",
     ),
-    "plots": ("plot_memory", "plot_placement"),
+    "plots": ("plot_memory", "plot_placement", "plot_sweep"),
     "rope": (
         "ROPE_INPUT_COLUMNS",
         "ROPE_POSITION_COLUMNS",
@@ -71,6 +71,7 @@ _EXPORTS = {
     "scenario": ("Scenario",),
     "simulate": ("SimulatedGPUs", "simulated_gpus"),
     "tables": ("VERDICT_COLOURS", "style_frame", "style_verify"),
+    "sweep": ("SWEEP_COLUMNS", "sweep"),
     "trace": ("Trace", "trace_devices"),
     "verify": ("VERDICTS", "VERIFY_COLUMNS", "verify"),
     "versions": ("VERSION_COLUMNS", "bisect_versions", "run_in_versions"),

@@ -1,5 +1,6 @@
 """`qwenvl-diag`, the kit's command line. `doctor` runs a scenario from the shell and prints its diagnosis;
-`explain` reads a pasted error or traceback and says which known bug it is.
+`explain` reads a pasted error or traceback and says which known bug it is; `sweep` runs a grid of
+scenarios and prints one row per scenario.
 
     qwenvl-diag doctor --model Qwen/Qwen2.5-VL-7B-Instruct --gpus 8 --strategy balanced \\
         --inputs batch --action generate --format markdown
@@ -9,8 +10,12 @@ environment of the version lab (`qd.run_in_versions`).
 
     qwenvl-diag explain traceback.txt --format markdown     # or: pbpaste | qwenvl-diag explain -
 
+    qwenvl-diag sweep --model Qwen/Qwen2.5-VL-7B-Instruct --gpus 1 8 --inputs batch text \\
+        --action generate --format csv
+
 Exit status: doctor 0 when the run passed, 1 when it failed (the report says why); explain 0 when it
-recognised a known bug, 1 when not (the reply says what would help); 2 for bad options or files.
+recognised a known bug, 1 when not (the reply says what would help); sweep 0 when every scenario
+passed, 1 when any did not; 2 for bad options or files.
 
 Each subcommand is a pair: `_add_<command>` declares its options, `_<command>` runs it. The parser (and
 every `--help`) imports no torch: the modules that need it are imported when a subcommand runs.
@@ -29,6 +34,7 @@ from .running import run
 from .scenario import PRESETS, Scenario
 
 FORMATS = ("markdown", "json", "text")
+SWEEP_FORMATS = ("csv", "json", "markdown", "jsonl")
 
 
 def _add_doctor(commands) -> None:
@@ -77,11 +83,40 @@ def _add_explain(commands) -> None:
     )
 
 
+def _add_sweep(commands) -> None:
+    sweep = commands.add_parser(
+        "sweep", help="run a grid of scenarios (checkpoints x layouts x inputs x actions) and print a table"
+    )
+    sweep.set_defaults(handler=_sweep)
+    sweep.add_argument(
+        "--model", nargs="+", help="shipped checkpoints, tiny/<family> or directories (all shipped)"
+    )
+    sweep.add_argument("--gpus", nargs="+", type=int, help="numbers of GPUs (1 2 4 8)")
+    sweep.add_argument("--memory", nargs="+", help="memory per GPU (24GiB 40GiB 80GiB)")
+    sweep.add_argument(
+        "--strategy", nargs="+", help="auto, balanced, balanced_low_0, sequential or JSON maps (all four)"
+    )
+    sweep.add_argument("--inputs", nargs="+", choices=INPUT_KINDS, help="input kinds (all)")
+    sweep.add_argument("--action", nargs="+", choices=ACTIONS, help="forward and/or generate (both)")
+    sweep.add_argument(
+        "--transformers", nargs="+", help="releases to run under (installed; e.g. installed 4.57.6 latest)"
+    )
+    sweep.add_argument("--processes", type=int, help="worker processes (one per core)")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.add_argument(
+        "--format",
+        choices=SWEEP_FORMATS,
+        default="markdown",
+        help="csv, json (a list of rows), markdown, or jsonl (one row a line, as each finishes) (markdown)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qwenvl-diag", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _add_doctor(commands)
     _add_explain(commands)
+    _add_sweep(commands)
     return parser
 
 
@@ -171,6 +206,38 @@ def _explain(options: argparse.Namespace) -> int:
                 explanation.scenario, explanation.facts["versions"].get("transformers"), options.format
             )
     return 0 if explanation.recognised else 1
+
+
+def _sweep(options: argparse.Namespace) -> int:
+    from .sweep import SWEEP_COLUMNS, sweep, sweep_rows
+
+    strategies = options.strategy and [json.loads(s) if s.startswith("{") else s for s in options.strategy]
+    axes = dict(
+        models=options.model,
+        gpus=options.gpus,
+        memory=options.memory,
+        strategies=strategies,
+        inputs=options.inputs,
+        actions=options.action,
+        transformers=options.transformers,
+        processes=options.processes,
+        progress=not options.no_progress,
+    )
+    if options.format == "jsonl":  # each row as its run finishes (what a sweep in another release reads)
+        frame = sweep(**axes, on_row=lambda row: print(json.dumps(row, default=str), flush=True))
+    else:
+        frame = sweep(**axes)
+        if options.format == "csv":  # flags one cell: codes joined by ";"
+            sys.stdout.write(frame.assign(flags=frame["flags"].map(";".join)).to_csv(index=False))
+        elif options.format == "json":
+            sys.stdout.write(json.dumps(sweep_rows(frame), indent=2, default=str) + "\n")
+        else:
+            from .report import markdown_table
+
+            sys.stdout.write(markdown_table(frame, SWEEP_COLUMNS, max_rows=len(frame)) + "\n")
+    if frame.attrs.get("interrupted"):
+        print(f"interrupted: {len(frame)} rows done", file=sys.stderr)
+    return 1 if (frame["outcome"] != "passed").any() else 0
 
 
 def main(argv: list[str] | None = None) -> int:

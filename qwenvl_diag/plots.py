@@ -80,3 +80,80 @@ def plot_memory(model_or_plan, ax=None):
     ax.set_title("Memory per device", fontsize=10)
     ax.figure.tight_layout()
     return ax.figure
+
+
+OUTCOME_COLOURS = {"passed": "#b9e4bd", "failed": "#f6a5a5", "kit error": "#d0d0d0"}
+"""Cell colour of `plot_sweep` per outcome (white: not run)."""
+_SWEEP_READ = (
+    "model",
+    "gpus",
+    "memory",
+    "strategy",
+    "transformers",
+    "inputs",
+    "action",
+    "outcome",
+    "known_bug",
+    "file",
+    "line",
+)
+"""The columns of a sweep frame (`SWEEP_COLUMNS`) that `plot_sweep` reads."""
+
+
+def _sweep_label(row) -> str:
+    """What a failing cell says: its catalogue id without the family, else file:line, else the outcome."""
+    if row.outcome == "passed":
+        return ""
+    if isinstance(row.known_bug, str):
+        return row.known_bug.split("-", 1)[1] if "-" in row.known_bug else row.known_bug
+    if isinstance(row.file, str):
+        return f"{row.file.rsplit('/', 1)[-1]}:{row.line}"
+    return "kit error" if row.outcome == "kit error" else "failed"
+
+
+def plot_sweep(frame, ax=None):
+    """A heatmap of a `qd.sweep` frame: one row per layout (model, GPUs, memory, strategy; and release
+    when several), one column per inputs/action, coloured by outcome (`OUTCOME_COLOURS`) and each
+    failing cell annotated with its known bug (or the file:line of an unknown one). Returns the figure.
+
+    >>> fig = qd.plot_sweep(qd.sweep(["Qwen/Qwen2.5-VL-7B-Instruct"], gpus=[1, 8], memory="24GiB"))
+    """
+    missing = [c for c in _SWEEP_READ if c not in getattr(frame, "columns", ())]
+    if missing or frame.empty:
+        raise QwenVLDiagError(
+            f"plot_sweep takes a non-empty frame from qd.sweep; this one lacks {missing or 'rows'}."
+        )
+    plt = _pyplot()
+    from matplotlib.colors import ListedColormap
+
+    releases = frame["transformers"].nunique() > 1
+    layouts, columns, cells = {}, {}, {}
+    for row in frame.itertuples(index=False):
+        layout = f"{row.model.rsplit('/', 1)[-1]}  {row.gpus}x{row.memory}  {row.strategy}"
+        layout += f"  ({row.transformers})" if releases else ""
+        column = f"{row.inputs}\n{row.action}"
+        layouts.setdefault(layout, len(layouts))
+        columns.setdefault(column, len(columns))
+        cells[layouts[layout], columns[column]] = row
+    outcomes = list(OUTCOME_COLOURS)
+    values = [[float("nan")] * len(columns) for _ in layouts]
+    for (i, j), row in cells.items():
+        values[i][j] = outcomes.index(row.outcome)
+    ax = _axes(plt, ax, (1.6 + 1.25 * len(columns), 0.8 + 0.32 * len(layouts)))
+    colours = ListedColormap(list(OUTCOME_COLOURS.values())).with_extremes(bad="white")
+    ax.imshow(values, cmap=colours, vmin=-0.5, vmax=len(outcomes) - 0.5, aspect="auto")
+    for (i, j), row in cells.items():
+        ax.text(j, i, _sweep_label(row), ha="center", va="center", fontsize=6.5, color="#1a1a1a")
+    ax.set_xticks(range(len(columns)), list(columns), fontsize=8)
+    ax.set_yticks(range(len(layouts)), list(layouts), fontsize=7)
+    ax.xaxis.tick_top()
+    ax.set_xticks([x - 0.5 for x in range(1, len(columns))], minor=True)
+    ax.set_yticks([y - 0.5 for y in range(1, len(layouts))], minor=True)
+    ax.grid(which="minor", color="white", linewidth=1.5)
+    ax.tick_params(which="minor", length=0)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in OUTCOME_COLOURS.values()]
+    ax.legend(handles, outcomes, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    failed = int((frame["outcome"] != "passed").sum())
+    ax.set_title(f"{len(frame)} scenarios, {failed} not passed", fontsize=10, pad=28)
+    ax.figure.tight_layout()
+    return ax.figure

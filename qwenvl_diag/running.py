@@ -60,21 +60,33 @@ def run(scenario: Scenario) -> Diagnosis:
     scenario with `transformers` set to another release runs in that release's side environment; its
     Diagnosis has no `plan` object then (the placement frames hold the layout).
     """
-    from .diagnose import diagnose
-    from .fixes import Setup, applying
-    from .placement import device_map_frame, device_summary_frame, flags_frame
-
     if not isinstance(scenario, Scenario):
         raise QwenVLDiagError(f"run takes a qd.Scenario; got {type(scenario).__name__}.")
     release = release_of(scenario)
     if release is not None:
         return _run_elsewhere(scenario, release)
-    model, source, plan, inputs = materials(scenario)
-    with devices_for(scenario), applying(Setup(model, inputs, plan, source), scenario.fixes) as setup:
-        diagnosis = diagnose(
-            model, setup.inputs, action=scenario.action, max_new_tokens=scenario.max_new_tokens
-        )
-        plan = setup.plan
+    return run_with(scenario, *materials(scenario))
+
+
+def run_with(scenario: Scenario, model, source, plan, inputs, *, unplace: bool = False) -> Diagnosis:
+    """`run` here on materials made already (`materials`' four: a sweep builds a twin once and places
+    it again per layout). With `unplace`, the model leaves the GPUs before they go (`undispatch`: no
+    hooks, every tensor on the CPU, as built), so the next scenario can place it again."""
+    from .diagnose import diagnose
+    from .fixes import Setup, applying
+    from .placement import device_map_frame, device_summary_frame, flags_frame
+    from .placement.dispatch import undispatch
+
+    with devices_for(scenario):
+        try:
+            with applying(Setup(model, inputs, plan, source), scenario.fixes) as setup:
+                diagnosis = diagnose(
+                    model, setup.inputs, action=scenario.action, max_new_tokens=scenario.max_new_tokens
+                )
+                plan = setup.plan
+        finally:
+            if unplace:
+                undispatch(model)
     diagnosis.scenario = scenario
     diagnosis.plan = plan
     # the layout a user cares about is the real checkpoint's: the plan's real sizes, not the twin's

@@ -18,7 +18,6 @@ from packaging.version import InvalidVersion, Version
 from .choices import ACTIONS, DEVICE_MODES, INPUT_KINDS
 from .errors import QwenVLDiagError
 from .models.catalog import resolve_checkpoint, shipped_checkpoints
-from .models.families import FAMILIES
 from .presets import PRESETS
 
 
@@ -127,45 +126,57 @@ def _use_real_devices(scenario: Scenario) -> bool:
     return scenario.devices == "real" or (scenario.devices == "auto" and real >= scenario.gpus)
 
 
-def _build(scenario: Scenario):
-    """(model, processor, what to plan from) for the scenario's model."""
-    from .models.loading import load_model
-    from .models.tiny import tiny_config, tiny_model
-    from .models.twin import twin
-
-    name = scenario.model
+def plan_source(name: str):
+    """What a scenario's plan is made from, for its `model`: the tiny family's config, the checkpoint
+    directory, or the shipped checkpoint's hub id."""
     if name.startswith("tiny/"):
-        family = name.split("/", 1)[1]
-        model, processor = tiny_model(
-            family, seed=scenario.seed, attn_implementation=scenario.attn_implementation
-        )
-        return model, processor, tiny_config(FAMILIES[family])[0]
+        from .models.families import get_family
+        from .models.tiny import tiny_config
+
+        return tiny_config(get_family(name.split("/", 1)[1]))[0]
     if Path(name).expanduser().is_dir():
-        model, processor = load_model(name, attn_implementation=scenario.attn_implementation)
-        return model, processor, name
+        return name
     if name in shipped_checkpoints() or not name.startswith("tiny"):
-        checkpoint = resolve_checkpoint(name)
-        model, processor = twin(
-            checkpoint, seed=scenario.seed, attn_implementation=scenario.attn_implementation
-        )
-        return model, processor, checkpoint
+        return resolve_checkpoint(name)
     raise QwenVLDiagError(
         f"Unknown model {name!r}: use a shipped checkpoint, 'tiny/<family>' or a directory."
     )
 
 
+def build(scenario: Scenario):
+    """(model, processor, what to plan from) for the scenario's model, built fresh."""
+    from .models.loading import load_model
+    from .models.tiny import tiny_model
+    from .models.twin import twin
+
+    name, options = scenario.model, {"attn_implementation": scenario.attn_implementation}
+    source = plan_source(name)
+    if name.startswith("tiny/"):
+        model, processor = tiny_model(name.split("/", 1)[1], seed=scenario.seed, **options)
+    elif Path(name).expanduser().is_dir():
+        model, processor = load_model(name, **options)
+    else:
+        model, processor = twin(source, seed=scenario.seed, **options)
+    return model, processor, source
+
+
 def materials(scenario: Scenario) -> tuple:
     """(model, source, plan, inputs) of a scenario, built fresh: the model before placement, what the plan
     was planned from, the plan, and the inputs on the CPU."""
-    from .inputs import sample_inputs
     from .placement import plan_device_map
 
-    model, processor, source = _build(scenario)
+    model, processor, source = build(scenario)
     plan = plan_device_map(source, scenario.gpus, scenario.memory, scenario.strategy)
-    inputs = sample_inputs(
+    return model, source, plan, scenario_inputs(scenario, processor)
+
+
+def scenario_inputs(scenario: Scenario, processor):
+    """The scenario's inputs (kind, video timing form, fps) made by `processor`, on the CPU."""
+    from .inputs import sample_inputs
+
+    return sample_inputs(
         processor, scenario.inputs, second_per_grid_ts=scenario.second_per_grid_ts, fps=scenario.fps
     )
-    return model, source, plan, inputs
 
 
 def devices_for(scenario: Scenario):

@@ -367,13 +367,21 @@ def _row(env: SideEnv, done: subprocess.CompletedProcess) -> dict:
             "known_bug": None,
         }
     report = json.loads(done.stdout)
-    first = report.get("first_mismatch") or {}
-    bugs = report.get("known_bugs") or []
     versions = report.get("environment") or {}
     return {
         "transformers": versions.get("transformers", env.transformers),
         "accelerate": versions.get("accelerate", env.accelerate),
-        "outcome": "passed" if done.returncode == 0 else "failed",
+        **outcome_fields(report),
+    }
+
+
+def outcome_fields(report: dict) -> dict:
+    """`outcome`, `error`, `file`, `line` and `known_bug` (as in `VERSION_COLUMNS`) of a diagnosis report
+    (`Diagnosis.to_dict()`; only its `error`, `first_mismatch` and `known_bugs` are read)."""
+    first = report.get("first_mismatch") or {}
+    bugs = report.get("known_bugs") or []
+    return {
+        "outcome": "passed" if report.get("error") is None else "failed",
         "error": report.get("error"),
         "file": short_path(first["file"]) if first.get("file") else None,
         "line": first.get("line"),

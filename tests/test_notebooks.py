@@ -248,7 +248,54 @@ PLACEMENT_PROBE = {
     "together_run": "{'error': together_run.error}",
     "apart_run": "{'error': apart_run.error, 'first': apart_run.first_mismatch}",
     "panel": "{'strategy': panel.plan.strategy, 'flags': [flag.code for flag in panel.plan.flags]}",
+    "outcomes": "_probe_json.loads(outcomes.to_json(orient='records'))",
+    "timing": "outcomes.attrs['timings'][0]",
+    "heatmap": "[text.get_text() for text in heatmap.axes[0].texts]",
+    "heatmap_shape": "list(heatmap.axes[0].images[0].get_array().shape)",
+    "failing": "failing['known_bug'].tolist()",
 }
+
+
+def test_placement_sweeps_the_layouts_and_its_heatmap_names_each_failure(executed):
+    run = executed("02_layer_placement.ipynb")
+    values, context = run.values, run.context()
+    rows, timing = values["outcomes"], values["timing"]
+    assert len(rows) == 18 and list(rows[0]) == qd.SWEEP_COLUMNS, context  # 3 GPU counts x 2 x 3
+    assert timing["scenarios"] == 18 and timing["unique_runs"] < 18, (context, timing)
+    assert timing["unique_runs"] == sum(not row["reused"] for row in rows), context
+    by = {(r["gpus"], r["strategy"], r["inputs"]): r for r in rows}
+    # one GPU: no hooks, the inputs on the CPU (the catalogue's J) whatever the strategy; 5.x generate
+    # moves input_ids itself, so there a text prompt passes and an image fails at the vision tower
+    one = [by[1, s, i] for s in ("balanced", "sequential") for i in ("batch", "text", "image")]
+    failing = [row for row in one if row["outcome"] == "failed"]
+    assert all("on cpu" in r["error"] or "(CPUFloatType)" in r["error"] for r in failing), (context, one)
+    if transformers_at_least("5.0"):
+        assert {r["inputs"] for r in failing} == {"batch", "image"}, (context, one)
+    else:
+        assert {r["known_bug"] for r in one} == {"qwen2_5_vl-inputs-on-cpu"}, (context, one)
+    seed = {i: by[8, "balanced", i] for i in ("batch", "text", "image")}
+    assert all(row["flags"] == ["vision_embed_apart"] for row in seed.values()), (context, seed)
+    expected_batch = None if SEED_FIXED else "qwen2_5_vl-batched-causal-mask"
+    expected_text = None if transformers_at_least("4.53.0") else "qwen2_5_vl-text-generate-rope-deltas"
+    assert (seed["batch"]["known_bug"], seed["text"]["known_bug"]) == (expected_batch, expected_text), context
+    assert seed["image"]["outcome"] == "passed", context
+    if str(TRANSFORMERS_VERSION) == "4.51.3":
+        assert (seed["batch"]["function"], seed["batch"]["line"]) == (
+            MASK_FUNCTION,
+            SEED_LINES_4_51_3[MASK_CODE],
+        )
+    # the heatmap: a cell per scenario, labelled by its known bug, family prefix dropped
+    assert values["heatmap_shape"] == [6, 3], context
+    assert values["heatmap"] == [
+        ""
+        if row["outcome"] == "passed"
+        else row["known_bug"].split("-", 1)[1]
+        if row["known_bug"]
+        else f"{row['file'].rsplit('/', 1)[-1]}:{row['line']}"  # no catalogue entry: where it mixed
+        for row in rows
+    ], context
+    assert values["failing"] == [r["known_bug"] for r in rows if r["outcome"] != "passed"], context
+    _assert_shows(run, [f"18 scenarios, 6 layouts, {timing['unique_runs']} runs in"])
 
 
 def test_placement_flags_the_layouts_that_fail(executed):

@@ -102,3 +102,13 @@ def dispatch(model: torch.nn.Module, plan: DevicePlan | dict) -> torch.nn.Module
     )
     model.hf_device_map = dict(device_map)
     return model
+
+
+def undispatch(model: torch.nn.Module) -> torch.nn.Module:
+    """Take a dispatched model off its devices: accelerate's hooks removed (offloaded weights put back),
+    every tensor on the CPU and no `hf_device_map`, as the model was built. Call it while the
+    (simulated) GPUs it was placed on still run."""
+    remove_hook_from_module(model, recurse=True)
+    model.to("cpu")
+    model.__dict__.pop("hf_device_map", None)
+    return model

@@ -1,0 +1,560 @@
+"""`sweep`: a grid of scenarios (checkpoints x GPUs x memory x strategies x inputs x actions, on one or
+more transformers releases), one row per scenario, as cheaply as the kit can run them.
+
+- Every layout (checkpoint, GPUs, memory, strategy) is planned once per release.
+- Scenarios whose plans give the same device map, with the same inputs and action, are run once; the
+  row is reported for each (`reused` True on all but the one that ran).
+- The runs are spread over worker processes (spawned; both cores by default), each building a twin once
+  per checkpoint and placing it again per layout (`run_with(..., unplace=True)`: hooks removed and every
+  tensor back on the CPU between runs, the model's attributes put back by `diagnose`).
+- Another release runs in its side environment's Python, as one `qwenvl-diag sweep --format jsonl`
+  process per release; several releases run side by side.
+- A KeyboardInterrupt stops the sweep and returns the rows done so far (`attrs["interrupted"]`).
+
+>>> frame = qd.sweep(["Qwen/Qwen2.5-VL-7B-Instruct"], gpus=[1, 8], inputs=["batch", "text"],
+...                  actions=["generate"], strategies=["balanced"], memory=["24GiB"])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import math
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .choices import ACTIONS, INPUT_KINDS
+from .errors import InvalidArgumentError, QwenVLDiagError
+from .scenario import Scenario
+
+SWEEP_COLUMNS = [
+    "model",
+    "gpus",
+    "memory",
+    "strategy",
+    "inputs",
+    "action",
+    "transformers",
+    "accelerate",
+    "outcome",
+    "error",
+    "file",
+    "line",
+    "function",
+    "known_bug",
+    "flags",
+    "layout",
+    "reused",
+    "seconds",
+]
+"""Columns of `sweep`, one row per scenario, in grid order (release, model, gpus, memory, strategy,
+inputs, action). The first six are the scenario's fields; `transformers` and `accelerate` the versions
+it ran under; `outcome` ("passed", "failed", "kit error"), `error`, `file`, `line` and `known_bug` as in
+`VERSION_COLUMNS` (`file` the path inside site-packages of the first mismatch, `known_bug` the first
+catalogue match); `function` the function of the first mismatch; `flags` the plan's risk codes (a list,
+see `qd.flags_frame`); `layout` a short digest of the device map (rows with equal `layout` were placed
+alike); `reused` True when the row is another scenario's run (same checkpoint, map, inputs and action);
+`seconds` how long that run took (planning excluded)."""
+
+DEFAULT_GPUS = (1, 2, 4, 8)
+DEFAULT_MEMORY = ("24GiB", "40GiB", "80GiB")
+_AXES = ("model", "gpus", "memory", "strategy", "inputs", "action")
+
+
+def _axis(name: str, value, default: Sequence) -> list:
+    """One axis of the grid as a list without repeats: a single value, a list of them, or None (default)."""
+    if value is None:
+        return list(default)
+    if isinstance(value, (str, int, dict)):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise InvalidArgumentError(f"{name} must be a value or a non-empty list of them; got {value!r}.")
+    seen = {}
+    for item in value:
+        seen.setdefault(json.dumps(item, sort_keys=True), item)
+    return list(seen.values())
+
+
+def _key(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _axes(models, gpus, memory, strategies, inputs, actions) -> dict[str, list]:
+    """The grid's axes, each a list, defaults filled in and every value checked (the kit's errors)."""
+    from .models.catalog import shipped_checkpoints
+    from .placement import STRATEGIES
+    from .placement.devices import parse_memory
+    from .scenario import plan_source
+
+    axes = {
+        "model": _axis("models", models, shipped_checkpoints()),
+        "gpus": _axis("gpus", gpus, DEFAULT_GPUS),
+        "memory": _axis("memory", memory, DEFAULT_MEMORY),
+        "strategy": _axis("strategies", strategies, STRATEGIES),
+        "inputs": _axis("inputs", inputs, INPUT_KINDS),
+        "action": _axis("actions", actions, ACTIONS),
+    }
+    axes["model"] = list(dict.fromkeys(_model_name(name, plan_source) for name in axes["model"]))
+    for size in axes["memory"]:
+        parse_memory(size, "memory per GPU")
+    for strategy in axes["strategy"]:
+        if not isinstance(strategy, dict) and strategy not in STRATEGIES:
+            raise InvalidArgumentError(
+                f"Unknown strategy {strategy!r}: use {', '.join(STRATEGIES)} or an explicit map."
+            )
+    return axes  # gpus, inputs and actions: each Scenario checks its own
+
+
+def _scenarios(axes: dict[str, list]) -> list[Scenario]:
+    return [Scenario(**dict(zip(_AXES, values, strict=True))) for values in itertools.product(*axes.values())]
+
+
+def grid(
+    models: Sequence[str] | str | None = None,
+    gpus: Sequence[int] | int | None = None,
+    memory: Sequence[str] | str | None = None,
+    strategies: Sequence[str] | str | None = None,
+    inputs: Sequence[str] | str | None = None,
+    actions: Sequence[str] | str | None = None,
+) -> list[Scenario]:
+    """The sweep's scenarios in grid order; each axis is a value, a list, or None for its default
+    (every shipped checkpoint, 1/2/4/8 GPUs, 24/40/80 GiB, the four strategies, every input kind, both
+    actions). Every value is checked here (the kit's errors), before anything runs."""
+    return _scenarios(_axes(models, gpus, memory, strategies, inputs, actions))
+
+
+def _model_name(name: str, plan_source) -> str:
+    """A shipped checkpoint's hub id as shipped (any spelling accepted); other models as given. A name
+    the kit does not know raises its error; a family this release lacks is left to its rows."""
+    from .errors import UnsupportedReleaseError
+
+    try:
+        source = plan_source(name)
+    except UnsupportedReleaseError:
+        return name
+    return source if isinstance(source, str) and not name.startswith("tiny/") else name
+
+
+# ---- running one release here ------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """One run that several scenarios share: `scenario` runs, its row goes to every index in `members`."""
+
+    scenario: Scenario
+    plan: object
+    members: list[int] = field(default_factory=list)
+
+
+class _Materials:
+    """Twins (with their processors) and inputs built once and reused, per checkpoint and input kind."""
+
+    def __init__(self):
+        self.built: dict[tuple, tuple] = {}
+        self.inputs: dict[tuple, object] = {}
+
+    def get(self, scenario: Scenario) -> tuple:
+        from .scenario import build, scenario_inputs
+
+        key = (scenario.model, scenario.seed, scenario.attn_implementation)
+        if key not in self.built:
+            self.built[key] = build(scenario)
+        model, processor, source = self.built[key]
+        wanted = (*key, scenario.inputs, scenario.second_per_grid_ts, scenario.fps)
+        if wanted not in self.inputs:
+            self.inputs[wanted] = scenario_inputs(scenario, processor)
+        return model, source, self.inputs[wanted]
+
+    def forget(self, scenario: Scenario) -> None:
+        """Drop the scenario's twin (rebuilt on next use), after a run that may have left it placed."""
+        self.built.pop((scenario.model, scenario.seed, scenario.attn_implementation), None)
+
+
+_WORKER_MATERIALS = _Materials()
+"""A worker process's materials, kept across the chunks it runs."""
+
+
+def _kit_error(error: BaseException) -> dict:
+    text = str(error) if isinstance(error, QwenVLDiagError) else f"{type(error).__name__}: {error}"
+    return {
+        "outcome": "kit error",
+        "error": text,
+        "file": None,
+        "line": None,
+        "function": None,
+        "known_bug": None,
+    }
+
+
+def diagnosis_row(diagnosis) -> dict:
+    """The result columns of `SWEEP_COLUMNS` for one Diagnosis (what a sweep reports for its scenario)."""
+    from .versions import outcome_fields
+
+    report = {
+        "error": diagnosis.error,
+        "first_mismatch": diagnosis.first_mismatch,
+        "known_bugs": diagnosis.known_bugs,
+    }
+    first = diagnosis.first_mismatch or {}
+    return {**outcome_fields(report), "function": first.get("function")}
+
+
+def _run_one(scenario: Scenario, plan, materials: _Materials) -> tuple[dict, float]:
+    from .running import run_with
+
+    started = time.perf_counter()
+    try:
+        model, source, inputs = materials.get(scenario)
+        result = diagnosis_row(run_with(scenario, model, source, plan, inputs, unplace=True))
+    except Exception as error:  # a scenario the kit cannot run is a row, not the end of the sweep
+        materials.forget(scenario)
+        result = _kit_error(error)
+    return result, time.perf_counter() - started
+
+
+def _run_chunk(chunk: list[tuple[int, dict, object]]) -> list[tuple[int, dict, float]]:
+    """Run a chunk of (run index, scenario dict, plan) in a worker process."""
+    return [
+        (index, *_run_one(Scenario.from_dict(data), plan, _WORKER_MATERIALS)) for index, data, plan in chunk
+    ]
+
+
+def _worker_init() -> None:
+    """A worker: Ctrl-C is the parent's to handle; one torch thread (the workers share the cores);
+    the libraries' warnings about the twins' random weights and the simulated devices kept quiet."""
+    import signal
+    import warnings
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warnings.filterwarnings("ignore")
+    import torch
+    import transformers
+
+    torch.set_num_threads(1)
+    transformers.logging.set_verbosity_error()
+
+
+def _plans(scenarios: list[Scenario]) -> dict[str, object]:
+    """A plan (or the kit error that planning raised) per layout key."""
+    from .placement import plan_device_map
+    from .scenario import plan_source
+
+    plans = {}
+    for scenario in scenarios:
+        layout = _layout_key(scenario)
+        if layout not in plans:
+            try:
+                plans[layout] = plan_device_map(
+                    plan_source(scenario.model), scenario.gpus, scenario.memory, scenario.strategy
+                )
+            except Exception as error:  # e.g. a family this release lacks: every scenario of it is a row
+                plans[layout] = error
+    return plans
+
+
+def _layout_key(scenario: Scenario) -> str:
+    return _key([scenario.model, scenario.gpus, scenario.memory, scenario.strategy])
+
+
+def layout_id(device_map: dict) -> str:
+    """A short digest of a device map: equal maps, equal ids."""
+    text = _key(sorted((str(k), str(v)) for k, v in device_map.items()))
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def _chunks(runs: list[_Run], workers: int) -> list[list[int]]:
+    """Run indices in chunks of one checkpoint each, small enough to spread and to report progress."""
+    size = max(1, min(8, math.ceil(len(runs) / (4 * max(workers, 1)))))
+    chunks = []
+    for _, group in itertools.groupby(range(len(runs)), key=lambda i: runs[i].scenario.model):
+        group = list(group)
+        chunks += [group[i : i + size] for i in range(0, len(group), size)]
+    return chunks
+
+
+def _pool_results(chunks, payload, workers: int):
+    """Results of every chunk from a pool of spawned workers, as they finish. On Ctrl-C (or any
+    error) the pool is terminated."""
+    import multiprocessing
+
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+    try:
+        for result in pool.imap_unordered(_run_chunk, [payload(chunk) for chunk in chunks]):
+            yield from result
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _local_results(chunks, payload):
+    """The same in this process (one worker: no spawn), on one torch thread as a worker runs (the
+    twins' tiny matrices gain nothing from more; a busy machine loses much), put back after."""
+    import torch
+
+    materials, threads = _Materials(), torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for chunk in chunks:
+            for index, data, plan in payload(chunk):
+                yield (index, *_run_one(Scenario.from_dict(data), plan, materials))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _sweep_here(scenarios: list[Scenario], processes: int, emit: Callable[[dict], None]) -> dict:
+    """Plan, deduplicate and run `scenarios` in this Python's transformers; `emit(row)` for
+    each row as its run finishes. Returns the release's timings."""
+    import accelerate
+    import transformers
+
+    started = time.perf_counter()
+    plans = _plans(scenarios)
+    planned = time.perf_counter()
+    versions = {"transformers": transformers.__version__, "accelerate": accelerate.__version__}
+    runs: dict[tuple, _Run] = {}
+    for position, scenario in enumerate(scenarios):
+        plan = plans[_layout_key(scenario)]
+        if isinstance(plan, Exception):
+            emit(_row(scenario, versions, _kit_error(plan), None, False, 0.0))
+            continue
+        key = (scenario.model, layout_id(plan.device_map), scenario.inputs, scenario.action)
+        runs.setdefault(key, _Run(scenario, plan)).members.append(position)
+    order = sorted(runs.values(), key=lambda run: run.scenario.model)  # stable: grid order per model
+    workers = max(1, min(processes, len(order)))
+    chunks = _chunks(order, workers)
+
+    def payload(chunk):
+        return [(i, order[i].scenario.to_dict(), order[i].plan) for i in chunk]
+
+    results = _pool_results(chunks, payload, workers) if workers > 1 else _local_results(chunks, payload)
+    with contextlib.closing(results):  # on Ctrl-C too: the pool ends here
+        for index, result, seconds in results:
+            run = order[index]
+            for rank, position in enumerate(run.members):
+                emit(_row(scenarios[position], versions, result, run.plan, rank > 0, seconds))
+    return {
+        **versions,
+        "scenarios": len(scenarios),
+        "layouts": len(plans),
+        "unique_runs": len(order),
+        "processes": workers,
+        "plan_s": planned - started,
+        "run_s": time.perf_counter() - planned,
+    }
+
+
+def _row(scenario: Scenario, versions: dict, result: dict, plan, reused: bool, seconds: float) -> dict:
+    row = {
+        **{axis: getattr(scenario, axis) for axis in _AXES},
+        **versions,
+        **result,
+        "flags": [flag.code for flag in plan.flags] if plan is not None else [],
+        "layout": layout_id(plan.device_map) if plan is not None else None,
+        "reused": reused,
+        "seconds": seconds,
+    }
+    return {column: row[column] for column in SWEEP_COLUMNS}
+
+
+# ---- other releases, in their side environments --------------------------------------------------
+
+
+def _sweep_command(python: str, axes: dict[str, list], processes: int) -> list[str]:
+    """`qwenvl-diag sweep` of `axes` for `python`, its rows as JSON lines."""
+    command = [python, "-m", "qwenvl_diag.cli", "sweep", "--format", "jsonl", "--no-progress"]
+    for axis, values in axes.items():
+        command += [f"--{axis}", *(v if isinstance(v, str) else json.dumps(v) for v in values)]
+    return [*command, "--processes", str(processes)]
+
+
+def _sweep_there(env, axes: dict, expected: int, processes: int, emit, started: list) -> dict:
+    """The sweep of `axes` (`expected` scenarios) run by a side environment's Python (one process,
+    `processes` workers), its rows emitted as they come. The process goes into `started`, for an
+    interrupt to end it."""
+    from .errors import VersionLabError
+
+    began = time.perf_counter()
+    process = subprocess.Popen(
+        _sweep_command(env.python, axes, processes), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    started.append(process)
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)
+    reader.start()
+    rows = 0
+    for line in process.stdout:
+        if line.startswith("{"):  # a row; anything else a library printed is not
+            emit(json.loads(line))
+            rows += 1
+    process.wait()
+    reader.join()
+    if rows < expected and not getattr(process, "ended", False):
+        tail = "\n".join("".join(errors).strip().splitlines()[-6:])
+        raise VersionLabError(
+            f"The sweep under transformers {env.transformers} stopped after {rows} of {expected} rows "
+            f"(exit status {process.returncode}):\n{tail}"
+        )
+    return {
+        "transformers": env.transformers,
+        "accelerate": env.accelerate,
+        "processes": processes,
+        "created_s": env.seconds,
+        "run_s": time.perf_counter() - began,
+    }
+
+
+# ---- the public function ---------------------------------------------------------------------------
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=SWEEP_COLUMNS, dtype=object).astype(
+        {"gpus": "int64", "line": "Int64", "reused": "bool", "seconds": "float64"}
+    )
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="sweep", unit="scenario")
+
+
+def sweep(
+    models: Sequence[str] | str | None = None,
+    gpus: Sequence[int] | int | None = None,
+    memory: Sequence[str] | str | None = None,
+    strategies: Sequence[str] | str | None = None,
+    inputs: Sequence[str] | str | None = None,
+    actions: Sequence[str] | str | None = None,
+    transformers: Sequence[str] | str | None = None,
+    processes: int | None = None,
+    progress: bool = True,
+    *,
+    on_row: Callable[[dict], None] | None = None,
+    cache=None,
+    build: bool = True,
+) -> pd.DataFrame:
+    """Run every scenario of the grid (see `grid` for the axes and their defaults) under each release in
+    `transformers` (None: the installed one; else releases as `qd.run_in_versions` takes them) and
+    return one row per scenario, columns `SWEEP_COLUMNS`.
+
+    `processes` worker processes run the scenarios (None: one per core; 1: in this process); several
+    releases share them. The workers are spawned, so a script that sweeps with several must do so
+    under `if __name__ == "__main__":` (notebooks and `python -c` need nothing).
+    `progress` shows a tqdm bar; `on_row(row)` is called with each row (a dict) as its run finishes, in
+    the order they finish. `cache` and `build` choose the side environments as in
+    `run_in_versions`. Ctrl-C returns the rows done so far. `attrs` holds `timings` (one dict per release:
+    scenarios, layouts, unique runs, seconds planning and running), `seconds` (the whole sweep),
+    `interrupted` and `processes`.
+
+    >>> frame = qd.sweep(["Qwen/Qwen2.5-VL-7B-Instruct"], gpus=[1, 8], memory="24GiB",
+    ...                  strategies="balanced", inputs=["batch", "text"], actions="generate")
+    >>> qd.plot_sweep(frame)
+    """
+    from ._compat import TRANSFORMERS_VERSION
+    from .versions import resolve_version, side_env
+
+    began = time.perf_counter()
+    axes = _axes(models, gpus, memory, strategies, inputs, actions)
+    scenarios = _scenarios(axes)
+    if processes is None:
+        processes = os.cpu_count() or 1
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise InvalidArgumentError(f"processes must be a positive int (or None); got {processes!r}.")
+    releases = list(
+        dict.fromkeys(resolve_version(v) for v in _axis("transformers", transformers, ["installed"]))
+    )
+    here = str(TRANSFORMERS_VERSION)
+    envs = {v: side_env(v, cache=cache, build=build) for v in releases if v != here}
+    share = max(1, processes // len(releases))
+
+    rows: list[dict] = []
+    timings: dict[str, dict] = {}
+    failures: list[BaseException] = []
+    lock, started = threading.Lock(), []
+    bar = _progress_bar(len(scenarios) * len(releases), progress)
+
+    def emit(row: dict) -> None:
+        with lock:
+            rows.append(row)
+            if bar is not None:
+                bar.update(1)
+            if on_row is not None:
+                on_row(row)
+
+    def there(version: str) -> None:
+        try:
+            timings[version] = _sweep_there(envs[version], axes, len(scenarios), share, emit, started)
+        except Exception as error:  # raised in the caller's thread, after the other releases finish
+            failures.append(error)
+
+    threads = [threading.Thread(target=there, args=(v,), daemon=True) for v in envs]
+    interrupted = False
+    try:
+        for thread in threads:
+            thread.start()
+        if here in releases:
+            timings[here] = _sweep_here(scenarios, share, emit)
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.5)
+    except KeyboardInterrupt:
+        interrupted = True
+        for process in started:
+            process.ended = True
+            process.terminate()
+        for thread in threads:
+            thread.join()
+    finally:
+        if bar is not None:
+            bar.close()
+    if failures and not interrupted:
+        raise failures[0]
+    frame = _ordered(_frame(rows), scenarios, releases)
+    frame.attrs.update(
+        timings=[_timing(timings[v], frame, v) for v in releases if v in timings],
+        seconds=time.perf_counter() - began,
+        interrupted=interrupted,
+        processes=processes,
+    )
+    return frame
+
+
+def _timing(timing: dict, frame: pd.DataFrame, version: str) -> dict:
+    """A release's timings with its counts, read from its rows where its process did not say them."""
+    done = frame[frame["transformers"] == version]
+    layouts = done[["model", "gpus", "memory", "strategy"]].astype(str).drop_duplicates()
+    return {
+        "scenarios": len(done),
+        "layouts": len(layouts),
+        "unique_runs": int((~done["reused"] & done["layout"].notna()).sum()),  # planned, and run
+        **timing,
+    }
+
+
+def sweep_rows(frame: pd.DataFrame) -> list[dict]:
+    """A sweep frame's rows as JSON-ready dicts (None for missing values)."""
+    return json.loads(frame.to_json(orient="records"))
+
+
+def _ordered(frame: pd.DataFrame, scenarios: list[Scenario], releases: list[str]) -> pd.DataFrame:
+    """Rows in grid order: release as asked, then the scenarios' order."""
+    position = {_key([getattr(s, a) for a in _AXES]): i for i, s in enumerate(scenarios)}
+    rank = {v: i for i, v in enumerate(releases)}
+    keys = [
+        (rank.get(row.transformers, len(rank)), position.get(_key([getattr(row, a) for a in _AXES]), 0))
+        for row in frame.itertuples(index=False)
+    ]
+    order = sorted(range(len(frame)), key=keys.__getitem__)
+    return frame.iloc[order].reset_index(drop=True)
