@@ -29,7 +29,8 @@ MEMORY = ("24GiB", "40GiB", "80GiB")
 LAYOUTS = [(g, m, s) for g in GPUS for m in MEMORY for s in qd.STRATEGIES]
 MID = "Qwen/Qwen2.5-VL-7B-Instruct"
 QWEN3 = "Qwen/Qwen3-VL-8B-Instruct"
-LARGE = ("Qwen/Qwen3-VL-30B-A3B-Instruct", "Qwen/Qwen3-VL-32B-Instruct")
+LARGE = ("Qwen/Qwen2.5-VL-32B-Instruct", "Qwen/Qwen3-VL-30B-A3B-Instruct", "Qwen/Qwen3-VL-32B-Instruct")
+HUGE = ("Qwen/Qwen2-VL-72B-Instruct", "Qwen/Qwen2.5-VL-72B-Instruct")
 
 
 def _assert_unsupported(checkpoint: str) -> None:
@@ -285,13 +286,19 @@ def _check_outcome(outcome: dict, plan: qd.DevicePlan, reference: torch.nn.Modul
         assert outcome["main"] is None  # one device: moved there, no hooks
 
 
-# The layouts whose plans offload to the CPU: the two large checkpoints on one GPU, or on two of 24 GiB
+# The layouts whose plans offload to the CPU: the large (32B, 30B-A3B) on one GPU, or on two of 24 GiB
 # (on two of 40 GiB only balanced_low_0, which keeps GPU 0 light). The others fit on their GPUs.
 OFFLOADING = {
     (gpus, memory, strategy)
     for gpus, memory in ((1, "24GiB"), (1, "40GiB"), (2, "24GiB"))
     for strategy in qd.STRATEGIES
 } | {(2, "40GiB", "balanced_low_0")}
+# The 72B ones (~147 GB in bfloat16) on up to 96 GiB of GPUs, or on 160 GiB with GPU 0 kept light.
+OFFLOADING_HUGE = {
+    (gpus, memory, strategy)
+    for gpus, memory in ((1, "24GiB"), (1, "40GiB"), (1, "80GiB"), (2, "24GiB"), (2, "40GiB"), (4, "24GiB"))
+    for strategy in qd.STRATEGIES
+} | {(2, "80GiB", "balanced_low_0"), (4, "40GiB", "balanced_low_0")}
 
 
 @pytest.mark.parametrize("gpus,memory,strategy", LAYOUTS, ids=[f"{g}x{m}-{s}" for g, m, s in LAYOUTS])
@@ -306,7 +313,8 @@ def test_a_dispatched_twin_holds_every_tensor_where_its_plan_puts_it(
     assert (plan.model, plan.gpus, plan.strategy) == (checkpoint, gpus, strategy)
     used = set(plan.device_map.values())
     assert used <= {*range(gpus), "cpu"} and _gpus(plan.device_map)
-    assert ("cpu" in used) == (checkpoint in LARGE and (gpus, memory, strategy) in OFFLOADING)
+    offloads = OFFLOADING if checkpoint in LARGE else OFFLOADING_HUGE if checkpoint in HUGE else set()
+    assert ("cpu" in used) == ((gpus, memory, strategy) in offloads)
     _check_outcome(outcome, plan, twins(checkpoint)[0])
 
 
