@@ -7,13 +7,18 @@ holds only transformers and the accelerate of the same weeks, plus what those ne
 environment, through a `.pth` file that adds the kit's site-packages *after* the side environment's
 own, so the side environment's packages shadow the kit's. (A venv made with --system-site-packages
 from a venv's interpreter would see the base Python's site-packages, not the kit's: hence the .pth.)
-pip runs from the kit's environment (`pip --python <side env>`), so the side environment needs no pip.
+The packages are installed by uv when the kit's environment has it (the `uv` wheel, a dependency, or one on
+PATH): uv resolves the pair against the kit's environment, as pip would, and installs only what that lacks;
+otherwise, or when `pip_args` are given, pip runs from the kit's environment (`pip --python <side env>`),
+so the side environment needs neither. Runs in a side environment go to its worker (`workers`).
 
 The environment is built in a temporary directory next to its final place and renamed into place only
 once transformers imports at the release asked for and torch was not reinstalled; a failed or
 interrupted install (offline, unreachable index, no such release) leaves nothing behind.
 
 >>> qd.run_in_versions(qd.Scenario.preset("seed-video"), ["4.49.0", "4.51.3", "4.52.4", "latest"])
+
+Releases from 4.45.0 (the first with Qwen-VL) run; `ACCELERATE_FOR` pairs each 4.x minor release with its accelerate.
 """
 
 from __future__ import annotations
