@@ -18,7 +18,8 @@ interrupted install (offline, unreachable index, no such release) leaves nothing
 
 >>> qd.run_in_versions(qd.Scenario.preset("seed-video"), ["4.49.0", "4.51.3", "4.52.4", "latest"])
 
-Releases from 4.45.0 (the first with Qwen-VL) run; `ACCELERATE_FOR` pairs each 4.x minor release with its accelerate.
+Releases from 4.45.0 (the first with Qwen-VL) run; `ACCELERATE_FOR` pairs each 4.x minor release
+with its accelerate.
 """
 
 from __future__ import annotations
