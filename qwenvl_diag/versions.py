@@ -37,6 +37,7 @@ import venv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -212,6 +213,16 @@ def _install_failed(transformers: str, accelerate: str, tool: str, said: str) ->
     )
 
 
+def _other_torch(transformers: str, accelerate: str, what: str) -> UnsupportedReleaseError:
+    kit = metadata.version("torch")
+    return UnsupportedReleaseError(
+        f"transformers {transformers} with accelerate {accelerate} does not run on the kit's torch {kit} "
+        f"({what}); nothing was left behind. Pick a release that runs on torch {kit} (each minor release "
+        f"from {OLDEST} did when this kit was made: tests/test_releases.py), or run the kit in an "
+        "environment with the torch that release needs."
+    )
+
+
 def _uv_install(uv: str, python: Path, transformers: str, accelerate: str) -> None:
     """What pip's install does, with uv: resolve the pair against the kit's environment (uv's dry run
     there lists what the kit lacks or has at other versions), then install just those, without their
@@ -223,10 +234,7 @@ def _uv_install(uv: str, python: Path, transformers: str, accelerate: str) -> No
     pins = [line.strip()[2:] for line in plan.stderr.splitlines() if line.startswith(" + ")]
     torch = [pin for pin in pins if pin.split("==")[0] == "torch"]
     if torch:
-        raise VersionLabError(
-            f"transformers {transformers} with accelerate {accelerate} needs another torch than the kit's "
-            f"(uv would install {torch[0]}). Nothing was left behind."
-        )
+        raise _other_torch(transformers, accelerate, f"uv would install {torch[0]}")
     if not pins:
         return
     done = _run_tool("uv", [uv, "pip", "install", "--python", str(python), "--no-deps", *pins])
@@ -262,10 +270,8 @@ def _build(temp: Path, transformers: str, accelerate: str, pip_args: tuple[str, 
     details = _probe(python)
     details["installer"] = "uv" if uv else "pip"
     if Path(details["torch_file"]).resolve().is_relative_to(temp.resolve()):
-        raise VersionLabError(
-            f"{details['installer']} reinstalled torch into the side environment for transformers "
-            f"{transformers}: the kit's torch {details['torch']} does not satisfy it. Nothing was left."
-        )
+        installed = f"{details['installer']} installed torch {details['torch']}"
+        raise _other_torch(transformers, accelerate, installed)
     if details["transformers"] != transformers:
         raise VersionLabError(
             f"The side environment imports transformers {details['transformers']}, not {transformers}."
