@@ -62,9 +62,14 @@ def process_vision_info_kwargs(patch_size: int) -> dict:
 def processor_video_kwargs(video_kwargs: dict) -> dict:
     """qwen-vl-utils' video kwargs in the form the installed processor validates.
 
-    qwen-vl-utils returns `fps` as a list (one rate per video); transformers 5.x types the
-    processor's `fps` as a single number and rejects the list, so one shared rate is passed as a number.
+    4.45 and 4.46 take none: their Qwen2-VL processor hands every extra keyword to the image
+    processor's `preprocess`, which rejects `fps` and `do_sample_frames` (their model card's call passes
+    none; Qwen2-VL has no frame-rate input). qwen-vl-utils returns `fps` as a list (one rate per video);
+    transformers 5.x types the processor's `fps` as a single number and rejects the list, so one shared
+    rate is passed as a number.
     """
+    if not transformers_at_least("4.47"):
+        return {}
     fps = video_kwargs.get("fps")
     if TRANSFORMERS_5 and isinstance(fps, list):
         if len(set(fps)) > 1:

@@ -7,13 +7,19 @@ holds only transformers and the accelerate of the same weeks, plus what those ne
 environment, through a `.pth` file that adds the kit's site-packages *after* the side environment's
 own, so the side environment's packages shadow the kit's. (A venv made with --system-site-packages
 from a venv's interpreter would see the base Python's site-packages, not the kit's: hence the .pth.)
-pip runs from the kit's environment (`pip --python <side env>`), so the side environment needs no pip.
+The packages are installed by uv when the kit's environment has it (the `uv` wheel, a dependency, or one on
+PATH): uv resolves the pair against the kit's environment, as pip would, and installs only what that lacks;
+otherwise, or when `pip_args` are given, pip runs from the kit's environment (`pip --python <side env>`),
+so the side environment needs neither. Runs in a side environment go to its worker (`workers`).
 
 The environment is built in a temporary directory next to its final place and renamed into place only
 once transformers imports at the release asked for and torch was not reinstalled; a failed or
 interrupted install (offline, unreachable index, no such release) leaves nothing behind.
 
 >>> qd.run_in_versions(qd.Scenario.preset("seed-video"), ["4.49.0", "4.51.3", "4.52.4", "latest"])
+
+Releases from 4.45.0 (the first with Qwen-VL) run; `ACCELERATE_FOR` pairs each 4.x minor release
+with its accelerate.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import venv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -206,6 +213,16 @@ def _install_failed(transformers: str, accelerate: str, tool: str, said: str) ->
     )
 
 
+def _other_torch(transformers: str, accelerate: str, what: str) -> UnsupportedReleaseError:
+    kit = metadata.version("torch")
+    return UnsupportedReleaseError(
+        f"transformers {transformers} with accelerate {accelerate} does not run on the kit's torch {kit} "
+        f"({what}); nothing was left behind. Pick a release that runs on torch {kit} (each minor release "
+        f"from {OLDEST} did when this kit was made: tests/test_releases.py), or run the kit in an "
+        "environment with the torch that release needs."
+    )
+
+
 def _uv_install(uv: str, python: Path, transformers: str, accelerate: str) -> None:
     """What pip's install does, with uv: resolve the pair against the kit's environment (uv's dry run
     there lists what the kit lacks or has at other versions), then install just those, without their
@@ -217,10 +234,7 @@ def _uv_install(uv: str, python: Path, transformers: str, accelerate: str) -> No
     pins = [line.strip()[2:] for line in plan.stderr.splitlines() if line.startswith(" + ")]
     torch = [pin for pin in pins if pin.split("==")[0] == "torch"]
     if torch:
-        raise VersionLabError(
-            f"transformers {transformers} with accelerate {accelerate} needs another torch than the kit's "
-            f"(uv would install {torch[0]}). Nothing was left behind."
-        )
+        raise _other_torch(transformers, accelerate, f"uv would install {torch[0]}")
     if not pins:
         return
     done = _run_tool("uv", [uv, "pip", "install", "--python", str(python), "--no-deps", *pins])
@@ -256,10 +270,8 @@ def _build(temp: Path, transformers: str, accelerate: str, pip_args: tuple[str, 
     details = _probe(python)
     details["installer"] = "uv" if uv else "pip"
     if Path(details["torch_file"]).resolve().is_relative_to(temp.resolve()):
-        raise VersionLabError(
-            f"{details['installer']} reinstalled torch into the side environment for transformers "
-            f"{transformers}: the kit's torch {details['torch']} does not satisfy it. Nothing was left."
-        )
+        installed = f"{details['installer']} installed torch {details['torch']}"
+        raise _other_torch(transformers, accelerate, installed)
     if details["transformers"] != transformers:
         raise VersionLabError(
             f"The side environment imports transformers {details['transformers']}, not {transformers}."

@@ -32,14 +32,15 @@ _ANSWER = "\x1eqwenvl-diag-worker "  # starts the line that carries an answer on
 
 
 def _command(request: dict) -> int:
-    """Run one request: {"cli": argv} or {"script": path, "argv": argv}; its exit status."""
+    """Run one request, {"cli": argv} (`python -m qwenvl_diag.cli`) or {"script": path, "argv": argv}
+    (`python path`), as `__main__`; its exit status."""
     if "script" in request:
         sys.argv = [request["script"], *request["argv"]]
         runpy.run_path(request["script"], run_name="__main__")
-        return 0
-    from . import cli
-
-    return cli.main(request["cli"])
+    else:
+        sys.argv = ["qwenvl-diag", *request["cli"]]
+        runpy.run_module("qwenvl_diag.cli", run_name="__main__", alter_sys=True)
+    return 0
 
 
 def serve() -> None:

@@ -12,6 +12,7 @@ for each layout, whether `qd.plan_device_map` equals the reference, and the two 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import sys
@@ -37,12 +38,14 @@ def reference_model(checkpoint: str, dtype: torch.dtype = torch.bfloat16) -> tor
     try:
         if TRANSFORMERS_5:
             # 5.24.0: `_get_dtype` sets config.dtype on the config and every sub-config; the model is built
-            # under get_init_context: default dtype, `init.no_tie_weights()`, torch.device("meta").
+            # under get_init_context: default dtype, `init.no_tie_weights()`, torch.device("meta"). 5.0.0's
+            # get_init_context has no no_tie_weights (it came later): default dtype and the meta device.
             from transformers import initialization
 
             for part in parts:
                 part.dtype = dtype
-            with initialization.no_tie_weights(), torch.device("meta"):
+            untied = getattr(initialization, "no_tie_weights", contextlib.nullcontext)
+            with untied(), torch.device("meta"):
                 model = model_cls(config)
         else:
             # 4.51.3: `_get_torch_dtype` sets torch_dtype on the config and sub-configs and the default
@@ -74,9 +77,16 @@ def reference_map(
     in for the model's own no-split classes)."""
     low_zero = strategy == "balanced_low_0"
     if TRANSFORMERS_5:
+        import inspect
+
         from transformers.integrations import accelerate as planner
 
-        no_split = model._no_split_modules if no_split is None else set(no_split)
+        if no_split is not None:
+            no_split = set(no_split)
+        elif hasattr(model, "_get_no_split_modules"):  # 5.0.0-5.x: `_get_no_split_modules(device_map)`
+            no_split = model._get_no_split_modules(strategy)
+        else:  # 5.24.0: the set post_init gathered
+            no_split = model._no_split_modules
         if strategy == "sequential":
             memory = planner.get_max_memory(dict(max_memory))
         else:
@@ -87,12 +97,11 @@ def reference_map(
                 hf_quantizer=None,
                 low_zero=low_zero,
             )
+        extra = {}
+        if "no_placement_params" in inspect.signature(planner.infer_auto_device_map).parameters:  # 5.24.0
+            extra["no_placement_params"] = getattr(model, "_no_placement_params", None)
         return planner.infer_auto_device_map(
-            model,
-            max_memory=memory,
-            no_split_module_classes=no_split,
-            hf_quantizer=None,
-            no_placement_params=getattr(model, "_no_placement_params", None),
+            model, max_memory=memory, no_split_module_classes=no_split, hf_quantizer=None, **extra
         )
     from accelerate.utils import get_balanced_memory, get_max_memory, infer_auto_device_map
 

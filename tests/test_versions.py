@@ -4,13 +4,14 @@ by verify. Installs from the package index into a temporary cache (once per test
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from packaging.version import Version
 
 import qwenvl_diag as qd
-from qwenvl_diag import cli, versions
+from qwenvl_diag import cli, versions, workers
 from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
 
 AFFECTED = not transformers_at_least("4.52.1")
@@ -162,3 +163,29 @@ def test_a_scenario_of_another_release_returns_its_whole_diagnosis(lab):
     assert here.ok != there.ok  # one side of the fix each
     with pytest.raises(qd.QwenVLDiagError, match="release like '4.52.4'"):
         qd.Scenario.preset("seed-video", transformers="four")
+
+
+def test_side_environments_are_made_with_uv_when_the_kit_has_it_else_pip(tmp_path, monkeypatch):
+    monkeypatch.setenv("UV_OFFLINE", "1")  # neither installer may reach an index: each says so
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    installer = "uv" if versions._uv() else "pip"
+    with pytest.raises(qd.VersionLabError, match=f"nothing was left behind. {installer} said"):
+        versions.side_env("4.50.3", cache=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_worker_answers_as_a_fresh_process_would_and_is_reused(tmp_path):
+    python = sys.executable
+    script = tmp_path / "hello.py"
+    script.write_text("import os, sys\nprint(os.getpid(), sys.argv[1:])\nsys.exit(3)\n")
+    first = workers.run_script(python, str(script), ["a b"], 300)
+    second = workers.run_script(python, str(script), ["c"], 300)
+    assert first.returncode == second.returncode == 3
+    pid, argv = first.stdout.split(" ", 1)
+    assert argv.strip() == "['a b']" and second.stdout.startswith(pid + " ")  # one process, kept
+    refused = workers.run_cli(python, ["doctor", "--gpus", "0"], 300, "a check")
+    assert refused.returncode == 2 and "gpus must be a positive int" in refused.stderr
+    assert refused.stdout == ""
+    workers.close_all()
+    assert workers.run_script(python, str(script), ["d"], 300).stdout.split(" ", 1)[0] != pid  # a new one
+    workers.close_all()
