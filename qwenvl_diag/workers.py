@@ -15,64 +15,21 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import io
 import json
 import queue
-import runpy
 import subprocess
-import sys
 import threading
-import traceback
 from collections import OrderedDict
 
 from .errors import VersionLabError
 
 MAX_WORKERS = 2
-_ANSWER = "\x1eqwenvl-diag-worker "  # starts the line that carries an answer on the worker's stdout
-
-
-def _command(request: dict) -> int:
-    """Run one request, {"cli": argv} (`python -m qwenvl_diag.cli`) or {"script": path, "argv": argv}
-    (`python path`), as `__main__`; its exit status."""
-    if "script" in request:
-        sys.argv = [request["script"], *request["argv"]]
-        runpy.run_path(request["script"], run_name="__main__")
-    else:
-        sys.argv = ["qwenvl-diag", *request["cli"]]
-        runpy.run_module("qwenvl_diag.cli", run_name="__main__", alter_sys=True)
-    return 0
-
-
-def serve() -> None:
-    """The worker's loop (in the side environment): one JSON request per stdin line, one answer line
-    ({"returncode", "stdout", "stderr"}) per request on stdout."""
-    with contextlib.suppress(Exception):  # what a run imports, before the first request comes (an
-        # import that fails here fails again in the request, which then reports it)
-        import transformers.modeling_utils  # noqa: F401
-        from transformers import AutoProcessor  # noqa: F401
-
-        from . import fixes, placement, trace  # noqa: F401
-        from .models import twin  # noqa: F401
-
-    answers = sys.stdout
-    for line in sys.stdin:
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = _command(json.loads(line))
-            except SystemExit as stop:  # argparse's or a script's way out
-                code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-            except Exception:  # what a fresh process would print before exiting with 1
-                traceback.print_exc()
-                code = 1
-        answer = {"returncode": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
-        answers.write(_ANSWER + json.dumps(answer) + "\n")
-        answers.flush()
+ANSWER = "\x1eqwenvl-diag-worker "  # starts the line that carries an answer on the worker's stdout
 
 
 class _Worker:
     def __init__(self, python: str) -> None:
-        code = "from qwenvl_diag.workers import serve; serve()"
+        code = "from qwenvl_diag.worker_loop import serve; serve()"  # the server side, by name
         self.process = subprocess.Popen(
             [python, "-c", code],
             stdin=subprocess.PIPE,
@@ -98,8 +55,8 @@ class _Worker:
             line = self.lines.get(timeout=timeout)
             if line is None:
                 return None
-            if line.startswith(_ANSWER):
-                return json.loads(line[len(_ANSWER) :])
+            if line.startswith(ANSWER):
+                return json.loads(line[len(ANSWER) :])
 
     def let_go(self) -> None:
         """No more requests: the worker ends once its current one is answered."""

@@ -167,11 +167,13 @@ def test_a_scenario_of_another_release_returns_its_whole_diagnosis(lab):
 
 def test_side_environments_are_made_with_uv_when_the_kit_has_it_else_pip(tmp_path, monkeypatch):
     monkeypatch.setenv("UV_OFFLINE", "1")  # neither installer may reach an index: each says so
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))  # nor find the wheels in a cache
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     installer = "uv" if versions._uv() else "pip"
+    envs = tmp_path / "envs"
     with pytest.raises(qd.VersionLabError, match=f"nothing was left behind. {installer} said"):
-        versions.side_env("4.50.3", cache=tmp_path)
-    assert list(tmp_path.iterdir()) == []
+        versions.side_env("4.50.3", cache=envs)
+    assert list(envs.iterdir()) == []
 
 
 def test_a_worker_answers_as_a_fresh_process_would_and_is_reused(tmp_path):
