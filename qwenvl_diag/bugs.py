@@ -43,10 +43,10 @@ KNOWN_BUG_COLUMNS = [
 `location` "models/<family>/<file>.py: <function>" (the path inside the transformers package); `code` a
 substring of the source line that raises; `variants` the same line as other releases write it (a list,
 usually empty); `fixed_in` the first fixed release (None: not a transformers bug, or open upstream);
-`references` a list of issue / pull-request URLs; `signature` the error as the kit's reproduction raises
-it (a dict: `ErrorSignature`'s fields; None for a silent bug); `scenario` the name of the
-`Scenario.preset` that reproduces it; `workaround` what to do short of upgrading, naming the kit's fixes
-(`qd.fixes()`) for it; `kind` one of `BUG_KINDS`."""
+`references` a list of issue / pull-request / source URLs; `signature` the error as the kit's
+reproduction raises it (a dict: `ErrorSignature`'s fields; None for a silent bug); `scenario` the name
+of the `Scenario.preset` that reproduces it; `workaround` what to do short of upgrading, naming the
+kit's fixes (`qd.fixes()`) for it; `kind` one of `BUG_KINDS`."""
 
 BUG_KINDS = ("error", "silent", "usage")
 """What an entry is: "error" a transformers bug that raises a device error, "silent" a transformers bug
@@ -382,6 +382,32 @@ CATALOGUE: tuple[KnownBug, ...] = (
         workaround=(
             "keep the vision tower and embed_tokens on one GPU (fix vision_with_embeddings), or run on one "
             "GPU (single_device)"
+        ),
+    ),
+    KnownBug(
+        id="qwen3_vl-generate-split-vision-cpu-grid",
+        title="Qwen3-VL generate with the vision tower split across GPUs: images encoded with CPU inputs",
+        families=("qwen3_vl",),
+        # found by qd.sweep (Qwen3-VL-2B on 8 x 24 GiB, auto/balanced); bisected: 5.17.0 passes, 5.18.0 fails
+        affected=">=5.18.0",
+        trigger=(
+            "generate() with image or video inputs left on the CPU (accelerate's hooks are expected to move "
+            "them) and a vision tower split across GPUs by the planner (Qwen3-VL-2B's deepstack mergers on "
+            "the next GPU): from 5.18.0 generate encodes the images before the prefill "
+            "(_prepare_multimodal_encoder_kwargs_for_generation), outside the root hook, and a split tower "
+            "has no hook of its own, so its position-embedding weights are built from the CPU image_grid_thw "
+            "and multiplied with pos_embed's output on the GPU. forward() passes."
+        ),
+        file="models/qwen3_vl/modeling_qwen3_vl.py",
+        function="forward",
+        code="pos_embeds = (self.pos_embed(interp_indices) * interp_weights[:, :, None]).sum(1)",
+        fixed_in=None,  # open upstream (5.24.0, the newest, still fails)
+        references=(f"{TRANSFORMERS}/blob/v5.18.0/src/transformers/generation/utils.py",),
+        signature=ErrorSignature(op="mul", devices="gpu/cpu"),
+        scenario="qwen3-vl-generate-split-vision",
+        workaround=(
+            "move the inputs to the model's execution device before generate (fix "
+            "inputs_to_execution_device: inputs.to(model.device)), or run on one GPU (single_device)"
         ),
     ),
     _inputs_on_cpu_bug("qwen2_vl", "Qwen2-VL", "4.45.0", "qwen2-vl-inputs-on-cpu"),

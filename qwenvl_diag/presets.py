@@ -93,6 +93,15 @@ PRESETS = {
         "inputs": "image",
         "action": "generate",
     },
+    # Qwen3-VL-2B on 8 x 24 GiB, balanced: the planner splits the vision tower (deepstack mergers on GPU 1).
+    "qwen3-vl-generate-split-vision": {
+        "model": "Qwen/Qwen3-VL-2B-Instruct",
+        "gpus": 8,
+        "memory": "24GiB",
+        "strategy": "balanced",
+        "inputs": "image",
+        "action": "generate",
+    },
     # A video sampled at 4 fps (second_per_grid_ts 0.5) across two GPUs: no error; the temporal ids to check.
     "video-fps4": {
         "model": "Qwen/Qwen2.5-VL-7B-Instruct",

@@ -41,10 +41,21 @@ def _releases() -> list[Version]:
 
 
 def ends(bug) -> dict[str, str]:
-    """The entry's first affected, last affected and first fixed release on the index."""
+    """The entry's first affected, last affected and first fixed release on the index; for a bug open
+    upstream (no fix release), the release before the first affected one stands for the unaffected end."""
     inside = [v for v in _releases() if SpecifierSet(bug.affected).contains(v)]
+    if bug.fixed_in is None:
+        before = [v for v in _releases() if v < inside[0]]
+        return {
+            "last unaffected": str(before[-1]),
+            "first affected": str(inside[0]),
+            "newest": str(inside[-1]),
+        }
     fixed = [v for v in _releases() if v >= Version(bug.fixed_in)]
     return {"first affected": str(inside[0]), "last affected": str(inside[-1]), "first fixed": str(fixed[0])}
+
+
+UNAFFECTED_ENDS = ("first fixed", "last unaffected")
 
 
 def _check_affected(bug, release: str, diagnosis) -> None:
@@ -80,7 +91,7 @@ def test_each_entry_fails_at_its_line_where_affected_and_passes_where_fixed(bug)
     for end, release in ends(bug).items():
         diagnosis = qd.run(qd.Scenario.preset(bug.scenario, transformers=release))
         named = [b["id"] for b in diagnosis.known_bugs]
-        if end == "first fixed":
+        if end in UNAFFECTED_ENDS:
             assert bug.id not in named, (release, diagnosis.known_bugs)
             assert diagnosis.ok or _other_entries(bug, release, diagnosis), (release, diagnosis.error)
         elif bug.id in named:
@@ -94,10 +105,11 @@ def test_each_entry_fails_at_its_line_where_affected_and_passes_where_fixed(bug)
 @pytest.mark.parametrize("bug", LAB_ENTRIES, ids=lambda b: b.id)
 def test_bisect_finds_each_entrys_fix_release(bug):
     found = ends(bug)
-    bisection = qd.bisect_versions(
-        qd.Scenario.preset(bug.scenario), found["last affected"], found["first fixed"], progress=False
+    good, bad = (
+        ("last unaffected", "first affected") if bug.fixed_in is None else ("last affected", "first fixed")
     )
-    assert (bisection.last, bisection.first) == (found["last affected"], found["first fixed"])
+    bisection = qd.bisect_versions(qd.Scenario.preset(bug.scenario), found[good], found[bad], progress=False)
+    assert (bisection.last, bisection.first) == (found[good], found[bad])
 
 
 def test_a_usage_error_is_in_every_release_of_its_family():
