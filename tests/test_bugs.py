@@ -129,7 +129,11 @@ def test_the_signature_is_what_the_kits_reproduction_raises(bug):
         return
     diagnosis = qd.run(scenario)
     if not bug.affects(TRANSFORMERS_VERSION):
-        assert diagnosis.ok and diagnosis.first_mismatch is None, diagnosis.error
+        # it passes, or fails at another entry this release has (Qwen2-VL's text-only generate on
+        # 4.51.3 at the rope-deltas line, the generate of CPU inputs at embed_tokens before 5.18)
+        named = [b for b in diagnosis.known_bugs if b["version_affected"]]
+        assert bug.id not in [b["id"] for b in named], named
+        assert diagnosis.ok or (named and len(named) == len(diagnosis.known_bugs)), diagnosis.error
         return
     first = diagnosis.first_mismatch
     assert [b["id"] for b in diagnosis.known_bugs] == [bug.id]

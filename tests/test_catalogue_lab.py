@@ -18,14 +18,15 @@ from packaging.version import Version
 
 import qwenvl_diag as qd
 from qwenvl_diag import versions
-from qwenvl_diag._compat import TRANSFORMERS_5
+from qwenvl_diag._compat import TRANSFORMERS_5, TRANSFORMERS_VERSION
 from qwenvl_diag.bugs import CATALOGUE
 from qwenvl_diag.explain.lines import line_in
+from qwenvl_diag.models.families import FAMILIES
 
 CACHE = Path(__file__).resolve().parents[1] / "test-output"
+LAB_ENTRIES = [bug for bug in CATALOGUE if bug.kind != "usage"]
 # The version lab's side environments are built on the current stack only (each stack would build its
-# own); the legacy stack checks the entries in its own release (tests/test_bugs.py).
-LAB_ENTRIES = [bug for bug in CATALOGUE if bug.kind != "usage"] if TRANSFORMERS_5 else []
+# own): the legacy stack checks each entry's ends as releases of the index, and runs its own release.
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -73,6 +74,24 @@ def _check_affected(bug, release: str, diagnosis) -> None:
     assert bug.quoted_in(first["code"]), first
 
 
+def _check_ends_here(bug) -> None:
+    """The legacy stack's part: the ends are on the index and fall where the range says, and the
+    installed release gives what the entry says of it (named where affected, else absent)."""
+    found = ends(bug)
+    for end, release in found.items():
+        assert bug.affects(release) == (end not in UNAFFECTED_ENDS), (end, release)
+    if Version(TRANSFORMERS_VERSION.base_version) < Version(FAMILIES[bug.families[0]].since):
+        return  # the family is newer than this release: tests/test_bugs.py checks the kit's error
+    diagnosis = qd.run(qd.Scenario.preset(bug.scenario))
+    named = [b["id"] for b in diagnosis.known_bugs]
+    if bug.affects(TRANSFORMERS_VERSION) and bug.id in named:
+        _check_affected(bug, str(TRANSFORMERS_VERSION), diagnosis)
+    elif bug.affects(TRANSFORMERS_VERSION):
+        assert _other_entries(bug, str(TRANSFORMERS_VERSION), diagnosis), diagnosis.error
+    else:
+        assert bug.id not in named and (diagnosis.ok or _other_entries(bug, "", diagnosis)), named
+
+
 def _other_entries(bug, release: str, diagnosis) -> list[str]:
     """The catalogue entries, other than `bug`, that the run hit, each affecting `release`."""
     others = [b for b in diagnosis.known_bugs if b["id"] != bug.id]
@@ -87,6 +106,9 @@ def test_each_entry_fails_at_its_line_where_affected_and_passes_where_fixed(bug)
     mask): then that entry is named, and at least one end shows this one. The first fixed release does
     not show the entry; where its scenario still fails, it fails at another entry affecting that release
     (Qwen2-VL's text-only generate on 4.48.0 fails at qwen2_vl-text-generate-rope-deltas)."""
+    if not TRANSFORMERS_5:
+        _check_ends_here(bug)
+        return
     shown = 0
     for end, release in ends(bug).items():
         diagnosis = qd.run(qd.Scenario.preset(bug.scenario, transformers=release))
@@ -105,6 +127,12 @@ def test_each_entry_fails_at_its_line_where_affected_and_passes_where_fixed(bug)
 @pytest.mark.parametrize("bug", LAB_ENTRIES, ids=lambda b: b.id)
 def test_bisect_finds_each_entrys_fix_release(bug):
     found = ends(bug)
+    if not TRANSFORMERS_5:  # the ends straddle the entry's range: the bisection's precondition
+        releases = [str(v) for v in _releases()]
+        good, bad = list(found.values())[:2] if bug.fixed_in is None else list(found.values())[1:]
+        assert releases.index(bad) == releases.index(good) + 1, found
+        assert bug.affects(good) != bug.affects(bad), found
+        return
     good, bad = (
         ("last unaffected", "first affected") if bug.fixed_in is None else ("last affected", "first fixed")
     )
@@ -112,43 +140,44 @@ def test_bisect_finds_each_entrys_fix_release(bug):
     assert (bisection.last, bisection.first) == (found[good], found[bad])
 
 
+INSTALLED = str(TRANSFORMERS_VERSION)
+
+
 def test_a_usage_error_is_in_every_release_of_its_family():
     """Inputs left on the CPU fail in the family's first release on the index and in the newest; with
     generate, from 5.18 they fail at the vision tower's patch convolution, and 5.17 (whose generate got
-    through) does not show that entry."""
-    if not TRANSFORMERS_5:
-        assert LAB_ENTRIES == []  # the current stack runs the lab
-        return
+    through) does not show that entry. The legacy stack runs its own release."""
     bug = next(b for b in CATALOGUE if b.id == "qwen2_5_vl-inputs-on-cpu")
     first = str(next(v for v in _releases() if SpecifierSet(bug.affected).contains(v)))
-    for release in (first, "latest"):
+    for release in (first, "latest") if TRANSFORMERS_5 else (INSTALLED,):
         diagnosis = qd.run(qd.Scenario.preset(bug.scenario, transformers=release))
         assert [b["id"] for b in diagnosis.known_bugs] == [bug.id], (release, diagnosis.error)
         assert "index is on cpu" in diagnosis.error
-
-
-def test_the_silent_bug_is_named_on_4_52_4_at_fps_4_and_nowhere_else():
-    """E: at fps 4 on 4.52.4 the video's two frames share one temporal id where 5.24 gives them two; at
-    fps 2 nothing is reported."""
-    if not TRANSFORMERS_5:
-        assert LAB_ENTRIES == []
-        return
-    silent = "qwen2_5_vl-video-fps-temporal-ids"
-    named = {}
-    for release in ("4.52.4", "latest"):
-        for fps in (4.0, 2.0):
-            diagnosis = qd.run(qd.Scenario.preset("video-fps4", transformers=release, fps=fps))
-            assert diagnosis.ok, diagnosis.error
-            named[release, fps] = [b for b in diagnosis.known_bugs if b["id"] == silent]
-    assert [key for key, found in named.items() if found] == [("4.52.4", 4.0)]
-    [found] = named["4.52.4", 4.0]
-    assert found["videos"] == [
-        {"video": 0, "second_per_grid_t": 0.5, "tokens_per_second": 2, "ids": [0, 0], "correct": [0, 1]}
-    ]
-    assert "temporal ids [0, 0], where a correct release gives [0, 1]" in found["found"]
     pixels = next(b for b in CATALOGUE if b.id == "qwen2_5_vl-pixel-values-on-cpu")
-    for release, named in (("5.17.0", False), ("5.18.0", True), ("latest", True)):
+    cases = (
+        (("5.17.0", False), ("5.18.0", True), ("latest", True)) if TRANSFORMERS_5 else ((INSTALLED, False),)
+    )
+    for release, named in cases:
         diagnosis = qd.run(qd.Scenario.preset(pixels.scenario, transformers=release))
         assert (pixels.id in [b["id"] for b in diagnosis.known_bugs]) == named, (release, diagnosis.error)
         if named:
             assert diagnosis.error.startswith("Input type (CPUFloatType) and weight type (CUDAFloatType)")
+
+
+def test_the_silent_bug_is_named_on_4_52_4_at_fps_4_and_nowhere_else():
+    """E: at fps 4 on 4.52.4 the video's two frames share one temporal id where 5.24 gives them two; at
+    fps 2 nothing is reported. The legacy stack runs its own release (4.51.3, correct)."""
+    silent = "qwen2_5_vl-video-fps-temporal-ids"
+    named = {}
+    for release in ("4.52.4", "latest") if TRANSFORMERS_5 else (INSTALLED,):
+        for fps in (4.0, 2.0):
+            diagnosis = qd.run(qd.Scenario.preset("video-fps4", transformers=release, fps=fps))
+            assert diagnosis.ok, diagnosis.error
+            named[release, fps] = [b for b in diagnosis.known_bugs if b["id"] == silent]
+    assert [key for key, found in named.items() if found] == ([("4.52.4", 4.0)] if TRANSFORMERS_5 else [])
+    if TRANSFORMERS_5:
+        [found] = named["4.52.4", 4.0]
+        assert found["videos"] == [
+            {"video": 0, "second_per_grid_t": 0.5, "tokens_per_second": 2, "ids": [0, 0], "correct": [0, 1]}
+        ]
+        assert "temporal ids [0, 0], where a correct release gives [0, 1]" in found["found"]

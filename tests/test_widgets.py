@@ -10,6 +10,7 @@ from packaging.version import Version
 
 import qwenvl_diag as qd
 from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
+from qwenvl_diag.presets import PRESETS
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SEED_FIXED = transformers_at_least("4.52.1")
@@ -183,7 +184,7 @@ def test_the_verify_panel_preselects_the_fixes_that_run_here_and_takes_your_scen
     mine = qd.Scenario("Qwen/Qwen2.5-VL-3B-Instruct", gpus=4, inputs="image")
     panel = qd.widgets.VerifyPanel(mine)
     assert panel.controls["scenario"].value == "yours" and panel.scenario is mine
-    assert set(panel.controls["scenario"].options) == {"seed-batched", "seed-video", "yours"}
+    assert set(panel.controls["scenario"].options) == {*PRESETS, "yours"}
     chosen = set(panel.controls["fixes"].value)
     assert chosen == set(qd.fixes()["name"]) - {"upgrade_transformers"}  # the one that needs an index
     panel.controls["fixes"].value = ()
