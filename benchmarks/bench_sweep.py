@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from qwenvl_diag.presets import PRESETS
+
 GOAL_RATIO = 0.3
 GOAL_REALISTIC_S = 15 * 60
 CACHE = Path(__file__).resolve().parents[1] / "test-output" / "envs"
@@ -31,14 +33,7 @@ SMALL = dict(
     inputs=["batch", "text"],
     actions=["generate"],
 )
-COLD = {
-    "model": "Qwen/Qwen2.5-VL-7B-Instruct",
-    "gpus": 8,
-    "memory": "24GiB",
-    "strategy": "balanced",
-    "inputs": "batch",
-    "action": "generate",
-}  # one of SMALL's scenarios
+COLD = PRESETS["seed-batched"]  # one of SMALL's scenarios
 PRELUDE = (
     "import json, time, warnings; warnings.filterwarnings('ignore')\n"
     "import torch, transformers; import qwenvl_diag as qd\n"

@@ -164,6 +164,10 @@ def _causal_mask_bug(family: str, name: str, affected: str, scenario: str) -> Kn
     )
 
 
+APART_WORKAROUND = (
+    "keep the vision tower and embed_tokens on one GPU (fix vision_with_embeddings), or run on one GPU "
+    "(single_device)"
+)
 ROPE_DELTAS_TRIGGER = (
     "generate() on a text-only prompt (no image or video), any batch size, with the vision tower on the "
     "main GPU and embed_tokens on another: forward moves attention_mask to the embeddings' GPU before "
@@ -179,6 +183,25 @@ ROPE_DELTAS_WORKAROUND = (
     "`self.rope_deltas = rope_deltas.to(cache_position.device)` patch, on the model instance), keep the "
     "vision tower and embed_tokens on one GPU (vision_with_embeddings), or run on one GPU (single_device)"
 )
+
+
+def _rope_deltas_bug(family: str, name: str, affected: str, code: str, scenario: str) -> KnownBug:
+    """The text-only generate bug (rope_deltas on the embeddings' GPU) as one family's forward has it."""
+    return KnownBug(
+        id=f"{family}-text-generate-rope-deltas",
+        title=f"{name} text-only generate across GPUs: rope_deltas and cache_position on two GPUs",
+        families=(family,),
+        affected=affected,
+        trigger=ROPE_DELTAS_TRIGGER,
+        file=f"models/{family}/modeling_{family}.py",
+        function="forward",
+        code=code,
+        fixed_in="4.53.0",
+        references=ROPE_DELTAS_REFERENCES,
+        signature=ErrorSignature(op="add", devices="gpu/gpu"),
+        scenario=scenario,
+        workaround=ROPE_DELTAS_WORKAROUND,
+    )
 
 
 def _inputs_on_cpu_bug(family: str, name: str, since: str, scenario: str) -> KnownBug:
@@ -278,38 +301,22 @@ CATALOGUE: tuple[KnownBug, ...] = (
     _causal_mask_bug("qwen2_5_vl", "Qwen2.5-VL", ">=4.49.0,<4.52.1", "seed-batched"),
     # Before 4.47 Qwen2-VL's generation wrapper did not pass cache_position (BUG_FACTS.md)
     _causal_mask_bug("qwen2_vl", "Qwen2-VL", ">=4.47.0,<4.52.1", "qwen2-vl-batched"),
-    KnownBug(
-        id="qwen2_5_vl-text-generate-rope-deltas",
-        title="Qwen2.5-VL text-only generate across GPUs: rope_deltas and cache_position on two GPUs",
-        families=("qwen2_5_vl",),
-        affected=">=4.49.0,<4.53.0",
-        trigger=ROPE_DELTAS_TRIGGER,
-        file="models/qwen2_5_vl/modeling_qwen2_5_vl.py",
-        function="forward",
-        # the add runs before the .to(); 4.53.0 keeps the line but no longer moves attention_mask
-        code="(cache_position[0] + self.rope_deltas).to(inputs_embeds.device)",
-        fixed_in="4.53.0",
-        references=ROPE_DELTAS_REFERENCES,
-        signature=ErrorSignature(op="add", devices="gpu/gpu"),
-        scenario="text-generate",
-        workaround=ROPE_DELTAS_WORKAROUND,
+    # the add runs before the .to(); 4.53.0 keeps the line but no longer moves attention_mask
+    _rope_deltas_bug(
+        "qwen2_5_vl",
+        "Qwen2.5-VL",
+        ">=4.49.0,<4.53.0",
+        "(cache_position[0] + self.rope_deltas).to(inputs_embeds.device)",
+        "text-generate",
     ),
-    KnownBug(
-        id="qwen2_vl-text-generate-rope-deltas",
-        title="Qwen2-VL text-only generate across GPUs: rope_deltas and cache_position on two GPUs",
-        families=("qwen2_vl",),
-        # 4.45-4.46 call get_rope_index from prepare_inputs_for_generation, not after the move; on 4.47
-        # the same prompt fails a line later (qwen2_vl-text-generate-position-ids)
-        affected=">=4.48.0,<4.53.0",
-        trigger=ROPE_DELTAS_TRIGGER,
-        file="models/qwen2_vl/modeling_qwen2_vl.py",
-        function="forward",
-        code="delta = cache_position[0] + self.rope_deltas if cache_position is not None else 0",
-        fixed_in="4.53.0",
-        references=ROPE_DELTAS_REFERENCES,
-        signature=ErrorSignature(op="add", devices="gpu/gpu"),
-        scenario="qwen2-vl-text-generate",
-        workaround=ROPE_DELTAS_WORKAROUND,
+    # 4.45-4.46 call get_rope_index from prepare_inputs_for_generation, not after the move; on 4.47 the
+    # same prompt fails a line later (qwen2_vl-text-generate-position-ids)
+    _rope_deltas_bug(
+        "qwen2_vl",
+        "Qwen2-VL",
+        ">=4.48.0,<4.53.0",
+        "delta = cache_position[0] + self.rope_deltas if cache_position is not None else 0",
+        "qwen2-vl-text-generate",
     ),
     KnownBug(
         id="qwen2_vl-text-generate-position-ids",
@@ -330,9 +337,8 @@ CATALOGUE: tuple[KnownBug, ...] = (
         signature=ErrorSignature(op="add", devices="gpu/gpu"),
         scenario="qwen2-vl-text-generate",
         workaround=(
-            "keep the vision tower and embed_tokens on one GPU (fix vision_with_embeddings), or run on one "
-            "GPU (single_device); moving rope_deltas does not help here (the delta is already on the main "
-            "GPU)"
+            f"{APART_WORKAROUND}; moving rope_deltas does not help here (the delta is already on the "
+            "main GPU)"
         ),
     ),
     KnownBug(
@@ -356,10 +362,7 @@ CATALOGUE: tuple[KnownBug, ...] = (
             op="masked_scatter", devices="gpu/gpu", wrapper="wrapper_CUDA__masked_scatter_", argument="mask"
         ),
         scenario="qwen2-vl-image-apart",
-        workaround=(
-            "keep the vision tower and embed_tokens on one GPU (fix vision_with_embeddings), or run on one "
-            "GPU (single_device)"
-        ),
+        workaround=APART_WORKAROUND,
     ),
     KnownBug(
         id="qwen2_vl-rope-index-input-mask",
@@ -379,10 +382,7 @@ CATALOGUE: tuple[KnownBug, ...] = (
         references=(f"{TRANSFORMERS}/pull/35763",),
         signature=ErrorSignature(op="index", devices="gpu/gpu"),
         scenario="qwen2-vl-image-apart",
-        workaround=(
-            "keep the vision tower and embed_tokens on one GPU (fix vision_with_embeddings), or run on one "
-            "GPU (single_device)"
-        ),
+        workaround=APART_WORKAROUND,
     ),
     KnownBug(
         id="qwen3_vl-generate-split-vision-cpu-grid",
