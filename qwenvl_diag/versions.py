@@ -228,7 +228,11 @@ def _uv_install(uv: str, python: Path, transformers: str, accelerate: str) -> No
     there lists what the kit lacks or has at other versions), then install just those, without their
     dependencies, into the side environment; the rest comes from the kit's, as with pip."""
     wanted = [f"transformers=={transformers}", f"accelerate=={accelerate}"]
-    plan = _run_tool("uv", [uv, "pip", "install", "--python", sys.executable, "--dry-run", *wanted])
+    # --color never: a Jupyter kernel forces colour on its children (CLICOLOR_FORCE), and uv's
+    # coloured list would hide every pin from the parse below
+    plan = _run_tool(
+        "uv", [uv, "pip", "install", "--color", "never", "--python", sys.executable, "--dry-run", *wanted]
+    )
     if plan.returncode != 0:
         raise _install_failed(transformers, accelerate, "uv", plan.stderr)
     pins = [line.strip()[2:] for line in plan.stderr.splitlines() if line.startswith(" + ")]
@@ -237,7 +241,9 @@ def _uv_install(uv: str, python: Path, transformers: str, accelerate: str) -> No
         raise _other_torch(transformers, accelerate, f"uv would install {torch[0]}")
     if not pins:
         return
-    done = _run_tool("uv", [uv, "pip", "install", "--python", str(python), "--no-deps", *pins])
+    done = _run_tool(
+        "uv", [uv, "pip", "install", "--color", "never", "--python", str(python), "--no-deps", *pins]
+    )
     if done.returncode != 0:
         raise _install_failed(transformers, accelerate, "uv", done.stderr)
 

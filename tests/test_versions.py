@@ -176,6 +176,16 @@ def test_side_environments_are_made_with_uv_when_the_kit_has_it_else_pip(tmp_pat
     assert list(envs.iterdir()) == []
 
 
+def test_a_side_environment_made_with_colour_forced_has_its_release(tmp_path, monkeypatch):
+    """A Jupyter kernel forces colour on its children (FORCE_COLOR, CLICOLOR_FORCE): the installer's
+    output must still be read right, so the side environment imports the release asked for."""
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("CLICOLOR_FORCE", "1")
+    made = versions.side_env("4.51.3", cache=tmp_path / "envs")
+    assert made.created and made.details["transformers"] == "4.51.3"
+    assert made.details["accelerate"] == versions.ACCELERATE_FOR["4.51"]
+
+
 def test_a_worker_answers_as_a_fresh_process_would_and_is_reused(tmp_path):
     python = sys.executable
     script = tmp_path / "hello.py"
