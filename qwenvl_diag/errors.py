@@ -61,3 +61,7 @@ class FixNotApplicableWarning(UserWarning):
 
 class VersionLabError(QwenVLDiagError, RuntimeError):
     """A side environment of another transformers release cannot be made or run (offline, no such release)."""
+
+
+class EngineError(QwenVLDiagError, RuntimeError):
+    """A training engine (FSDP2) cannot run as asked (a process group already running, no distributed)."""

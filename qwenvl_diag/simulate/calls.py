@@ -11,7 +11,7 @@ from functools import partial
 
 import torch
 
-from . import state
+from . import dtensor, state
 from .checker import KERNEL_CHECKS, DeviceCheckMode
 from .rng import RANDOM_CALLS, device_generator
 from .tensor import SimTensor, adopt, device_of, handle_calls_with, move_in_place
@@ -38,6 +38,8 @@ def handle(func, args: tuple, kwargs: dict):
     special = _SPECIAL.get(func)
     if special is not None:
         return special(args, kwargs)
+    if dtensor.DTENSOR is not None and dtensor.has_shards(args, kwargs):
+        return dtensor.dtensor_call(func, args, kwargs)
     return _run(func, args, kwargs)
 
 
@@ -309,7 +311,7 @@ def is_simulated_call(func, types, kwargs) -> bool:
     """Whether the simulation must handle a call (the mode passes everything else straight through)."""
     if func in _SPECIAL or kwargs.get("device") is not None:
         return True
-    return any(issubclass(t, SimTensor) for t in types)
+    return any(issubclass(t, SimTensor) or dtensor.is_dtensor_type(t) for t in types)
 
 
 handle_calls_with(handle)

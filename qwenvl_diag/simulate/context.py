@@ -8,7 +8,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from ..errors import SimulationError
-from . import cuda_api, state
+from . import cuda_api, dtensor, state, streams
 from .calls import handle, is_simulated_call
 
 
@@ -73,13 +73,19 @@ class SimulatedGPUs:
         import torch._dynamo  # noqa: F401  (imported lazily by modes; must not first happen under ours)
 
         simulation = state.Simulation(self.count, self.memory)
-        saved = {}
-        for name, replacement in cuda_api.shims(self.count).items():
-            saved[name] = torch.cuda.__dict__.get(name, _MISSING)
-            setattr(torch.cuda, name, replacement)
+        patched = {
+            torch.cuda: {**cuda_api.shims(self.count), **streams.shims()},
+            torch.accelerator: streams.accelerator_shims(),
+            **dtensor.shims(),
+        }
+        saved = []
+        for module, replacements in patched.items():
+            for name, replacement in replacements.items():
+                saved.append((module, name, module.__dict__.get(name, _MISSING)))
+                setattr(module, name, replacement)
         saved_start = threading.Thread.start
         threading.Thread.start = _start_with_simulation(saved_start)
-        self._saved = {"cuda": saved, "thread_start": saved_start}
+        self._saved = {"modules": saved, "thread_start": saved_start}
         state.set_active(simulation)
         self.simulation = simulation
         _clear_availability_caches()
@@ -96,11 +102,11 @@ class SimulatedGPUs:
                 self._mode.__exit__(None, None, None)
         finally:
             self._mode = None
-            for name, original in self._saved["cuda"].items():
+            for module, name, original in self._saved["modules"]:
                 if original is _MISSING:
-                    delattr(torch.cuda, name)
+                    delattr(module, name)
                 else:
-                    setattr(torch.cuda, name, original)
+                    setattr(module, name, original)
             threading.Thread.start = self._saved["thread_start"]
             self._saved = {}
             state.set_active(None)
