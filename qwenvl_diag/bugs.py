@@ -410,6 +410,42 @@ CATALOGUE: tuple[KnownBug, ...] = (
             "inputs_to_execution_device: inputs.to(model.device)), or run on one GPU (single_device)"
         ),
     ),
+    KnownBug(
+        id="qwen3_vl-fsdp2-offload-pos-embed-index",
+        title="Qwen3-VL under FSDP2 CPU offload: the vision position index is built on the CPU",
+        families=("qwen3_vl",),
+        affected=">=4.57.0,<5.9.0",
+        trigger=(
+            "FSDP2 (fully_shard) with CPUOffloadPolicy and the vision tower's pos_embed (an nn.Embedding) an "
+            "FSDP unit of its own, as verl's apply_fsdp2 wraps every nn.Embedding of a model with untied "
+            "embeddings (Qwen3-VL-8B, 32B, 30B-A3B): fast_pos_embed_interpolate builds idx_tensor on "
+            "self.pos_embed.weight.device, which before pos_embed's own forward is the offloaded shard's "
+            "device, the CPU; FSDP2 then gathers the weight onto the rank's GPU for the call, and the "
+            "embedding gets a CPU index. Without offload the shard is on the GPU and nothing fails."
+        ),
+        file="models/qwen3_vl/modeling_qwen3_vl.py",
+        function="fast_pos_embed_interpolate",
+        code="pos_embeds = self.pos_embed(idx_tensor) * weight_tensor[:, :, None]",
+        variants=("pos_embeds = self.pos_embed(idx_tensor).to(device) * weight_tensor[:, :, None]",),
+        # PR 41536 (5.0.0) moved pos_embed's output, not the index: 5.0-5.8 still fail. 5.9.0 builds the
+        # indices on grid_thw's device (vision_utils.get_vision_bilinear_indices_and_weights).
+        fixed_in="5.9.0",
+        references=(
+            f"{TRANSFORMERS}/pull/41536",
+            f"{TRANSFORMERS}/blob/v5.9.0/src/transformers/vision_utils.py",
+            "https://github.com/verl-project/verl/issues/4906",
+            "https://github.com/huggingface/trl/issues/4771",
+        ),
+        signature=ErrorSignature(
+            op="index_select", devices="gpu/cpu", wrapper="wrapper_CUDA__index_select", argument="index"
+        ),
+        scenario="qwen3-vl-fsdp2-offload",
+        workaround=(
+            "keep nn.Embedding modules in the root FSDP unit (wrap only the _no_split_modules classes, as "
+            "accelerate's TRANSFORMER_BASED_WRAP does), or train without CPUOffloadPolicy, or patch "
+            "fast_pos_embed_interpolate to build its indices on grid_thw.device (what 5.9.0 does)"
+        ),
+    ),
     _inputs_on_cpu_bug("qwen2_vl", "Qwen2-VL", "4.45.0", "qwen2-vl-inputs-on-cpu"),
     _inputs_on_cpu_bug("qwen2_5_vl", "Qwen2.5-VL", "4.49.0", "inputs-on-cpu"),
     _inputs_on_cpu_bug("qwen3_vl", "Qwen3-VL", "4.57.0", "qwen3-vl-inputs-on-cpu"),

@@ -5,3 +5,5 @@ from __future__ import annotations
 INPUT_KINDS = ("image", "batch", "video", "text")
 ACTIONS = ("forward", "generate")
 DEVICE_MODES = ("auto", "simulated", "real")
+# device_map: accelerate's dispatch of a planned map (one process); fsdp2: torch's fully_shard per rank
+ENGINES = ("device_map", "fsdp2")

@@ -39,6 +39,8 @@ class Diagnosis:
     known_bugs: list[dict]
     advice: list[str]
     environment: dict
+    # the engine the run used: {"engine": "device_map"}, or the fsdp2 engine's facts (`fsdp.engine_facts`)
+    engine: dict = field(default_factory=lambda: {"engine": "device_map"})
     scenario: object = field(default=None, repr=False)
     plan: object = field(default=None, repr=False)
 
@@ -68,6 +70,7 @@ class Diagnosis:
             "known_bugs": self.known_bugs,
             "advice": self.advice,
             "environment": self.environment,
+            "engine": self.engine,
             "scenario": self.scenario.to_dict() if self.scenario is not None else None,
             "frames": {name: frame.to_dict(orient="records") for name, frame in self.frames.items()},
             "frame_columns": {name: list(frame.columns) for name, frame in self.frames.items()},
@@ -96,6 +99,7 @@ class Diagnosis:
             known_bugs=data["known_bugs"],
             advice=data["advice"],
             environment=data["environment"],
+            engine=data.get("engine") or {"engine": "device_map"},
             scenario=Scenario.from_dict(scenario) if scenario is not None else None,
         )
 

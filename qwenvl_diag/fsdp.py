@@ -27,7 +27,6 @@ import torch
 
 from .errors import EngineError
 
-ENGINES = ("device_map", "fsdp2")
 WRAP_POLICY = "verl apply_fsdp2: _no_split_modules classes, nn.Embedding when untied, then the root"
 PROCESS_GROUP = "fake"
 
@@ -97,6 +96,55 @@ def sharded_replica(model: torch.nn.Module, rank: int, world_size: int, cpu_offl
     return replica
 
 
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether `model` is sharded by FSDP2 (its root went through `fully_shard`)."""
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+_OFFLOAD_WHY = (
+    "CPUOffloadPolicy keeps these units' sharded parameters on the CPU; FSDP2 gathers them onto the rank's "
+    "GPU only for the unit's own forward. Code that reads module.weight.device before calling the module "
+    "(to build an index, a mask or positions) gets the CPU."
+)
+_EMBEDDING_WHY = (
+    "These nn.Embedding modules are FSDP units of their own (verl wraps every embedding of a model with "
+    "untied embeddings): outside their own forward, even inside their parent's, their weight is this "
+    "rank's shard (a DTensor), not the gathered weight the embedding computes with."
+)
+
+
+def _own_devices(unit: torch.nn.Module) -> set[str]:
+    """Devices of the parameters a unit manages itself (not those of the units inside it)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    inner = {
+        id(p) for m in unit.modules() if m is not unit and isinstance(m, FSDPModule) for p in m.parameters()
+    }
+    return {str(p.device) for p in unit.parameters() if id(p) not in inner}
+
+
+def fsdp_flags(model: torch.nn.Module) -> list:
+    """The risk flags (`RiskFlag`s) of an FSDP2-sharded model: fsdp_cpu_offload, fsdp_embedding_units."""
+    from torch.distributed.fsdp import FSDPModule
+
+    from .placement.risks import RiskFlag
+
+    units = {name: module for name, module in model.named_modules() if isinstance(module, FSDPModule)}
+    flags = []
+    offloaded = [name or "(root)" for name, unit in units.items() if "cpu" in _own_devices(unit)]
+    if offloaded:
+        flags.append(RiskFlag("fsdp_cpu_offload", tuple(offloaded), ("cpu",), _OFFLOAD_WHY))
+    embeddings = [name for name, unit in units.items() if name and isinstance(unit, torch.nn.Embedding)]
+    if embeddings:
+        devices = tuple(sorted(set().union(*(_own_devices(units[name]) for name in embeddings))))
+        flags.append(RiskFlag("fsdp_embedding_units", tuple(embeddings), devices, _EMBEDDING_WHY))
+    return flags
+
+
 def engine_facts(world_size: int, cpu_offload: bool) -> dict:
     """What a diagnosis reports about the engine it ran on."""
     return {
@@ -107,3 +155,65 @@ def engine_facts(world_size: int, cpu_offload: bool) -> dict:
         "wrap": WRAP_POLICY,
         "process_group": PROCESS_GROUP,
     }
+
+
+def on_rank(inputs, rank: int) -> dict:
+    """The inputs as a trainer hands them to rank `rank` (`batch.to(f"cuda:{rank}")`); the caller's are
+    left as they are."""
+    device = f"cuda:{rank}"
+    return {
+        key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in inputs.items()
+    }
+
+
+def _with_rank(frame, rank: int):
+    frame = frame.copy()
+    frame.insert(0, "rank", rank)
+    return frame
+
+
+def diagnose_ranks(
+    model, inputs, world_size: int, cpu_offload: bool = False, action: str = "forward", **kwargs
+):
+    """Diagnose `model` sharded by FSDP2 over `world_size` ranks (under simulated or real GPUs), rank by
+    rank. Frames gain a `rank` column (first); the first mismatch, error, known bugs and advice are the
+    first failing rank's (its `rank` in `first_mismatch`); `engine` says how the model was sharded.
+
+    >>> with qd.simulated_gpus(2):
+    ...     diagnosis = diagnose_ranks(model, inputs, world_size=2, cpu_offload=True)
+    """
+    import pandas as pd
+
+    from .diagnose import diagnose
+    from .trace import check_run_arguments
+
+    check_run_arguments(model, inputs, action)
+    wrapped_modules(model)  # not a model FSDP2 can wrap by layers: the kit's error before any rank runs
+    if torch.cuda.device_count() < world_size:
+        raise EngineError(
+            f"FSDP2 over {world_size} ranks needs {world_size} GPUs (one per rank); this process sees "
+            f"{torch.cuda.device_count()}. Run it under qd.simulated_gpus({world_size}), or use fewer ranks."
+        )
+    ranks = []
+    for rank in range(world_size):
+        with rank_process_group(rank, world_size):
+            replica = sharded_replica(model, rank, world_size, cpu_offload)
+            ranks.append(diagnose(replica, on_rank(inputs, rank), action=action, **kwargs))
+    failed = next((rank for rank, one in enumerate(ranks) if one.error is not None), None)
+    mismatched = next((rank for rank, one in enumerate(ranks) if one.first_mismatch is not None), None)
+    lead = failed if failed is not None else mismatched if mismatched is not None else 0
+    chosen = ranks[lead]
+    first = {"rank": lead, **chosen.first_mismatch} if chosen.first_mismatch is not None else None
+    frames = {
+        name: pd.concat(
+            [_with_rank(one.frames[name], rank) for rank, one in enumerate(ranks)], ignore_index=True
+        )
+        for name in chosen.frames
+    }
+    chosen.frames = frames
+    chosen.first_mismatch = first
+    chosen.engine = engine_facts(world_size, cpu_offload)
+    if chosen.error is not None:
+        failing = [rank for rank, one in enumerate(ranks) if one.error is not None]
+        chosen.advice = [f"Failed on rank(s) {', '.join(map(str, failing))} of {world_size}.", *chosen.advice]
+    return chosen

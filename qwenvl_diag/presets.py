@@ -102,6 +102,15 @@ PRESETS = {
         "inputs": "image",
         "action": "generate",
     },
+    # Qwen3-VL-8B (untied embeddings) trained with FSDP2 and CPU offload, two ranks, the verl wrap.
+    "qwen3-vl-fsdp2-offload": {
+        "model": "Qwen/Qwen3-VL-8B-Instruct",
+        "gpus": 2,
+        "inputs": "image",
+        "action": "forward",
+        "engine": "fsdp2",
+        "cpu_offload": True,
+    },
     # A video sampled at 4 fps (second_per_grid_ts 0.5) across two GPUs: no error; the temporal ids to check.
     "video-fps4": {
         "model": "Qwen/Qwen2.5-VL-7B-Instruct",

@@ -66,6 +66,16 @@ def _mismatch_lines(mismatch: dict) -> list[str]:
     ]
 
 
+def _engine_lines(engine: dict) -> list[str]:
+    if engine.get("engine") != "fsdp2":
+        return []
+    offload = engine["offload_policy"] or "none"
+    return [
+        f"- engine: FSDP2 (fully_shard), world size {engine['world_size']}, offload policy: {offload}",
+        f"- FSDP units: {engine['wrap']}",
+    ]
+
+
 def markdown(diagnosis) -> str:
     """The paste-ready report (see Diagnosis.to_markdown)."""
     env = diagnosis.environment
@@ -89,9 +99,11 @@ def markdown(diagnosis) -> str:
         lines.append("")
     summary = diagnosis.frames.get("summary")
     if summary is not None and not summary.empty:
-        lines += ["### Layout", markdown_table(_readable_summary(summary), _SUMMARY_SHOWN), ""]
+        shown = ["rank", *_SUMMARY_SHOWN] if "rank" in summary else _SUMMARY_SHOWN  # FSDP2: per rank
+        lines += ["### Layout", markdown_table(_readable_summary(summary), shown), ""]
     flags = diagnosis.frames.get("flags")
     if flags is not None and not flags.empty:
+        flags = flags.drop_duplicates("code")  # the same flag on every rank is said once
         lines += ["Risk flags:", *[f"- `{r.code}`: {r.why}" for r in flags.itertuples()], ""]
     if diagnosis.advice:
         lines += ["### What to do", *[f"- {a}" for a in diagnosis.advice], ""]
@@ -99,6 +111,7 @@ def markdown(diagnosis) -> str:
     lines += [
         "### Environment",
         f"- devices: {devices['kind']} GPUs: {gpus}",
+        *_engine_lines(diagnosis.engine),
         *[f"- {k}: {v}" for k, v in env.items() if k != "devices"],
     ]
     return "\n".join(lines) + "\n"

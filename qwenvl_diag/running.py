@@ -68,10 +68,34 @@ def run(scenario: Scenario) -> Diagnosis:
     return run_with(scenario, *materials(scenario))
 
 
+def _run_fsdp2(scenario: Scenario, model, inputs) -> Diagnosis:
+    """The fsdp2 engine's run: every rank's diagnosis (`fsdp.diagnose_ranks`) on the scenario's GPUs."""
+    from .fsdp import diagnose_ranks
+
+    if scenario.fixes:
+        raise QwenVLDiagError(
+            "The catalogue's fixes act on a device_map placement; with engine='fsdp2' change the scenario "
+            "instead (cpu_offload=False, or a fixed transformers release)."
+        )
+    with devices_for(scenario):
+        diagnosis = diagnose_ranks(
+            model,
+            inputs,
+            scenario.gpus,
+            scenario.cpu_offload,
+            action=scenario.action,
+            max_new_tokens=scenario.max_new_tokens,
+        )
+    diagnosis.scenario = scenario
+    return diagnosis
+
+
 def run_with(scenario: Scenario, model, source, plan, inputs, *, unplace: bool = False) -> Diagnosis:
     """`run` here on materials made already (`materials`' four: a sweep builds a twin once and places
     it again per layout). With `unplace`, the model leaves the GPUs before they go (`undispatch`: no
     hooks, every tensor on the CPU, as built), so the next scenario can place it again."""
+    if scenario.engine == "fsdp2":
+        return _run_fsdp2(scenario, model, inputs)
     from .diagnose import diagnose
     from .fixes import Setup, applying
     from .placement import device_map_frame, device_summary_frame, flags_frame

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from .choices import ACTIONS, DEVICE_MODES, INPUT_KINDS
+from .choices import ACTIONS, DEVICE_MODES, ENGINES, INPUT_KINDS
 from .errors import QwenVLDiagError
 from .models.catalog import resolve_checkpoint, shipped_checkpoints
 from .presets import PRESETS
@@ -28,6 +28,9 @@ class Scenario:
     `fixes` names catalogue fixes (`qd.fixes()`) that `run` applies, and undoes, around the run.
     `transformers` is the release to run under: None (or "installed") the installed one, else a release
     such as "4.52.4" or "latest", run in the version lab's side environment of that release.
+    `engine` is how the model meets its GPUs: "device_map" (accelerate's dispatch of the planned map,
+    `strategy`) or "fsdp2" (torch's `fully_shard` over `gpus` ranks, each on its own GPU, with
+    `CPUOffloadPolicy` when `cpu_offload`: see `qwenvl_diag.fsdp`).
 
     >>> diagnosis = run(Scenario("Qwen/Qwen2.5-VL-7B-Instruct", gpus=8, strategy="balanced",
     ...                          inputs="batch", action="generate"))
@@ -47,6 +50,8 @@ class Scenario:
     devices: str = "auto"
     fixes: list[str] = dataclasses.field(default_factory=list)
     transformers: str | None = None
+    engine: str = "device_map"
+    cpu_offload: bool = False
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUT_KINDS:
@@ -58,6 +63,7 @@ class Scenario:
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
             raise QwenVLDiagError(f"gpus must be a positive int; got {self.gpus!r}.")
         _check_release(self.transformers)
+        _check_engine(self)
         from .fixes import resolve
 
         self.fixes = [fix.name for fix in resolve(self.fixes)]  # unknown names: the kit's error
@@ -94,6 +100,24 @@ class Scenario:
         if name not in PRESETS:
             raise QwenVLDiagError(f"Unknown preset {name!r}; presets: {', '.join(PRESETS)}.")
         return cls.from_dict({**PRESETS[name], **changes})
+
+
+def _check_engine(scenario: Scenario) -> None:
+    """`engine` and what goes with it: `cpu_offload` is FSDP2's, `strategy` the device_map engine's."""
+    if scenario.engine not in ENGINES:
+        raise QwenVLDiagError(f"Unknown engine {scenario.engine!r}; use one of {', '.join(ENGINES)}.")
+    if not isinstance(scenario.cpu_offload, bool):
+        raise QwenVLDiagError(f"cpu_offload must be True or False; got {scenario.cpu_offload!r}.")
+    if scenario.engine == "device_map" and scenario.cpu_offload:
+        raise QwenVLDiagError(
+            "cpu_offload is the fsdp2 engine's CPUOffloadPolicy; with engine='device_map' the planner "
+            "offloads to the CPU what does not fit in `memory`. Use engine='fsdp2', or a smaller memory."
+        )
+    if scenario.engine == "fsdp2" and scenario.strategy != "auto":
+        raise QwenVLDiagError(
+            f"strategy {scenario.strategy!r} is a device_map placement; FSDP2 shards every unit over all "
+            "`gpus` ranks (rank r on cuda:r). Leave strategy='auto' with engine='fsdp2'."
+        )
 
 
 def _check_release(release: str | None) -> None:
@@ -162,10 +186,12 @@ def build(scenario: Scenario):
 
 def materials(scenario: Scenario) -> tuple:
     """(model, source, plan, inputs) of a scenario, built fresh: the model before placement, what the plan
-    was planned from, the plan, and the inputs on the CPU."""
+    was planned from, the plan (None for the fsdp2 engine), and the inputs on the CPU."""
     from .placement import plan_device_map
 
     model, processor, source = build(scenario)
+    if scenario.engine == "fsdp2":  # no planner: fully_shard puts every unit on every rank's GPU
+        return model, source, None, scenario_inputs(scenario, processor)
     plan = plan_device_map(source, scenario.gpus, scenario.memory, scenario.strategy)
     return model, source, plan, scenario_inputs(scenario, processor)
 

@@ -86,10 +86,28 @@ def _run(model: torch.nn.Module, inputs, scenario: Scenario) -> Outcome:
         return Outcome(error)
 
 
+def _ranks_run(model, inputs, scenario: Scenario) -> Outcome:
+    """The scenario's action on each FSDP2 rank (a sharded copy each); the first failing rank's outcome."""
+    from .fsdp import on_rank, rank_process_group, sharded_replica
+
+    outcome = None
+    for rank in range(scenario.gpus):
+        with rank_process_group(rank, scenario.gpus):
+            replica = sharded_replica(model, rank, scenario.gpus, scenario.cpu_offload)
+            outcome = _run(replica, on_rank(inputs, rank), scenario)
+        if outcome.error is not None:
+            break
+    return outcome
+
+
 def _fixed_run(
     model, inputs, plan, source, scenario: Scenario, names: list[str]
 ) -> tuple[Outcome, list[str]]:
     """A fresh copy of the model placed and run with the named fixes applied (and undone after)."""
+    if scenario.engine == "fsdp2":
+        if names:  # the catalogue's fixes change a device_map placement or what runs on it
+            return Outcome(QwenVLDiagError("it acts on a device_map placement, not on FSDP2's")), []
+        return _ranks_run(model, inputs, scenario), []
     setup = Setup(copy.deepcopy(model), inputs, plan, source)
     try:
         with warnings.catch_warnings():
@@ -128,10 +146,12 @@ def _failure(error: BaseException, fix: Fix) -> str:
     return f"it leaves {bug['id']} in place{aim}: {what}, at {where}"
 
 
-def _judge(outcome: Outcome, reference: Outcome, fix: Fix | None) -> Judged:
+def _judge(outcome: Outcome, reference: Outcome | None, fix: Fix | None) -> Judged:
     if outcome.error is not None:
         failure = _failure(outcome.error, fix) if fix is not None else None
-        return Judged(str(outcome.error), failure=failure)
+        return Judged(str(outcome.error), failure=failure, compared=reference is not None)
+    if reference is None:
+        return Judged(None, compared=False)
     if outcome.logits.shape != reference.logits.shape:
         diff = math.inf
     else:
@@ -140,6 +160,8 @@ def _judge(outcome: Outcome, reference: Outcome, fix: Fix | None) -> Judged:
 
 
 def _matches(judged: Judged, atol: float) -> bool:
+    if not judged.compared:
+        return judged.error is None
     return judged.error is None and judged.diff <= atol and bool(judged.same)
 
 
@@ -155,15 +177,18 @@ def _verdict(before: Judged, after: Judged, atol: float) -> str:
 
 def _why(fix: Fix, verdict: str, notes: list[str], after: Judged, atol: float) -> str:
     did = "; ".join(notes) or fix.title
+    if verdict == "fixed" and not after.compared:
+        return f"{did}: no error on any rank (values not compared: {_UNCOMPARED})."
     if verdict == "fixed":
         return (
             f"{did}: no error, and the result equals the single-device reference (max diff {after.diff:.1e})."
         )
     if verdict == "not needed":
-        return (
-            f"{did}: the run already passes without it on transformers {TRANSFORMERS_VERSION}, and with "
-            "it the result still equals the single-device reference."
+        still = (
+            "it still passes" if not after.compared else "it the result equals the single-device reference"
         )
+        passes = f"the run already passes without it on transformers {TRANSFORMERS_VERSION}"
+        return f"{did}: {passes}, and with {still}."
     if after.error is not None:
         lead = "it makes a passing run fail; " if verdict == "breaks results" else ""
         return f"{did}: {lead}{after.failure or after.error}."
@@ -185,7 +210,13 @@ def judge_scenario(scenario: Scenario, fix: str | None = None) -> Judged:
     return _judge(outcome, reference, get_fix(fix) if fix else None)
 
 
-def _reference(model: torch.nn.Module, inputs, scenario: Scenario) -> Outcome:
+_UNCOMPARED = "an FSDP2 run on the fake process group gathers this rank's shard into every slot"
+
+
+def _reference(model: torch.nn.Module, inputs, scenario: Scenario) -> Outcome | None:
+    """The single-device run to compare with (None for FSDP2: its values are not the model's)."""
+    if scenario.engine == "fsdp2":
+        return None
     reference = _run(copy.deepcopy(model), inputs, scenario)
     if reference.error is not None:
         raise QwenVLDiagError(

@@ -129,11 +129,16 @@ def device_summary_frame(model_or_plan: torch.nn.Module | DevicePlan) -> pd.Data
 
 
 def placement_flags(model_or_plan: torch.nn.Module | DevicePlan) -> list[RiskFlag]:
-    """A plan's risk flags, or those of where a model's modules are now."""
+    """A plan's risk flags, or those of where a model's modules are now (FSDP2's, for a sharded model:
+    accelerate's map risks would describe another engine)."""
+    from ..fsdp import fsdp_flags, is_sharded
+
     if isinstance(model_or_plan, DevicePlan):
         return list(model_or_plan.flags)
     if not isinstance(model_or_plan, torch.nn.Module):
         raise _not_a_placement("flags_frame", model_or_plan)
+    if is_sharded(model_or_plan):
+        return fsdp_flags(model_or_plan)
     device_map = placement_map(model_or_plan)
     tensors = [n for n, _ in named_tensors(model_or_plan)]
     modules = [n for n, _ in model_or_plan.named_modules()]

@@ -18,6 +18,8 @@ FLAG_CODES = (
     "lm_head_apart_from_tied_embeddings",
     "offloaded",
     "unplaced_modules",
+    "fsdp_cpu_offload",
+    "fsdp_embedding_units",
 )
 
 

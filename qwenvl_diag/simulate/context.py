@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-import torch
 from torch.overrides import TorchFunctionMode
 
 from ..errors import SimulationError
