@@ -204,6 +204,35 @@ def _rope_deltas_bug(family: str, name: str, affected: str, code: str, scenario:
     )
 
 
+def _host_inv_freq_bug(
+    bug_id: str, affected: str, fixed_in: str, references: tuple[str, ...], history: str
+) -> KnownBug:
+    """BUG_HISTORY I: Qwen3-VL's text rotary multiplies a host inv_freq with the GPU position ids."""
+    return KnownBug(
+        id=bug_id,
+        title="Qwen3-VL under FSDP2 CPU offload, buffers on the host: the text rotary's inv_freq on the CPU",
+        families=("qwen3_vl",),
+        affected=affected,
+        trigger=(
+            "FSDP2 with CPUOffloadPolicy in a trainer that keeps the non-persistent buffers on the host "
+            "(SkyRL's _sync_non_persistent_buffers, VeOmni): FSDP2 gathers parameters onto the rank's GPU, "
+            "never buffers, so Qwen3VLTextRotaryEmbedding's inv_freq stays on the CPU and its matmul with "
+            f"the GPU position ids fails in bmm. {history}."
+        ),
+        file="models/qwen3_vl/modeling_qwen3_vl.py",
+        function="forward",
+        code="freqs = (inv_freq_expanded.float() @ position_ids_expanded.float()).transpose(2, 3)",
+        fixed_in=fixed_in,
+        references=references,
+        signature=ErrorSignature(op="bmm", devices="gpu/cpu", wrapper="wrapper_CUDA_bmm", argument="mat2"),
+        scenario="qwen3-vl-fsdp2-host-buffers",
+        workaround=(
+            "move the non-persistent buffers to the rank's GPU after loading (verl's "
+            "fsdp2_load_full_state_dict does: buf.data = buf.data.to(device)), or train without CPU offload"
+        ),
+    )
+
+
 def _inputs_on_cpu_bug(family: str, name: str, since: str, scenario: str) -> KnownBug:
     """Inputs left on the CPU with a model on one GPU: the first embedding refuses a CPU index."""
     return KnownBug(
@@ -445,6 +474,20 @@ CATALOGUE: tuple[KnownBug, ...] = (
             "accelerate's TRANSFORMER_BASED_WRAP does), or train without CPUOffloadPolicy, or patch "
             "fast_pos_embed_interpolate to build its indices on grid_thw.device (what 5.9.0 does)"
         ),
+    ),
+    _host_inv_freq_bug(
+        "qwen3_vl-fsdp2-host-inv-freq",
+        ">=4.57.0,<5.9.0",
+        "5.9.0",
+        (f"{TRANSFORMERS}/pull/45861", f"{TRANSFORMERS}/issues/45859"),
+        "PR 45861 moves inv_freq to x.device (5.9.0)",
+    ),
+    _host_inv_freq_bug(
+        "qwen3_vl-fsdp2-host-inv-freq-again",
+        ">=5.17.0,<5.19.0",
+        "5.19.0",
+        (f"{TRANSFORMERS}/blob/v5.17.0/src/transformers/models/qwen3_vl/modeling_qwen3_vl.py",),
+        "5.17.0 dropped PR 45861's .to(x.device); 5.19.0's rotary multiplies by inv_freq.to(x.device)",
     ),
     _inputs_on_cpu_bug("qwen2_vl", "Qwen2-VL", "4.45.0", "qwen2-vl-inputs-on-cpu"),
     _inputs_on_cpu_bug("qwen2_5_vl", "Qwen2.5-VL", "4.49.0", "inputs-on-cpu"),

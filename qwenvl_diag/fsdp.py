@@ -13,6 +13,9 @@ The wrap follows verl's `apply_fsdp2` (verl/utils/fsdp_utils.py, the RL stack wi
 FSDP reports): every module whose class is in the model's `_no_split_modules` (decoder layers, vision
 blocks) and, when the input and output embeddings are not tied, every `nn.Embedding`, each its own FSDP
 unit; then the root. `cpu_offload` adds `CPUOffloadPolicy()` to every unit, as verl's `offload_policy`.
+FSDP2 moves buffers to the rank's GPU and offloads only parameters; `host_buffers` then moves every
+non-persistent buffer (the rotary `inv_freq`) back to the host, as SkyRL's `_sync_non_persistent_buffers`
+(v0.2.0, quoted in transformers issue 45859) and VeOmni (PR 776) do under CPU offload.
 
 The user's model is never sharded: each rank shards a deep copy, so the model is as before afterwards.
 """
@@ -85,7 +88,22 @@ def rank_process_group(rank: int, world_size: int):
         os.environ.update(environ)
 
 
-def sharded_replica(model: torch.nn.Module, rank: int, world_size: int, cpu_offload: bool):
+def buffers_to_host(model: torch.nn.Module) -> list[str]:
+    """Move every non-persistent buffer to the host (what SkyRL's `_sync_non_persistent_buffers` does:
+    `module._buffers[name] = buf.detach().cpu()`); returns the names moved."""
+    moved = []
+    for prefix, module in model.named_modules():
+        for name in sorted(module._non_persistent_buffers_set):
+            buffer = module._buffers.get(name)
+            if buffer is not None and buffer.device.type != "cpu":
+                module._buffers[name] = buffer.detach().cpu()
+                moved.append(f"{prefix}.{name}" if prefix else name)
+    return moved
+
+
+def sharded_replica(
+    model: torch.nn.Module, rank: int, world_size: int, cpu_offload: bool, host_buffers: bool = False
+):
     """A deep copy of `model` sharded as rank `rank` of `world_size` (call inside `rank_process_group`)."""
     from torch.distributed.device_mesh import init_device_mesh
 
@@ -93,6 +111,8 @@ def sharded_replica(model: torch.nn.Module, rank: int, world_size: int, cpu_offl
     mesh = init_device_mesh("cuda", (world_size,))
     replica = copy.deepcopy(model)
     shard(replica, mesh, cpu_offload)
+    if host_buffers:
+        buffers_to_host(replica)
     return replica
 
 
@@ -145,12 +165,13 @@ def fsdp_flags(model: torch.nn.Module) -> list:
     return flags
 
 
-def engine_facts(world_size: int, cpu_offload: bool) -> dict:
+def engine_facts(world_size: int, cpu_offload: bool, host_buffers: bool = False) -> dict:
     """What a diagnosis reports about the engine it ran on."""
     return {
         "engine": "fsdp2",
         "world_size": world_size,
         "cpu_offload": cpu_offload,
+        "host_buffers": host_buffers,
         "offload_policy": "CPUOffloadPolicy()" if cpu_offload else None,
         "wrap": WRAP_POLICY,
         "process_group": PROCESS_GROUP,
@@ -173,7 +194,14 @@ def _with_rank(frame, rank: int):
 
 
 def diagnose_ranks(
-    model, inputs, world_size: int, cpu_offload: bool = False, action: str = "forward", **kwargs
+    model,
+    inputs,
+    world_size: int,
+    cpu_offload: bool = False,
+    action: str = "forward",
+    *,
+    host_buffers: bool = False,
+    **kwargs,
 ):
     """Diagnose `model` sharded by FSDP2 over `world_size` ranks (under simulated or real GPUs), rank by
     rank. Frames gain a `rank` column (first); the first mismatch, error, known bugs and advice are the
@@ -197,7 +225,7 @@ def diagnose_ranks(
     ranks = []
     for rank in range(world_size):
         with rank_process_group(rank, world_size):
-            replica = sharded_replica(model, rank, world_size, cpu_offload)
+            replica = sharded_replica(model, rank, world_size, cpu_offload, host_buffers)
             ranks.append(diagnose(replica, on_rank(inputs, rank), action=action, **kwargs))
     failed = next((rank for rank, one in enumerate(ranks) if one.error is not None), None)
     mismatched = next((rank for rank, one in enumerate(ranks) if one.first_mismatch is not None), None)
@@ -212,7 +240,7 @@ def diagnose_ranks(
     }
     chosen.frames = frames
     chosen.first_mismatch = first
-    chosen.engine = engine_facts(world_size, cpu_offload)
+    chosen.engine = engine_facts(world_size, cpu_offload, host_buffers)
     if chosen.error is not None:
         failing = [rank for rank, one in enumerate(ranks) if one.error is not None]
         chosen.advice = [f"Failed on rank(s) {', '.join(map(str, failing))} of {world_size}.", *chosen.advice]

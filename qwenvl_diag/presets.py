@@ -111,6 +111,16 @@ PRESETS = {
         "engine": "fsdp2",
         "cpu_offload": True,
     },
+    # The same trainer keeping the rotary inv_freq on the host (SkyRL, VeOmni), text only: the text rotary.
+    "qwen3-vl-fsdp2-host-buffers": {
+        "model": "Qwen/Qwen3-VL-8B-Instruct",
+        "gpus": 2,
+        "inputs": "text",
+        "action": "forward",
+        "engine": "fsdp2",
+        "cpu_offload": True,
+        "host_buffers": True,
+    },
     # A video sampled at 4 fps (second_per_grid_ts 0.5) across two GPUs: no error; the temporal ids to check.
     "video-fps4": {
         "model": "Qwen/Qwen2.5-VL-7B-Instruct",

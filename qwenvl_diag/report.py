@@ -70,8 +70,10 @@ def _engine_lines(engine: dict) -> list[str]:
     if engine.get("engine") != "fsdp2":
         return []
     offload = engine["offload_policy"] or "none"
+    buffers = ", non-persistent buffers on the host" if engine.get("host_buffers") else ""
+    size = engine["world_size"]
     return [
-        f"- engine: FSDP2 (fully_shard), world size {engine['world_size']}, offload policy: {offload}",
+        f"- engine: FSDP2 (fully_shard), world size {size}, offload policy: {offload}{buffers}",
         f"- FSDP units: {engine['wrap']}",
     ]
 

@@ -84,6 +84,7 @@ def _run_fsdp2(scenario: Scenario, model, inputs) -> Diagnosis:
             scenario.gpus,
             scenario.cpu_offload,
             action=scenario.action,
+            host_buffers=scenario.host_buffers,
             max_new_tokens=scenario.max_new_tokens,
         )
     diagnosis.scenario = scenario

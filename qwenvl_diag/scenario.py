@@ -30,7 +30,8 @@ class Scenario:
     such as "4.52.4" or "latest", run in the version lab's side environment of that release.
     `engine` is how the model meets its GPUs: "device_map" (accelerate's dispatch of the planned map,
     `strategy`) or "fsdp2" (torch's `fully_shard` over `gpus` ranks, each on its own GPU, with
-    `CPUOffloadPolicy` when `cpu_offload`: see `qwenvl_diag.fsdp`).
+    `CPUOffloadPolicy` when `cpu_offload`; `host_buffers` keeps the non-persistent buffers, such as
+    the rotary `inv_freq`, on the host, as trainers that offload do: see `qwenvl_diag.fsdp`).
 
     >>> diagnosis = run(Scenario("Qwen/Qwen2.5-VL-7B-Instruct", gpus=8, strategy="balanced",
     ...                          inputs="batch", action="generate"))
@@ -52,6 +53,7 @@ class Scenario:
     transformers: str | None = None
     engine: str = "device_map"
     cpu_offload: bool = False
+    host_buffers: bool = False
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUT_KINDS:
@@ -106,8 +108,13 @@ def _check_engine(scenario: Scenario) -> None:
     """`engine` and what goes with it: `cpu_offload` is FSDP2's, `strategy` the device_map engine's."""
     if scenario.engine not in ENGINES:
         raise QwenVLDiagError(f"Unknown engine {scenario.engine!r}; use one of {', '.join(ENGINES)}.")
-    if not isinstance(scenario.cpu_offload, bool):
-        raise QwenVLDiagError(f"cpu_offload must be True or False; got {scenario.cpu_offload!r}.")
+    for name in ("cpu_offload", "host_buffers"):
+        if not isinstance(getattr(scenario, name), bool):
+            raise QwenVLDiagError(f"{name} must be True or False; got {getattr(scenario, name)!r}.")
+    if scenario.engine == "device_map" and scenario.host_buffers:
+        raise QwenVLDiagError(
+            "host_buffers is what an FSDP2 trainer does with the buffers; use it with engine='fsdp2'."
+        )
     if scenario.engine == "device_map" and scenario.cpu_offload:
         raise QwenVLDiagError(
             "cpu_offload is the fsdp2 engine's CPUOffloadPolicy; with engine='device_map' the planner "

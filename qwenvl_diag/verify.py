@@ -93,7 +93,7 @@ def _ranks_run(model, inputs, scenario: Scenario) -> Outcome:
     outcome = None
     for rank in range(scenario.gpus):
         with rank_process_group(rank, scenario.gpus):
-            replica = sharded_replica(model, rank, scenario.gpus, scenario.cpu_offload)
+            replica = sharded_replica(model, rank, scenario.gpus, scenario.cpu_offload, scenario.host_buffers)
             outcome = _run(replica, on_rank(inputs, rank), scenario)
         if outcome.error is not None:
             break
