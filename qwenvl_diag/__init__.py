@@ -17,10 +17,11 @@ import types
 
 _EXPORTS = {
     "bugs": ("KNOWN_BUG_COLUMNS", "known_bugs", "match_known_bugs"),
-    "choices": ("INPUT_KINDS",),
+    "choices": ("ENGINES", "INPUT_KINDS"),
     "diagnose": ("Diagnosis", "diagnose"),
     "explain": ("EXPLAIN_KEYS", "Explanation", "explain"),
     "errors": (
+        "EngineError",
         "FixError",
         "FixNotApplicableWarning",
         "InvalidArgumentError",

@@ -157,9 +157,18 @@ def _execution_device(module: torch.nn.Module) -> str:
         device = getattr(item, "execution_device", None)
         if device is not None:
             return str(torch.device(device) if not isinstance(device, int) else torch.device("cuda", device))
+    fsdp_state = getattr(module, "_get_fsdp_state", None)
+    if fsdp_state is not None:  # an FSDP2 unit computes on its rank's device, wherever its shards are held
+        return str(fsdp_state()._device)
     for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False), *module.parameters()]:
-        return str(tensor.device)
+        if not _is_shard(tensor):  # a unit's shard is not where it computes (the unit says: above)
+            return str(tensor.device)
     return ""
+
+
+def _is_shard(tensor: torch.Tensor) -> bool:
+    dtensor = sys.modules.get("torch.distributed.tensor")  # no DTensor exists before it is imported
+    return dtensor is not None and isinstance(tensor, dtensor.DTensor)
 
 
 @dataclass
