@@ -227,7 +227,8 @@ def _host_inv_freq_bug(
         signature=ErrorSignature(op="bmm", devices="gpu/cpu", wrapper="wrapper_CUDA_bmm", argument="mat2"),
         scenario="qwen3-vl-fsdp2-host-buffers",
         workaround=(
-            "move the non-persistent buffers to the rank's GPU after loading (verl's "
+            "upgrade transformers (fix upgrade_transformers), or move the non-persistent buffers to the "
+            "rank's GPU after loading (verl's "
             "fsdp2_load_full_state_dict does: buf.data = buf.data.to(device)), or train without CPU offload"
         ),
     )
@@ -470,7 +471,8 @@ CATALOGUE: tuple[KnownBug, ...] = (
         ),
         scenario="qwen3-vl-fsdp2-offload",
         workaround=(
-            "keep nn.Embedding modules in the root FSDP unit (wrap only the _no_split_modules classes, as "
+            "upgrade to transformers 5.9.0 (fix upgrade_transformers), or keep nn.Embedding modules in the "
+            "root FSDP unit (wrap only the _no_split_modules classes, as "
             "accelerate's TRANSFORMER_BASED_WRAP does), or train without CPUOffloadPolicy, or patch "
             "fast_pos_embed_interpolate to build its indices on grid_thw.device (what 5.9.0 does)"
         ),

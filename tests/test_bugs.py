@@ -44,6 +44,8 @@ CPU_PIXELS = (
 )
 TEMPORAL_IDS = "qwen2_5_vl-video-fps-temporal-ids"
 SPLIT_VISION = "qwen3_vl-generate-split-vision-cpu-grid"
+FSDP_POS_EMBED = "qwen3_vl-fsdp2-offload-pos-embed-index"
+FSDP_INV_FREQ = ("qwen3_vl-fsdp2-host-inv-freq", "qwen3_vl-fsdp2-host-inv-freq-again")
 # The lines in the release the legacy stack pins (BUG_FACTS.md and BUG_HISTORY.md for the first four; the
 # others read here).
 LINES_4_51_3 = {
@@ -65,6 +67,7 @@ LINE_KEPT_AFTER_FIX = {
     INDEX_MASK_2,
     SPLIT_VISION,
     *CPU_PIXELS,
+    FSDP_INV_FREQ[0],  # 5.9-5.16 moved inv_freq one line up; 5.17 dropped that again
 }
 QWEN25_FILE = "/usr/lib/python3/site-packages/transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py"
 
@@ -88,6 +91,8 @@ def test_the_frame_has_stable_columns_and_one_row_per_entry():
         IMAGE_MASK_2,
         INDEX_MASK_2,
         SPLIT_VISION,
+        FSDP_POS_EMBED,
+        *FSDP_INV_FREQ,
         *CPU_INPUTS,
         *CPU_PIXELS,
         TEMPORAL_IDS,

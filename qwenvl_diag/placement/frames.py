@@ -13,6 +13,7 @@ from .devices import device_label, device_order, normalise_device
 from .modules import lm_head_tied, module_kind, module_layer, named_tensors, placed_sizes, unplaced
 from .plan import DevicePlan
 from .risks import RiskFlag, find_risks, risks_frame
+from .sharded import fsdp_flags, is_sharded
 
 PLACEMENT_COLUMNS = ["module", "kind", "layer", "device", "params", "bytes", "dtype"]
 """Columns of `device_map_frame`: one row per placed module (a key of the device map), in model order.
@@ -131,8 +132,6 @@ def device_summary_frame(model_or_plan: torch.nn.Module | DevicePlan) -> pd.Data
 def placement_flags(model_or_plan: torch.nn.Module | DevicePlan) -> list[RiskFlag]:
     """A plan's risk flags, or those of where a model's modules are now (FSDP2's, for a sharded model:
     accelerate's map risks would describe another engine)."""
-    from ..fsdp import fsdp_flags, is_sharded
-
     if isinstance(model_or_plan, DevicePlan):
         return list(model_or_plan.flags)
     if not isinstance(model_or_plan, torch.nn.Module):
