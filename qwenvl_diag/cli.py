@@ -28,7 +28,7 @@ import dataclasses
 import json
 import sys
 
-from .choices import ACTIONS, DEVICE_MODES, INPUT_KINDS
+from .choices import ACTIONS, DEVICE_MODES, ENGINES, INPUT_KINDS
 from .errors import QwenVLDiagError
 from .running import run
 from .scenario import PRESETS, Scenario
@@ -62,6 +62,17 @@ def _add_doctor(commands) -> None:
     doctor.add_argument(
         "--transformers",
         help="run under this transformers release (e.g. 4.51.3, latest) in a cached side environment",
+    )
+    doctor.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help=f"device_map (accelerate) or fsdp2 (fully_shard) ({defaults.engine})",
+    )
+    doctor.add_argument(
+        "--cpu-offload", action="store_true", default=None, help="fsdp2: CPUOffloadPolicy on every unit"
+    )
+    doctor.add_argument(
+        "--host-buffers", action="store_true", default=None, help="fsdp2: non-persistent buffers on the host"
     )
     doctor.add_argument("--format", choices=FORMATS, default="text", help="report format (text)")
 
@@ -138,6 +149,9 @@ def _scenario(options: argparse.Namespace) -> Scenario:
         "max_new_tokens",
         "devices",
         "transformers",
+        "engine",
+        "cpu_offload",
+        "host_buffers",
     ):
         value = getattr(options, field)
         if value is not None:

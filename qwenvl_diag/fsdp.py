@@ -163,7 +163,7 @@ def diagnose_ranks(
     """
     import pandas as pd
 
-    from .diagnose import diagnose
+    from .diagnose import _model_label, diagnose
     from .trace import check_run_arguments
 
     check_run_arguments(model, inputs, action)
@@ -190,6 +190,7 @@ def diagnose_ranks(
         for name in chosen.frames
     }
     chosen.frames = frames
+    chosen.model = _model_label(model)  # the model's own name, not its FSDP-wrapped class's
     chosen.first_mismatch = first
     chosen.engine = engine_facts(world_size, cpu_offload, host_buffers)
     if chosen.error is not None:

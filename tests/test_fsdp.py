@@ -178,6 +178,34 @@ def test_the_engine_refuses_what_it_cannot_run_and_changes_nothing():
         dist.destroy_process_group()
 
 
+def test_the_cli_doctor_runs_the_fsdp2_engine():
+    import contextlib
+    import io
+    import json
+
+    from qwenvl_diag.cli import main
+
+    out = io.StringIO()
+    argv = [
+        "doctor",
+        "--model",
+        TINY,
+        "--engine",
+        "fsdp2",
+        "--cpu-offload",
+        "--inputs",
+        "text",
+        "--format",
+        "json",
+    ]
+    with contextlib.redirect_stdout(out):
+        assert main(argv) == 0
+    report = json.loads(out.getvalue())
+    assert report["engine"]["engine"] == "fsdp2" and report["engine"]["cpu_offload"] is True
+    assert report["scenario"]["engine"] == "fsdp2" and report["model"] == "Qwen2_5_VLForConditionalGeneration"
+    assert report["frame_columns"]["tensors"][0] == "rank"
+
+
 def test_host_buffers_moves_the_non_persistent_buffers_and_verify_judges_fsdp2_runs_on_errors():
     model, inputs = _tiny()
     with qd.simulated_gpus(2), fsdp.rank_process_group(0, 2):
