@@ -4,6 +4,9 @@ from __future__ import annotations
 
 INPUT_KINDS = ("image", "batch", "video", "text")
 ACTIONS = ("forward", "generate")
+# what a trainer does once: forward with labels, the loss, backward (not in sweeps' default actions)
+TRAIN_ACTIONS = ("train_step",)
+ALL_ACTIONS = ACTIONS + TRAIN_ACTIONS
 DEVICE_MODES = ("auto", "simulated", "real")
 # device_map: accelerate's dispatch of a planned map (one process); fsdp2: torch's fully_shard per rank
 ENGINES = ("device_map", "fsdp2")

@@ -28,7 +28,7 @@ import dataclasses
 import json
 import sys
 
-from .choices import ACTIONS, DEVICE_MODES, ENGINES, INPUT_KINDS
+from .choices import ACTIONS, ALL_ACTIONS, DEVICE_MODES, ENGINES, INPUT_KINDS
 from .errors import QwenVLDiagError
 from .running import run
 from .scenario import PRESETS, Scenario
@@ -51,7 +51,9 @@ def _add_doctor(commands) -> None:
     doctor.add_argument("--memory", help=f"memory per GPU ({defaults.memory})")
     doctor.add_argument("--strategy", help="auto, balanced, balanced_low_0, sequential, or a JSON map")
     doctor.add_argument("--inputs", choices=INPUT_KINDS, help=f"input kind ({defaults.inputs})")
-    doctor.add_argument("--action", choices=ACTIONS, help=f"forward or generate ({defaults.action})")
+    doctor.add_argument(
+        "--action", choices=ALL_ACTIONS, help=f"forward, generate or train_step ({defaults.action})"
+    )
     doctor.add_argument(
         "--second-per-grid-ts", choices=("list", "tensor"), help="form of a video's timing input"
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from .choices import ACTIONS, DEVICE_MODES, ENGINES, INPUT_KINDS
+from .choices import ALL_ACTIONS, DEVICE_MODES, ENGINES, INPUT_KINDS
 from .errors import QwenVLDiagError
 from .models.catalog import resolve_checkpoint, shipped_checkpoints
 from .presets import PRESETS
@@ -58,8 +58,8 @@ class Scenario:
     def __post_init__(self) -> None:
         if self.inputs not in INPUT_KINDS:
             raise QwenVLDiagError(f"Unknown inputs {self.inputs!r}; use one of {', '.join(INPUT_KINDS)}.")
-        if self.action not in ACTIONS:
-            raise QwenVLDiagError(f"Unknown action {self.action!r}; use one of {', '.join(ACTIONS)}.")
+        if self.action not in ALL_ACTIONS:
+            raise QwenVLDiagError(f"Unknown action {self.action!r}; use one of {', '.join(ALL_ACTIONS)}.")
         if self.devices not in DEVICE_MODES:
             raise QwenVLDiagError(f"Unknown devices {self.devices!r}; use one of {', '.join(DEVICE_MODES)}.")
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:

@@ -29,7 +29,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
-from .choices import ACTIONS
+from .choices import ALL_ACTIONS
 from .device_errors import is_device_error
 from .errors import InvalidArgumentError
 from .placement.modules import module_kind
@@ -342,11 +342,37 @@ def _tensor_row(raw: dict) -> dict:
 
 
 def run_action(model, inputs, action: str, generate_kwargs: dict):
-    """One forward (no grad) or one greedy `generate` of a few tokens: the run every diagnosis makes."""
+    """One forward (no grad), one greedy `generate` of a few tokens, or one training step (forward with
+    the input ids as labels, padding left out, then backward): the run every diagnosis makes. A training
+    step's gradients are taken off the model again afterwards."""
     if action == "forward":
         with torch.no_grad():
             return model(**inputs)
+    if action == "train_step":
+        return train_step(model, inputs)
     return model.generate(**inputs, **{"max_new_tokens": 4, "do_sample": False, **generate_kwargs})
+
+
+def training_labels(inputs) -> torch.Tensor:
+    """Labels of a causal-LM step on `inputs`: the input ids, -100 (ignored) where the attention mask is 0."""
+    labels = inputs["input_ids"].clone()
+    mask = inputs.get("attention_mask")
+    if isinstance(mask, torch.Tensor):
+        labels[mask == 0] = -100
+    return labels
+
+
+def train_step(model, inputs):
+    """Forward with labels, the loss, backward; the parameters' gradients are as before afterwards."""
+    grads = {id(param): param.grad for param in model.parameters()}
+    try:
+        output = model(**inputs, labels=training_labels(inputs))
+        output.loss.backward()
+        return output
+    finally:
+        for param in model.parameters():
+            if id(param) in grads:
+                param.grad = grads[id(param)]
 
 
 def check_run_arguments(model, inputs, action: str) -> None:
@@ -359,8 +385,10 @@ def check_run_arguments(model, inputs, action: str) -> None:
             f"inputs must be a dict or BatchFeature (what the processor returns); got "
             f"{type(inputs).__name__}. Build them with qd.sample_inputs(processor, kind) or processor(...)."
         )
-    if action not in ACTIONS:
-        raise InvalidArgumentError(f"Unknown action {action!r}: action must be one of {', '.join(ACTIONS)}.")
+    if action not in ALL_ACTIONS:
+        raise InvalidArgumentError(
+            f"Unknown action {action!r}: action must be one of {', '.join(ALL_ACTIONS)}."
+        )
     if action == "generate" and not hasattr(model, "generate"):
         raise InvalidArgumentError(f"{type(model).__name__} has no generate(); use action='forward'.")
 

@@ -23,6 +23,7 @@ from .errors import FixNotApplicableWarning, QwenVLDiagError
 from .fixes import Fix, Setup, applying, fix_names, get_fix, resolve
 from .judged import Judged
 from .scenario import Scenario, devices_for, materials
+from .trace import train_step
 from .versions import LATEST, judge_in, resolve_version, side_env
 
 VERIFY_COLUMNS = [
@@ -61,9 +62,12 @@ def _run(model: torch.nn.Module, inputs, scenario: Scenario) -> Outcome:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # generate's device and sampling warnings, once per run
-            if scenario.action == "forward":
-                with torch.no_grad():
-                    logits = model(**inputs).logits.cpu().float()
+            if scenario.action in ("forward", "train_step"):
+                if scenario.action == "forward":
+                    with torch.no_grad():
+                        logits = model(**inputs).logits.cpu().float()
+                else:  # the step's forward logits are compared; its backward must not fail
+                    logits = train_step(model, inputs).logits.detach().cpu().float()
                 mask = inputs.get("attention_mask")
                 real = (
                     mask.cpu().bool()

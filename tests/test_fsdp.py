@@ -45,8 +45,12 @@ def test_a_sharded_linear_keeps_its_rank_device_through_forward_and_the_offload_
                 assert str(out.device) == "cuda:1" and out.shape == (2, 6)
                 # the root stays unsharded after forward (FSDP2 keeps the root's parameters for backward)
                 assert type(layer.weight).__name__ != "DTensor" and str(layer.weight.device) == "cuda:1"
+                out.sum().backward()  # the engine runs FSDP2's hooks simulated: the reduce-scatter on cuda:1
                 layer.reshard()
                 assert type(layer.weight).__name__ == "DTensor" and str(layer.weight.device) == shard_device
+                grad = layer.weight.grad
+                assert type(grad).__name__ == "DTensor" and str(grad.device) == shard_device
+                assert grad.to_local().shape == (3, 4)
 
 
 def test_streams_are_per_device_and_the_stream_context_makes_its_device_current():
@@ -176,6 +180,21 @@ def test_the_engine_refuses_what_it_cannot_run_and_changes_nothing():
         assert dist.is_initialized()  # the user's group is left alone
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("engine", ["device_map", "fsdp2"])
+def test_a_train_step_runs_backward_on_the_simulated_gpus_and_leaves_no_gradients(engine):
+    diagnosis = qd.run(qd.Scenario(TINY, gpus=2, inputs="image", action="train_step", engine=engine))
+    assert diagnosis.ok, diagnosis.error
+    with qd.simulated_gpus(2):
+        layer = torch.nn.Linear(3, 2).to("cuda:1")
+        layer(torch.ones(4, 3, device="cuda:1")).sum().backward()
+        assert str(layer.weight.grad.device) == "cuda:1" and type(layer.weight.grad).__name__ == "tensor"
+    model, inputs = _tiny("image")
+    assert qd.diagnose(model, inputs, action="train_step").ok
+    assert all(param.grad is None for param in model.parameters())  # the step's gradients taken off again
+    with pytest.raises(qd.QwenVLDiagError, match="Unknown action 'train'"):
+        qd.Scenario(TINY, action="train")
 
 
 def test_the_cli_doctor_runs_the_fsdp2_engine():

@@ -30,6 +30,9 @@ _INDEX_READS = {"index", "_unsafe_index"}
 # (_index_put_impl_), other values must be on self's device (TensorIterator / index_put_with_sort).
 _INDEX_WRITES = {"_index_put_impl_", "index_put_", "index_put", "_unsafe_index_put"}
 _MASKED_FILLS = {"masked_fill_"}
+# Aliases of their one input (autograd's AccumulateGrad detaches each gradient): no device check, and
+# their CompositeExplicitAutograd kernel re-dispatches to themselves, so they are never run through it.
+_ALIASES = {"detach", "alias"}
 
 
 def _tensor_arguments(func, args, kwargs) -> list[tuple[str, torch.Tensor, bool, bool]]:
@@ -177,6 +180,8 @@ def op_device(func, args, kwargs, context: torch.device) -> tuple[torch.device, 
         requested = kwargs.get("device")
         return (context if requested is None or torch.device(requested).type == "cpu" else requested), None
     name = func._schema.name.split("::", 1)[-1]
+    if name in _ALIASES:
+        return device_of(tensors[0][1]), None
     if name in _COPIES:
         written = [t for _, t, w, _ in tensors if w]
         return device_of(written[0] if written else tensors[0][1]), None

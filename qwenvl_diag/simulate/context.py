@@ -7,7 +7,7 @@ import threading
 from torch.overrides import TorchFunctionMode
 
 from ..errors import SimulationError
-from . import cuda_api, dtensor, state, streams
+from . import autograd, cuda_api, dtensor, state, streams
 from .calls import handle, is_simulated_call
 
 
@@ -16,6 +16,8 @@ class _SimulationMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func in autograd.CALLS:  # the engine runs below this layer: it needs the simulation re-entered
+            return autograd.backward(self, func, args, kwargs)
         if is_simulated_call(func, types, kwargs):
             return handle(func, args, kwargs)
         return func(*args, **kwargs)
