@@ -44,6 +44,7 @@ bench: $(CURRENT)/.installed
 	$(CURRENT)/bin/python benchmarks/bench_models.py
 	$(CURRENT)/bin/python benchmarks/bench_plan.py
 	$(CURRENT)/bin/python benchmarks/bench_simulate.py
+	$(CURRENT)/bin/python benchmarks/bench_engines.py
 	$(CURRENT)/bin/python benchmarks/bench_notebooks.py
 	$(CURRENT)/bin/python benchmarks/bench_sweep.py --no-realistic
 
