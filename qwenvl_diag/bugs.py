@@ -102,6 +102,17 @@ class KnownBug:
     workaround: str
     kind: str = "error"
     variants: tuple[str, ...] = ()
+    # the same function and line in a generated copy of `file` (modular: Qwen3-VL-MoE's from Qwen3-VL's)
+    copies: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """`file`, then its `copies`."""
+        return (self.file, *self.copies)
+
+    def in_file(self, path: str) -> bool:
+        """Whether `path` (any machine's) is one of the entry's `files`."""
+        return any(same_file(path, file) for file in self.files)
 
     @property
     def location(self) -> str:
@@ -220,6 +231,7 @@ def _host_inv_freq_bug(
             f"the GPU position ids fails in bmm. {history}."
         ),
         file="models/qwen3_vl/modeling_qwen3_vl.py",
+        copies=("models/qwen3_vl_moe/modeling_qwen3_vl_moe.py",),
         function="forward",
         code="freqs = (inv_freq_expanded.float() @ position_ids_expanded.float()).transpose(2, 3)",
         fixed_in=fixed_in,
@@ -454,6 +466,7 @@ CATALOGUE: tuple[KnownBug, ...] = (
             "embedding gets a CPU index. Without offload the shard is on the GPU and nothing fails."
         ),
         file="models/qwen3_vl/modeling_qwen3_vl.py",
+        copies=("models/qwen3_vl_moe/modeling_qwen3_vl_moe.py",),  # 30B-A3B: verl, trl, torchtitan reports
         function="fast_pos_embed_interpolate",
         code="pos_embeds = self.pos_embed(idx_tensor) * weight_tensor[:, :, None]",
         variants=("pos_embeds = self.pos_embed(idx_tensor).to(device) * weight_tensor[:, :, None]",),
@@ -597,9 +610,7 @@ def match_known_bugs(
     for bug in CATALOGUE:
         if bug.kind == "silent":  # it raises nothing: a failure's location is never one
             continue
-        located = (
-            same_file(file, bug.file) and function.rsplit(".", 1)[-1] == bug.function and bug.quoted_in(code)
-        )
+        located = bug.in_file(file) and function.rsplit(".", 1)[-1] == bug.function and bug.quoted_in(code)
         if not located:
             continue
         affected = bug.affects(version)

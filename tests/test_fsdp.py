@@ -237,6 +237,20 @@ def test_host_buffers_moves_the_non_persistent_buffers_and_verify_judges_fsdp2_r
     assert "acts on a device_map placement" in row["why"]
 
 
+def test_the_moe_copy_of_the_line_is_the_same_entry():
+    """Qwen3-VL-MoE's file is generated from Qwen3-VL's (modular): the same function and line are the same
+    bug (the 30B-A3B reports: verl 5571, trl 4771, torchtitan 2195 quote modeling_qwen3_vl_moe.py)."""
+    path = "/opt/conda/lib/python3.10/site-packages/transformers/models/qwen3_vl_moe/modeling_qwen3_vl_moe.py"
+    code = "pos_embeds = self.pos_embed(idx_tensor) * weight_tensor[:, :, None]"
+    found = qd.match_known_bugs(path, "Qwen3VLMoeVisionModel.fast_pos_embed_interpolate", code, "4.57.1")
+    assert [row["id"] for row in found] == ["qwen3_vl-fsdp2-offload-pos-embed-index"]
+    assert qd.match_known_bugs(path, "fast_pos_embed_interpolate", code, "5.9.0") == []
+    rotary = "freqs = (inv_freq_expanded.float() @ position_ids_expanded.float()).transpose(2, 3)"
+    assert [row["id"] for row in qd.match_known_bugs(path, "forward", rotary, "5.17.0")] == [
+        "qwen3_vl-fsdp2-host-inv-freq-again"
+    ]
+
+
 @pytest.mark.versions
 @pytest.mark.skipif(
     not TRANSFORMERS_5 or "qwen3_vl" not in FAMILIES, reason="the lab runs on the current stack"
@@ -262,6 +276,13 @@ def test_h_fails_in_fast_pos_embed_interpolate_on_4_57_and_passes_on_the_fixed_r
     assert set(affected.frames["mismatches"]["rank"]) == {0, 1}
     fixed = qd.run(qd.Scenario.from_dict({**scenario.to_dict(), "transformers": "5.9.0"}))
     assert fixed.ok, fixed.error
+    moe = qd.run(
+        qd.Scenario.from_dict(
+            {**scenario.to_dict(), "model": "Qwen/Qwen3-VL-30B-A3B-Instruct", "transformers": "4.57.6"}
+        )
+    )
+    assert moe.first_mismatch["file"].endswith("qwen3_vl_moe/modeling_qwen3_vl_moe.py")
+    assert [bug["id"] for bug in moe.known_bugs] == ["qwen3_vl-fsdp2-offload-pos-embed-index"]
     no_offload = qd.run(
         qd.Scenario.from_dict({**scenario.to_dict(), "transformers": "4.57.6", "cpu_offload": False})
     )

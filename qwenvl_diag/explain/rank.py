@@ -7,7 +7,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from ..bugs import CATALOGUE, KnownBug, same_file
+from ..bugs import CATALOGUE, KnownBug
 from .lines import line_in, releases_with_line
 
 # Points per piece of evidence. An entry is a candidate only with evidence of *where* it failed (its
@@ -52,8 +52,8 @@ def _in_file(path: str, bug: KnownBug) -> bool:
     """Whether `path` is the entry's file: its path inside transformers ends it, or, quoted bare
     ("modeling_qwen2_5_vl.py"), its name is the file's."""
     if "/" not in path and "\\" not in path:
-        return path == bug.file.rsplit("/", 1)[-1]
-    return same_file(path, bug.file)
+        return any(path == file.rsplit("/", 1)[-1] for file in bug.files)
+    return bug.in_file(path)
 
 
 def _release(version: str | None) -> str | None:
