@@ -259,8 +259,9 @@ def test_a_pasted_fsdp_traceback_is_explained_as_h_with_an_fsdp2_reproduction():
         "fast_pos_embed_interpolate\n"
         "[rank0]:     pos_embeds = self.pos_embed(idx_tensor) * weight_tensor[:, :, None]\n"
         f'[rank0]:   File "{site}/torch/nn/functional.py", line 2546, in embedding\n'
-        "[rank0]: RuntimeError: Expected all tensors to be on the same device, but got index is on cpu, different "
-        "from other tensors on cuda:0 (when checking argument in method wrapper_CUDA__index_select)\n"
+        "[rank0]: RuntimeError: Expected all tensors to be on the same device, but got index is on cpu,"
+        " different from other tensors on cuda:0"
+        " (when checking argument in method wrapper_CUDA__index_select)\n"
     )
     explained = qd.explain(text)
     assert explained.best["id"] == "qwen3_vl-fsdp2-offload-pos-embed-index"
