@@ -38,6 +38,7 @@ _EXPORTS = {
         "UnsupportedReleaseError",
         "VersionLabError",
     ),
+    "fsdp": ("diagnose_ranks", "fsdp_units"),
     "fixes": ("FIX_COLUMNS", "Fix", "Setup", "applying", "fixes", "get_fix"),
     "input_check": ("CHECK_COLUMNS", "check_inputs"),
     "inputs": ("sample_inputs",),

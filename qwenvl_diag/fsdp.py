@@ -34,7 +34,7 @@ WRAP_POLICY = "verl apply_fsdp2: _no_split_modules classes, nn.Embedding when un
 PROCESS_GROUP = "fake"
 
 
-def wrapped_modules(model: torch.nn.Module) -> list[str]:
+def fsdp_units(model: torch.nn.Module) -> list[str]:
     """Names of the modules verl's `apply_fsdp2` makes FSDP units of (the root, "", comes last)."""
     classes = set(getattr(model, "_no_split_modules", None) or ())
     if not classes:
@@ -53,13 +53,13 @@ def wrapped_modules(model: torch.nn.Module) -> list[str]:
 
 
 def shard(model: torch.nn.Module, mesh, cpu_offload: bool = False) -> list[str]:
-    """`fully_shard` every unit of `wrapped_modules(model)` on `mesh`, in place; returns their names."""
+    """`fully_shard` every unit of `fsdp_units(model)` on `mesh`, in place; returns their names."""
     from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
 
     options = {"mesh": mesh}
     if cpu_offload:
         options["offload_policy"] = CPUOffloadPolicy()
-    names = wrapped_modules(model)
+    names = fsdp_units(model)
     for name in names:
         fully_shard(model.get_submodule(name), **options)
     return names
@@ -67,8 +67,9 @@ def shard(model: torch.nn.Module, mesh, cpu_offload: bool = False) -> list[str]:
 
 @contextlib.contextmanager
 def rank_process_group(rank: int, world_size: int):
-    """The default process group of one rank on the fake backend, destroyed on exit (also after an
-    error), with the environment variables as they were."""
+    """One rank's context: the default process group on the fake backend and `cuda:<rank>` as the
+    current device; on exit (also after an error) the group is destroyed, and the current device and
+    the environment variables are as they were."""
     import torch.distributed as dist
 
     if not dist.is_available():
@@ -78,12 +79,14 @@ def rank_process_group(rank: int, world_size: int):
             "A torch.distributed process group is already running in this process; the FSDP2 engine "
             "makes its own. Run the diagnosis outside torchrun (or destroy the group first)."
         )
-    environ = dict(os.environ)
+    environ, device = dict(os.environ), torch.cuda.current_device()
     dist.init_process_group(PROCESS_GROUP, store=dist.HashStore(), rank=rank, world_size=world_size)
     try:
+        torch.cuda.set_device(rank)
         yield
     finally:
         dist.destroy_process_group()
+        torch.cuda.set_device(device)
         os.environ.clear()
         os.environ.update(environ)
 
@@ -107,7 +110,6 @@ def sharded_replica(
     """A deep copy of `model` sharded as rank `rank` of `world_size` (call inside `rank_process_group`)."""
     from torch.distributed.device_mesh import init_device_mesh
 
-    torch.cuda.set_device(rank)
     mesh = init_device_mesh("cuda", (world_size,))
     replica = copy.deepcopy(model)
     shard(replica, mesh, cpu_offload)
@@ -167,7 +169,7 @@ def diagnose_ranks(
     from .trace import check_run_arguments
 
     check_run_arguments(model, inputs, action)
-    wrapped_modules(model)  # not a model FSDP2 can wrap by layers: the kit's error before any rank runs
+    fsdp_units(model)  # not a model FSDP2 can wrap by layers: the kit's error before any rank runs
     if torch.cuda.device_count() < world_size:
         raise EngineError(
             f"FSDP2 over {world_size} ranks needs {world_size} GPUs (one per rank); this process sees "

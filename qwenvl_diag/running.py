@@ -72,11 +72,6 @@ def _run_fsdp2(scenario: Scenario, model, inputs) -> Diagnosis:
     """The fsdp2 engine's run: every rank's diagnosis (`fsdp.diagnose_ranks`) on the scenario's GPUs."""
     from .fsdp import diagnose_ranks
 
-    if scenario.fixes:
-        raise QwenVLDiagError(
-            "The catalogue's fixes act on a device_map placement; with engine='fsdp2' change the scenario "
-            "instead (cpu_offload=False, or a fixed transformers release)."
-        )
     with devices_for(scenario):
         diagnosis = diagnose_ranks(
             model,

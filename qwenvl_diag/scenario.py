@@ -105,7 +105,8 @@ class Scenario:
 
 
 def _check_engine(scenario: Scenario) -> None:
-    """`engine` and what goes with it: `cpu_offload` is FSDP2's, `strategy` the device_map engine's."""
+    """`engine` and what goes with it: `cpu_offload` and `host_buffers` are FSDP2's, `strategy` and
+    `fixes` the device_map engine's."""
     if scenario.engine not in ENGINES:
         raise QwenVLDiagError(f"Unknown engine {scenario.engine!r}; use one of {', '.join(ENGINES)}.")
     for name in ("cpu_offload", "host_buffers"):
@@ -119,6 +120,11 @@ def _check_engine(scenario: Scenario) -> None:
         raise QwenVLDiagError(
             "cpu_offload is the fsdp2 engine's CPUOffloadPolicy; with engine='device_map' the planner "
             "offloads to the CPU what does not fit in `memory`. Use engine='fsdp2', or a smaller memory."
+        )
+    if scenario.engine == "fsdp2" and scenario.fixes:
+        raise QwenVLDiagError(
+            "The catalogue's fixes act on a device_map placement; with engine='fsdp2' change the scenario "
+            "instead (cpu_offload=False, or a fixed transformers release)."
         )
     if scenario.engine == "fsdp2" and scenario.strategy != "auto":
         raise QwenVLDiagError(

@@ -33,6 +33,7 @@ from .choices import ALL_ACTIONS
 from .device_errors import is_device_error
 from .errors import InvalidArgumentError
 from .placement.modules import module_kind
+from .placement.sharded import is_shard
 from .simulate.checker import KERNEL_CHECKS, DeviceCheckMode
 
 TENSOR_COLUMNS = [
@@ -161,14 +162,9 @@ def _execution_device(module: torch.nn.Module) -> str:
     if fsdp_state is not None:  # an FSDP2 unit computes on its rank's device, wherever its shards are held
         return str(fsdp_state()._device)
     for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False), *module.parameters()]:
-        if not _is_shard(tensor):  # a unit's shard is not where it computes (the unit says: above)
+        if not is_shard(tensor):  # a unit's shard is not where it computes (the unit says: above)
             return str(tensor.device)
     return ""
-
-
-def _is_shard(tensor: torch.Tensor) -> bool:
-    dtensor = sys.modules.get("torch.distributed.tensor")  # no DTensor exists before it is imported
-    return dtensor is not None and isinstance(tensor, dtensor.DTensor)
 
 
 @dataclass
@@ -388,6 +384,11 @@ def check_run_arguments(model, inputs, action: str) -> None:
     if action not in ALL_ACTIONS:
         raise InvalidArgumentError(
             f"Unknown action {action!r}: action must be one of {', '.join(ALL_ACTIONS)}."
+        )
+    if action == "train_step" and not isinstance(inputs.get("input_ids"), torch.Tensor):
+        raise InvalidArgumentError(
+            "action='train_step' uses the input_ids as labels; these inputs have none. Pass the "
+            "processor's output (it has input_ids), or use action='forward'."
         )
     if action == "generate" and not hasattr(model, "generate"):
         raise InvalidArgumentError(f"{type(model).__name__} has no generate(); use action='forward'.")

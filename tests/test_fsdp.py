@@ -90,14 +90,14 @@ def test_the_simulation_puts_streams_accelerator_and_dtensor_back():
 
 def test_the_verl_wrap_makes_units_of_layers_blocks_and_untied_embeddings():
     untied = qd.twin("Qwen/Qwen2.5-VL-7B-Instruct")[0]  # tie_word_embeddings false: embeddings are units
-    units = fsdp.wrapped_modules(untied)
+    units = fsdp.fsdp_units(untied)
     assert units[-1] == "" and any(name.endswith("visual.blocks.0") for name in units)
     assert any(name.endswith("layers.27") for name in units)  # 28 decoder layers, each a unit
     assert [name for name in units if name.endswith("embed_tokens")]
     tied = qd.twin("Qwen/Qwen2.5-VL-3B-Instruct")[0]
-    assert not [name for name in fsdp.wrapped_modules(tied) if name.endswith("embed_tokens")]
+    assert not [name for name in fsdp.fsdp_units(tied) if name.endswith("embed_tokens")]
     with pytest.raises(qd.EngineError, match="_no_split_modules"):
-        fsdp.wrapped_modules(torch.nn.Linear(2, 2))
+        fsdp.fsdp_units(torch.nn.Linear(2, 2))
 
 
 def test_a_two_rank_diagnosis_has_a_rank_column_and_engine_facts_and_leaves_everything_as_before():
@@ -127,7 +127,9 @@ def test_a_two_rank_diagnosis_has_a_rank_column_and_engine_facts_and_leaves_ever
     assert again.engine == diagnosis.engine and list(again.frames["tensors"].columns) == list(tensors.columns)
     # this process's model is another one (run builds its own); the same checks on diagnose_ranks' caller:
     with qd.simulated_gpus(2):
-        fsdp.diagnose_ranks(model, inputs, 2, cpu_offload=True)
+        torch.cuda.set_device(1)
+        qd.diagnose_ranks(model, inputs, 2, cpu_offload=True)
+        assert torch.cuda.current_device() == 1  # each rank's current device is put back
     assert not dist.is_initialized() and dict(os.environ) == environ and threading.active_count() == threads
     assert type(model) is kind and all(type(p) is torch.nn.Parameter for p in model.parameters())
     assert all(torch.equal(state[name], value) for name, value in model.state_dict().items())
@@ -136,7 +138,7 @@ def test_a_two_rank_diagnosis_has_a_rank_column_and_engine_facts_and_leaves_ever
 
 def test_a_rank_whose_forward_raises_is_named_and_nothing_is_left_behind():
     model, inputs = _tiny()
-    layer = model.get_submodule(next(n for n in fsdp.wrapped_modules(model) if n.endswith("layers.0")))
+    layer = model.get_submodule(next(n for n in fsdp.fsdp_units(model) if n.endswith("layers.0")))
 
     def fail(module, args):
         raise RuntimeError(f"the user's layer failed on {torch.cuda.current_device()}")
@@ -167,7 +169,7 @@ def test_the_engine_refuses_what_it_cannot_run_and_changes_nothing():
     with pytest.raises(qd.QwenVLDiagError, match="cpu_offload must be True or False"):
         qd.Scenario(TINY, engine="fsdp2", cpu_offload="yes")
     with pytest.raises(qd.QwenVLDiagError, match="act on a device_map placement"):
-        qd.run(qd.Scenario(TINY, engine="fsdp2", fixes=["single_device"]))
+        qd.Scenario(TINY, engine="fsdp2", fixes=["single_device"])
     model, inputs = _tiny()
     with pytest.raises(qd.EngineError, match="needs 4 GPUs"), qd.simulated_gpus(2):
         fsdp.diagnose_ranks(model, inputs, 4)
@@ -193,6 +195,9 @@ def test_a_train_step_runs_backward_on_the_simulated_gpus_and_leaves_no_gradient
     assert all(param.grad is None for param in model.parameters())  # the step's gradients taken off again
     with pytest.raises(qd.QwenVLDiagError, match="Unknown action 'train'"):
         qd.Scenario(TINY, action="train")
+    no_ids = {"inputs_embeds": torch.zeros(1, 2, 32)}
+    with pytest.raises(qd.InvalidArgumentError, match="uses the input_ids as labels"):
+        qd.diagnose(model, no_ids, action="train_step")
 
 
 def test_the_cli_doctor_runs_the_fsdp2_engine():

@@ -3,7 +3,16 @@ they compute. The sharding itself is `qwenvl_diag.fsdp`'s; `frames.placement_fla
 
 from __future__ import annotations
 
+import sys
+
 import torch
+
+
+def is_shard(tensor: torch.Tensor) -> bool:
+    """Whether `tensor` is a DTensor (a rank's shard of a parameter); no DTensor exists before
+    torch.distributed.tensor is imported, so that import is not made here."""
+    dtensor = sys.modules.get("torch.distributed.tensor")
+    return dtensor is not None and isinstance(tensor, dtensor.DTensor)
 
 
 def is_sharded(model: torch.nn.Module) -> bool:

@@ -77,8 +77,9 @@ def _adopt_shards(out, device: torch.device):
 def dtensor_call(func, args: tuple, kwargs: dict):
     """A call on DTensors. DTensor's dispatch (a C++ fast path, torch/distributed/tensor/_dispatch.py)
     runs the op on each local shard below Python's view, so its fresh shards come back plain: they are
-    put where the input shards are, the device the local kernel ran on. Shards on several devices would
-    make that local kernel raise; `calls` checks such calls with the usual rules first."""
+    put where the input shards are, the device the local kernel ran on. Not modelled: shards on several
+    devices in one op (a GPU's local kernel would refuse them; here the op runs on the CPU data and its
+    results keep the CPU)."""
     shards = _shards((args, kwargs), [])
     devices = {_shard_device(shard) for shard in shards}
     with _DISABLE():
