@@ -166,8 +166,9 @@ def _scenario(options: argparse.Namespace) -> Scenario:
 
 
 def _text(diagnosis) -> str:
+    notes = "".join(f"  note: {note}\n" for note in diagnosis.notes)
     if diagnosis.ok:
-        return f"passed: {diagnosis.model} {diagnosis.action}, no device error.\n"
+        return f"passed: {diagnosis.model} {diagnosis.action}, no device error.\n" + notes
     lines = [f"FAILED: {diagnosis.model} {diagnosis.action}", f"  {diagnosis.error_type}: {diagnosis.error}"]
     mismatch = diagnosis.first_mismatch
     if mismatch:
@@ -181,7 +182,7 @@ def _text(diagnosis) -> str:
         for bug in diagnosis.known_bugs
     ]
     lines += [f"  advice: {advice}" for advice in diagnosis.advice]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + notes
 
 
 def _doctor(options: argparse.Namespace) -> int:

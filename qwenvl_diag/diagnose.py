@@ -17,6 +17,7 @@ from . import report
 from .bugs import match_known_bugs
 from .device_errors import is_device_error
 from .environment import environment
+from .explain.lines import index_note
 from .fixes import fixes_for
 from .placement import device_map_frame, device_summary_frame, flags_frame
 from .rope import ROPE_INPUT_COLUMNS, capture_rope, find_rope_index
@@ -41,6 +42,8 @@ class Diagnosis:
     environment: dict
     # the engine the run used: {"engine": "device_map"}, or the fsdp2 engine's facts (`fsdp.engine_facts`)
     engine: dict = field(default_factory=lambda: {"engine": "device_map"})
+    # what limited the diagnosis, e.g. a transformers release newer than the kit's line index (`index_note`)
+    notes: list[str] = field(default_factory=list)
     scenario: object = field(default=None, repr=False)
     plan: object = field(default=None, repr=False)
 
@@ -71,6 +74,7 @@ class Diagnosis:
             "advice": self.advice,
             "environment": self.environment,
             "engine": self.engine,
+            "notes": self.notes,
             "scenario": self.scenario.to_dict() if self.scenario is not None else None,
             "frames": {name: frame.to_dict(orient="records") for name, frame in self.frames.items()},
             "frame_columns": {name: list(frame.columns) for name, frame in self.frames.items()},
@@ -100,6 +104,7 @@ class Diagnosis:
             advice=data["advice"],
             environment=data["environment"],
             engine=data.get("engine") or {"engine": "device_map"},
+            notes=data.get("notes") or [],
             scenario=Scenario.from_dict(scenario) if scenario is not None else None,
         )
 
@@ -206,4 +211,5 @@ def diagnose(model, inputs, action: str = "forward", **generate_kwargs) -> Diagn
         known_bugs=bugs,
         advice=_advice(error, bugs, frames["flags"], first),
         environment=env,
+        notes=[note for note in [index_note(env["transformers"])] if note],
     )

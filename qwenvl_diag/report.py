@@ -99,6 +99,8 @@ def markdown(diagnosis) -> str:
                 f"fixed in {bug['fixed_in']}). {refs}"
             )
         lines.append("")
+    if diagnosis.notes:
+        lines += [*[f"_Note: {note}._" for note in diagnosis.notes], ""]
     summary = diagnosis.frames.get("summary")
     if summary is not None and not summary.empty:
         shown = ["rank", *_SUMMARY_SHOWN] if "rank" in summary else _SUMMARY_SHOWN  # FSDP2: per rank
@@ -147,6 +149,8 @@ def html_report(diagnosis, frames: bool = True) -> str:
             f"<p>Known bug <b>{html.escape(bug['id'])}</b>: {html.escape(bug['title'])} "
             f"(fixed in {html.escape(str(bug['fixed_in']))})</p>"
         )
+    for note in diagnosis.notes:
+        parts.append(f"<p><i>Note: {html.escape(note)}.</i></p>")
     if diagnosis.advice:
         parts.append("<ul>" + "".join(f"<li>{html.escape(a)}</li>" for a in diagnosis.advice) + "</ul>")
     for name, frame in diagnosis.frames.items() if frames else ():

@@ -18,7 +18,7 @@ interrupted install (offline, unreachable index, no such release) leaves nothing
 
 >>> qd.run_in_versions(qd.Scenario.preset("seed-video"), ["4.49.0", "4.51.3", "4.52.4", "latest"])
 
-Releases from 4.45.0 (the first with Qwen-VL) run; `ACCELERATE_FOR` pairs each 4.x minor release
+Releases from 4.45.0 (the first with Qwen-VL) run; `ACCELERATE_FOR` pairs each minor release
 with its accelerate.
 """
 
@@ -45,37 +45,28 @@ from packaging.version import InvalidVersion, Version
 
 from ._compat import TRANSFORMERS_VERSION
 from .errors import InvalidArgumentError, UnsupportedReleaseError, VersionLabError
+from .explain.lines import index_note
 from .judged import Judged
 from .report import short_path
 from .scenario import Scenario
 
-VERSION_COLUMNS = ["transformers", "accelerate", "outcome", "error", "file", "line", "known_bug"]
+VERSION_COLUMNS = ["transformers", "accelerate", "outcome", "error", "file", "line", "known_bug", "note"]
 """Columns of `run_in_versions`: one row per release, in the order asked. `transformers` and
 `accelerate` are the versions the run used; `outcome` one of `OUTCOMES`; `error` the run's error text
 (or the kit's message when it could not run the scenario); `file` and `line` where devices were mixed,
 `file` as the path inside the site-packages ("transformers/models/..."); `known_bug` the catalogue id
-it matched (None when none)."""
+it matched (None when none); `note` what limited the run's matching (a release newer than the kit's line
+index: `index_note`), else None."""
 
 OUTCOMES = ("passed", "failed", "kit error")
 INSTALLED = "installed"
 LATEST = "latest"
 OLDEST = Version("4.45.0")
-ACCELERATE_FOR = {
-    "4.45": "0.34.2",
-    "4.46": "1.1.1",
-    "4.47": "1.2.1",
-    "4.48": "1.3.0",
-    "4.49": "1.4.0",
-    "4.50": "1.5.2",
-    "4.51": "1.6.0",
-    "4.52": "1.7.0",
-    "4.53": "1.8.1",
-    "4.54": "1.9.0",
-    "4.55": "1.10.0",
-    "4.56": "1.10.1",
-    "4.57": "1.11.0",
-}
-"""The accelerate release of the same weeks as each transformers 4.x minor release; 5.x gets the newest."""
+RELEASES = Path(__file__).resolve().parent / "data" / "releases.json"
+ACCELERATE_FOR: dict[str, str] = json.loads(RELEASES.read_text())["accelerate_for"]
+"""The accelerate release of the same weeks as each transformers minor release ("5.25" -> "1.16.0"), from
+`qwenvl_diag/data/releases.json` (`make refresh` adds each new minor); a minor newer than the table gets
+the newest accelerate on the index."""
 
 READY = "qwenvl-diag-env.json"
 PIP_TIMEOUT_S = 900
@@ -159,7 +150,8 @@ def resolve_version(version: str, pip_args: tuple[str, ...] = ()) -> str:
 
 
 def matching_accelerate(transformers: str, pip_args: tuple[str, ...] = ()) -> str:
-    """The accelerate release to pair with a transformers release (`ACCELERATE_FOR`; 5.x: the newest)."""
+    """The accelerate release to pair with a transformers release (`ACCELERATE_FOR`; a minor newer than
+    the table: the newest on the index)."""
     parsed = Version(transformers)
     pinned = ACCELERATE_FOR.get(f"{parsed.major}.{parsed.minor}")
     return pinned or str(released_versions("accelerate", pip_args)[0])
@@ -383,6 +375,7 @@ def _row(env: SideEnv, done: subprocess.CompletedProcess) -> dict:
             "file": None,
             "line": None,
             "known_bug": None,
+            "note": index_note(env.transformers),
         }
     report = json.loads(done.stdout)
     versions = report.get("environment") or {}
@@ -394,8 +387,8 @@ def _row(env: SideEnv, done: subprocess.CompletedProcess) -> dict:
 
 
 def outcome_fields(report: dict) -> dict:
-    """`outcome`, `error`, `file`, `line` and `known_bug` (as in `VERSION_COLUMNS`) of a diagnosis report
-    (`Diagnosis.to_dict()`; only its `error`, `first_mismatch` and `known_bugs` are read)."""
+    """`outcome`, `error`, `file`, `line`, `known_bug` and `note` (as in `VERSION_COLUMNS`) of a diagnosis
+    report (`Diagnosis.to_dict()`; only its `error`, `first_mismatch`, `known_bugs` and `notes` are read)."""
     first = report.get("first_mismatch") or {}
     bugs = report.get("known_bugs") or []
     return {
@@ -404,6 +397,7 @@ def outcome_fields(report: dict) -> dict:
         "file": short_path(first["file"]) if first.get("file") else None,
         "line": first.get("line"),
         "known_bug": bugs[0]["id"] if bugs else None,
+        "note": "; ".join(report.get("notes") or []) or None,
     }
 
 

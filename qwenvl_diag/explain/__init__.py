@@ -19,13 +19,15 @@ from ..bugs import get_bug
 from ..errors import InvalidArgumentError
 from ..presets import PRESETS
 from .facts import ERROR_KINDS, FACT_KEYS, read_facts
+from .lines import index_note
 from .rank import rank
 from .reply import not_recognised, reply_for
 
-EXPLAIN_KEYS = ("facts", "candidates", "scenario", "reply")
+EXPLAIN_KEYS = ("facts", "candidates", "scenario", "reply", "notes")
 """Keys of `Explanation.to_dict()` / `--format json`: `facts` (`FACT_KEYS`), `candidates` (catalogue
 rows, `KNOWN_BUG_COLUMNS`, plus `score`, `evidence`, `against`, `confirm`; best first), `scenario` (the
-`Scenario` fields that reproduce the best candidate, plus `preset`, or None) and `reply` (markdown)."""
+`Scenario` fields that reproduce the best candidate, plus `preset`, or None), `reply` (markdown) and
+`notes` (what limited the answer, e.g. a reported release newer than the kit's line index; a list)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Explanation:
     candidates: list[dict[str, Any]]
     scenario: dict[str, Any] | None
     reply: str
+    notes: tuple[str, ...] = ()
 
     @property
     def recognised(self) -> bool:
@@ -52,6 +55,7 @@ class Explanation:
             "candidates": self.candidates,
             "scenario": self.scenario,
             "reply": self.reply,
+            "notes": list(self.notes),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -83,6 +87,7 @@ class Explanation:
             lines.append(f"engine: {', '.join(facts['engine'])}")
         for candidate in self.candidates:
             lines.append(f"candidate {candidate['id']} (score {candidate['score']}): {candidate['title']}")
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines) + "\n\n" + self.reply
 
 
@@ -104,10 +109,11 @@ def explain(text: str) -> Explanation:
         raise InvalidArgumentError(f"explain takes the pasted text as a str; got {type(text).__name__}.")
     facts = read_facts(text)
     candidates = rank(facts, text)
+    notes = tuple(note for note in [index_note(facts["versions"].get("transformers"))] if note)
     if not candidates:
-        return Explanation(facts, [], None, not_recognised(facts))
+        return Explanation(facts, [], None, not_recognised(facts, notes), notes)
     scenario = _scenario(candidates[0]["id"])
-    return Explanation(facts, candidates, scenario, reply_for(facts, candidates, scenario))
+    return Explanation(facts, candidates, scenario, reply_for(facts, candidates, scenario, notes), notes)
 
 
 __all__ = ["ERROR_KINDS", "EXPLAIN_KEYS", "FACT_KEYS", "Explanation", "explain", "read_facts"]

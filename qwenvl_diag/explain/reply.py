@@ -19,9 +19,12 @@ def _reported(facts: dict[str, Any]) -> str:
 
 
 def reply_for(
-    facts: dict[str, Any], candidates: list[dict[str, Any]], scenario: dict[str, Any] | None
+    facts: dict[str, Any],
+    candidates: list[dict[str, Any]],
+    scenario: dict[str, Any] | None,
+    notes: tuple[str, ...] = (),
 ) -> str:
-    """The reply for the best candidate (and a line for each runner-up)."""
+    """The reply for the best candidate (and a line for each runner-up), then the `notes`."""
     best = candidates[0]
     references = ", ".join(best["references"])
     usage = best["kind"] == "usage"
@@ -40,6 +43,7 @@ def reply_for(
         lines.append(f"- **Your report**: {reported}.")
     if best["against"]:
         lines.append(f"- **But**: {'; '.join(best['against'])}.")
+    lines += [f"- **Note**: {note}." for note in notes]
     if best["fixed_in"]:
         lines.append(f"- **Fix**: upgrade to transformers >= {best['fixed_in']}.")
     lines.append(
@@ -57,8 +61,9 @@ def reply_for(
     return "\n".join(lines)
 
 
-def not_recognised(facts: dict[str, Any]) -> str:
-    """The reply when no catalogue entry fits: why, and what would help."""
+def not_recognised(facts: dict[str, Any], notes: tuple[str, ...] = ()) -> str:
+    """The reply when no catalogue entry fits: why, what limited the match (`notes`), and what would
+    help."""
     if facts["error_kind"] == "other":
         why = f"the error is not about devices ({facts['error']})"
     elif facts["model_type"] and not facts["family"]:
@@ -74,6 +79,8 @@ def not_recognised(facts: dict[str, Any]) -> str:
         "(`generate` or a forward, image / video / text, batch size)",
     ]
     return "\n".join(
-        [f"Not recognised as a known Qwen-VL device bug: {why}.", "", "What would help:"]
+        [f"Not recognised as a known Qwen-VL device bug: {why}.", ""]
+        + [f"Note: {note}.\n" for note in notes]
+        + ["What would help:"]
         + [f"- {item}" for item in wanted]
     )
