@@ -4,7 +4,7 @@ PIP_FLAGS ?= --quiet --disable-pip-version-check
 CURRENT := .venv
 LEGACY := .venv-legacy
 
-.PHONY: lab lab-envs test test-current test-legacy bench lint clean
+.PHONY: lab lab-envs test test-current test-legacy bench lint clean refresh
 
 # The "current" stack: newest transformers 5.x, with the notebook extras.
 $(CURRENT)/.installed: pyproject.toml requirements/current.txt
@@ -47,6 +47,11 @@ bench: $(CURRENT)/.installed
 	$(CURRENT)/bin/python benchmarks/bench_engines.py
 	$(CURRENT)/bin/python benchmarks/bench_notebooks.py
 	$(CURRENT)/bin/python benchmarks/bench_sweep.py --no-realistic
+
+# The release-day routine: index the transformers releases the kit has not seen, pair each new minor with
+# its accelerate, pin the newest in the current stack, run the catalogue in them, report (README).
+refresh: $(CURRENT)/.installed
+	$(CURRENT)/bin/python scripts/refresh.py $(RELEASES)
 
 lint: $(CURRENT)/.installed
 	$(CURRENT)/bin/ruff format --check qwenvl_diag tests benchmarks notebooks scripts

@@ -19,8 +19,8 @@ from packaging.version import Version
 import qwenvl_diag as qd
 from qwenvl_diag import versions
 from qwenvl_diag._compat import TRANSFORMERS_5, TRANSFORMERS_VERSION
-from qwenvl_diag.bugs import CATALOGUE
-from qwenvl_diag.explain.lines import line_in
+from qwenvl_diag.bugs import CATALOGUE, find_in_source
+from qwenvl_diag.explain.lines import is_indexed, line_in, newest_indexed
 from qwenvl_diag.models.families import FAMILIES
 
 CACHE = Path(__file__).resolve().parents[1] / "test-output"
@@ -41,10 +41,18 @@ def _releases() -> list[Version]:
     return sorted(versions.released_versions("transformers"))
 
 
+def _indexed_releases() -> list[Version]:
+    """The package index's releases that the kit's line index has: a release shipped after the kit's last
+    refresh is not one (`test_a_release_newer_than_the_index_runs_and_is_said` runs it)."""
+    return [v for v in _releases() if is_indexed(str(v))]
+
+
 def ends(bug) -> dict[str, str]:
     """The entry's first affected, last affected and first fixed release on the index; for a bug open
-    upstream (no fix release), the release before the first affected one stands for the unaffected end."""
-    inside = [v for v in _releases() if SpecifierSet(bug.affected).contains(v)]
+    upstream (no fix release), the release before the first affected one stands for the unaffected end,
+    and the newest release the kit has indexed for the affected one (not the newest on the package index,
+    which may be a release of this week)."""
+    inside = [v for v in _indexed_releases() if SpecifierSet(bug.affected).contains(v)]
     if bug.fixed_in is None:
         before = [v for v in _releases() if v < inside[0]]
         return {
@@ -59,7 +67,9 @@ def ends(bug) -> dict[str, str]:
 UNAFFECTED_ENDS = ("first fixed", "last unaffected")
 
 
-def _check_affected(bug, release: str, diagnosis) -> None:
+def _check_affected(bug, release: str, diagnosis, line: int | None = None) -> None:
+    """The run named the entry, in `release`, at its file, function and code, on its `line` (default: the
+    line index's for that release)."""
     found = [b for b in diagnosis.known_bugs if b["id"] == bug.id]
     assert found and found[0]["version"] == release, (release, diagnosis.error, diagnosis.known_bugs)
     assert diagnosis.environment["transformers"] == release
@@ -70,7 +80,7 @@ def _check_affected(bug, release: str, diagnosis) -> None:
         return
     first = diagnosis.first_mismatch
     assert first["file"].replace("\\", "/").endswith("transformers/" + bug.file), first
-    assert (first["function"], first["line"]) == (bug.function, line_in(bug.id, release)), first
+    assert (first["function"], first["line"]) == (bug.function, line or line_in(bug.id, release)), first
     assert bug.quoted_in(first["code"]), first
 
 
@@ -141,6 +151,9 @@ def test_bisect_finds_each_entrys_fix_release(bug):
 
 
 INSTALLED = str(TRANSFORMERS_VERSION)
+# "the newest release" in these tests: the newest the kit has indexed, not the package index's newest (a
+# release of this week that the kit has not seen is the test above's business)
+NEWEST = newest_indexed()
 
 
 def test_a_usage_error_is_in_every_release_of_its_family():
@@ -149,14 +162,12 @@ def test_a_usage_error_is_in_every_release_of_its_family():
     through) does not show that entry. The legacy stack runs its own release."""
     bug = next(b for b in CATALOGUE if b.id == "qwen2_5_vl-inputs-on-cpu")
     first = str(next(v for v in _releases() if SpecifierSet(bug.affected).contains(v)))
-    for release in (first, "latest") if TRANSFORMERS_5 else (INSTALLED,):
+    for release in (first, NEWEST) if TRANSFORMERS_5 else (INSTALLED,):
         diagnosis = qd.run(qd.Scenario.preset(bug.scenario, transformers=release))
         assert [b["id"] for b in diagnosis.known_bugs] == [bug.id], (release, diagnosis.error)
         assert "index is on cpu" in diagnosis.error
     pixels = next(b for b in CATALOGUE if b.id == "qwen2_5_vl-pixel-values-on-cpu")
-    cases = (
-        (("5.17.0", False), ("5.18.0", True), ("latest", True)) if TRANSFORMERS_5 else ((INSTALLED, False),)
-    )
+    cases = (("5.17.0", False), ("5.18.0", True), (NEWEST, True)) if TRANSFORMERS_5 else ((INSTALLED, False),)
     for release, named in cases:
         diagnosis = qd.run(qd.Scenario.preset(pixels.scenario, transformers=release))
         assert (pixels.id in [b["id"] for b in diagnosis.known_bugs]) == named, (release, diagnosis.error)
@@ -169,7 +180,7 @@ def test_the_silent_bug_is_named_on_4_52_4_at_fps_4_and_nowhere_else():
     fps 2 nothing is reported. The legacy stack runs its own release (4.51.3, correct)."""
     silent = "qwen2_5_vl-video-fps-temporal-ids"
     named = {}
-    for release in ("4.52.4", "latest") if TRANSFORMERS_5 else (INSTALLED,):
+    for release in ("4.52.4", NEWEST) if TRANSFORMERS_5 else (INSTALLED,):
         for fps in (4.0, 2.0):
             diagnosis = qd.run(qd.Scenario.preset("video-fps4", transformers=release, fps=fps))
             assert diagnosis.ok, diagnosis.error
@@ -181,3 +192,39 @@ def test_the_silent_bug_is_named_on_4_52_4_at_fps_4_and_nowhere_else():
             {"video": 0, "second_per_grid_t": 0.5, "tokens_per_second": 2, "ids": [0, 0], "correct": [0, 1]}
         ]
         assert "temporal ids [0, 0], where a correct release gives [0, 1]" in found["found"]
+
+
+OPEN = next(bug for bug in LAB_ENTRIES if bug.fixed_in is None and bug.affects(TRANSFORMERS_VERSION))
+LEGACY_OPEN = next(bug for bug in LAB_ENTRIES if bug.id == "qwen2_5_vl-batched-causal-mask")
+
+
+def test_a_release_newer_than_the_index_is_said_and_its_line_read_from_its_source(monkeypatch):
+    """The day a release ships, before `make refresh`: made real by a line index that ends before the
+    installed release. The run of an entry that fails in it (an open one on the current stack; on the
+    legacy stack its batched mask bug) says the release is newer than the index, names the entry at its
+    file, function and code, on the line where the installed source has it; the lab's row and the
+    doctor's text carry the note, and explain says it of a paste from that release."""
+    from qwenvl_diag import cli
+    from qwenvl_diag.explain import lines
+
+    bug = OPEN if TRANSFORMERS_5 else LEGACY_OPEN
+    installed = str(TRANSFORMERS_VERSION)
+    shipped = lines.line_index()
+    older = {r: found for r, found in shipped.items() if Version(r) < TRANSFORMERS_VERSION}
+    monkeypatch.setattr(lines, "line_index", lambda: older)
+    newest = max(older, key=Version)
+    note = (
+        f"transformers {installed} is newer than the kit's index ({newest}): matched by code and function, "
+        "not by line (`make refresh` in the kit's checkout indexes it)"
+    )
+    assert not lines.is_indexed(installed) and lines.index_note(installed) == note
+    diagnosis = qd.run(qd.Scenario.preset(bug.scenario))
+    assert diagnosis.notes == [note]
+    _check_affected(bug, installed, diagnosis, line=find_in_source(bug)[1])
+    assert f"_Note: {note}._" in diagnosis.to_markdown() and note in diagnosis._repr_html_()
+    assert versions.outcome_fields(diagnosis.to_dict())["note"] == note
+    assert f"  note: {note}\n" in cli._text(diagnosis)
+    pasted = f"{diagnosis.error}\ntransformers {installed}"
+    assert qd.explain(pasted).notes == (note,)
+    monkeypatch.setattr(lines, "line_index", lambda: shipped)
+    assert qd.run(qd.Scenario.preset(bug.scenario)).notes == []  # indexed: nothing to say

@@ -349,7 +349,8 @@ def test_unrelated_text_is_not_matched_and_says_what_would_help(name):
 def test_the_json_shape_is_stable(reproductions):
     bug = REPRODUCED[0]
     data = json.loads(qd.explain(_plain(reproductions[bug.id]) + "\n" + VERSIONS).to_json())
-    assert list(data) == list(qd.EXPLAIN_KEYS) == ["facts", "candidates", "scenario", "reply"]
+    assert list(data) == list(qd.EXPLAIN_KEYS) == ["facts", "candidates", "scenario", "reply", "notes"]
+    assert data["notes"] == []  # 4.51.3 is indexed
     assert set(data["facts"]) == set(FACT_KEYS)
     for candidate in data["candidates"]:
         assert set(KNOWN_BUG_COLUMNS) | {"score", "evidence", "against", "confirm"} == set(candidate)
@@ -474,3 +475,63 @@ def test_every_entry_is_explained_from_its_own_line(bug):
         assert result.best["against"] == [], result.best
     without_code = _plain({"frames": [{**frame, "code": "..."}], "error": failure["error"]})
     assert qd.explain(f"{without_code}\ntransformers=={release}").best["id"] == bug.id  # the line alone
+
+
+def _newer_than_the_index(steps: int = 1) -> str:
+    """A release `steps` minors after the newest the kit has indexed (not a real one: a stand-in for next
+    week's), so that this test holds whichever release is the newest on the package index."""
+    from packaging.version import Version
+
+    from qwenvl_diag.explain.lines import newest_indexed
+
+    newest = Version(newest_indexed())
+    return f"{newest.major}.{newest.minor + steps}.0"
+
+
+@pytest.mark.parametrize("bug", RAISING, ids=[bug.id for bug in RAISING])
+def test_a_release_newer_than_the_index_is_said_and_matched_by_code_and_function(bug):
+    """A traceback from a release the kit has not indexed: the reply and the notes say so, and the entry
+    is still named from its file, function and code; without the code, its line is not taken as its line
+    (the kit cannot know where the code sits there), but the function in its file still names an open
+    bug (a fixed one is then no candidate: the function alone, in a release it does not affect)."""
+    from qwenvl_diag.explain.lines import index_note, is_indexed, newest_indexed
+
+    release, line = _last_affected_with_line(bug)
+    newer = _newer_than_the_index()
+    assert not is_indexed(newer) and is_indexed(release) and index_note(release) is None
+    note = f"transformers {newer} is newer than the kit's index ({newest_indexed()}): matched by code"
+    devices = "cuda:1 and cuda:0" if bug.signature.devices == "gpu/gpu" else "cuda:0 and cpu"
+    frame = {"file": f"/srv/py/site-packages/transformers/{bug.file}", "line": line, "function": bug.function}
+    error = (
+        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
+        f"{devices}!"
+    )
+    with_code = qd.explain(
+        _plain({"frames": [{**frame, "code": bug.code}], "error": error}) + f"\ntransformers=={newer}"
+    )
+    assert [n[: len(note)] for n in with_code.notes] == [note] and f"**Note**: {note}" in with_code.reply
+    assert json.loads(with_code.to_json())["notes"] == list(with_code.notes)
+    assert f"note: {note}" in with_code.to_text()
+    if bug.affects(newer):  # an open bug: its code quoted at its frame is the strongest evidence
+        assert with_code.best["id"] == bug.id and with_code.best["against"] == [], with_code.candidates
+    else:  # fixed before: named, and said not to affect that release
+        [candidate] = [c for c in with_code.candidates if c["id"] == bug.id]
+        assert any("is not affected" in reason for reason in candidate["against"]), candidate
+    without_code = qd.explain(
+        _plain({"frames": [{**frame, "code": "..."}], "error": error}) + f"\ntransformers=={newer}"
+    )
+    named = [c for c in without_code.candidates if c["id"] == bug.id]
+    if bug.affects(newer):
+        assert named[0]["evidence"][0] == f"the traceback ends in {bug.function} in {bug.file}", named
+    else:  # the function alone, in a release its range leaves out, is not enough
+        assert named == [], named
+    assert without_code.notes == with_code.notes
+
+
+def test_an_unrecognised_paste_from_an_unindexed_release_says_the_index_is_older():
+    newer = _newer_than_the_index(2)
+    result = qd.explain(f"{UNRELATED['nothing']}\ntransformers=={newer}")
+    assert (
+        not result.recognised and f"Note: transformers {newer} is newer than the kit's index" in result.reply
+    )
+    assert qd.explain(f"{UNRELATED['nothing']}\ntransformers=={RELEASE}").notes == ()

@@ -16,6 +16,7 @@ import pytest
 import qwenvl_diag as qd
 from qwenvl_diag._compat import transformers_at_least
 from qwenvl_diag.bugs import find_in_source, get_bug
+from qwenvl_diag.explain.lines import newest_indexed
 
 sweep_module = importlib.import_module("qwenvl_diag.sweep")
 
@@ -25,7 +26,8 @@ ON_CPU = "qwen2_5_vl-inputs-on-cpu"
 AFFECTED = not transformers_at_least("4.52.1")  # the legacy stack, 4.51.3: both B and C
 RESULT = ["transformers", "accelerate", "outcome", "error", "file", "line", "function", "known_bug"]
 CACHE = Path(__file__).resolve().parents[1] / "test-output" / "envs"
-SIDE_VERSION = "latest" if AFFECTED else "4.51.3"  # the side environment test_versions makes
+# the side environment test_versions makes: the newest release the kit has indexed (not the index's newest)
+SIDE_VERSION = newest_indexed() if AFFECTED else "4.51.3"
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,12 @@ from packaging.version import Version
 import qwenvl_diag as qd
 from qwenvl_diag import cli, versions, workers
 from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
+from qwenvl_diag.explain.lines import newest_indexed
 
 AFFECTED = not transformers_at_least("4.52.1")
-# the other side of the fix: the newest release from the legacy stack, a failing one from the current
-SIDE_VERSION = versions.LATEST if AFFECTED else "4.51.3"
+# the other side of the fix: the newest release the kit has indexed from the legacy stack (not the package
+# index's newest: a release of this week is test_catalogue_lab's business), a failing one from the current
+SIDE_VERSION = newest_indexed() if AFFECTED else "4.51.3"
 UNREACHABLE = ("--isolated", "--index-url", "http://127.0.0.1:9/simple", "--retries", "0", "--timeout", "3")
 
 
@@ -97,8 +99,14 @@ def test_run_in_versions_shows_the_video_failure_where_the_catalogue_says(lab):
 
 
 def test_upgrade_transformers_is_verified_in_the_newest_release(lab, monkeypatch):
+    """Against a package index whose newest release is the newest the kit has indexed (a fake index: the
+    real one's newest may be a release of this week), so the verdict does not change when one ships."""
     cache, _ = lab
     monkeypatch.setenv("QWENVL_DIAG_CACHE", str(cache.parent))  # verify uses the default cache
+    known = tuple(v for v in versions.released_versions("transformers") if v <= Version(newest_indexed()))
+    monkeypatch.setattr(
+        versions, "released_versions", lambda package="transformers", pip_args=(): known, raising=True
+    )
     with pytest.raises(qd.FixError, match="qd.verify"):
         qd.get_fix("upgrade_transformers").apply(qd.Setup(None, {}, None))
     frame = qd.verify(qd.Scenario.preset("seed-video"), fix="upgrade_transformers")
@@ -107,7 +115,8 @@ def test_upgrade_transformers_is_verified_in_the_newest_release(lab, monkeypatch
     assert row["verdict"] == ("fixed" if AFFECTED else "not needed")
     assert row["error_after"] is None and row["same_generated_ids"] is True
     assert row["max_abs_logit_diff"] == 0.0
-    assert ("in a side environment" if AFFECTED else "is the newest release") in row["why"]
+    newest_here = newest_indexed() == str(TRANSFORMERS_VERSION)
+    assert ("is the newest release" if newest_here else "in a side environment") in row["why"]
 
 
 def test_bisect_finds_the_first_release_whose_outcome_changes(monkeypatch):
