@@ -15,7 +15,7 @@ from pathlib import Path
 import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # as pytest puts it
-from test_notebooks import NOTEBOOKS, _run  # noqa: E402  the tests' way to execute a notebook
+from test_notebooks import NOTEBOOKS, _execute  # noqa: E402  the tests' way to execute a notebook
 
 BUDGET_S = 60.0
 GOALS_S = {"01_reproduce.ipynb": 30.0}
@@ -24,7 +24,7 @@ GOALS_S = {"01_reproduce.ipynb": 30.0}
 def main() -> None:
     print(f"transformers {transformers.__version__}, {sys.executable}")
     for path in NOTEBOOKS:
-        _, seconds = _run(path)
+        seconds = _execute(path, {}).seconds
         goal = GOALS_S.get(path.name, BUDGET_S)
         verdict = "ok" if seconds <= goal else "OVER"
         print(f"{path.name:28s} {seconds:6.1f} s   (goal {goal:.0f} s, budget {BUDGET_S:.0f} s): {verdict}")

@@ -33,7 +33,7 @@ def _timed(call) -> tuple[float, object]:
 def installed() -> dict:
     """The scenario on the installed stack: a fresh doctor process, then `qd.run` in this one."""
     import qwenvl_diag as qd
-    from qwenvl_diag.scenario import run
+    from qwenvl_diag.running import run
 
     scenario = qd.Scenario(**SCENARIO)
     command = [sys.executable, "-m", "qwenvl_diag.cli", "doctor", "--scenario", scenario.to_json()]
