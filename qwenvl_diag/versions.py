@@ -164,10 +164,60 @@ def _site_lines() -> str:
 
 
 def _kit_tag() -> str:
-    """Names the kit environment a side environment is built on (its Python and site-packages), so
-    that kits in several environments can share one cache."""
+    """Names the kit environment a side environment is built on (its Python, its site-packages and what
+    is installed there), so that kits in several environments can share one cache, and a side
+    environment is made anew when the kit's packages change (what it hides depends on them)."""
     site = sysconfig.get_paths()["purelib"]
-    return f"py{sys.version_info[0]}{sys.version_info[1]}-{hashlib.sha1(site.encode()).hexdigest()[:8]}"
+    installed = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions(path=[site]))
+    digest = hashlib.sha1("\n".join([site, *installed]).encode()).hexdigest()[:8]
+    return f"py{sys.version_info[0]}{sys.version_info[1]}-{digest}"
+
+
+# Run by a side environment's Python once its packages are installed: the top-level modules of the kit's
+# distributions whose requirements the side environment's own versions break. transformers 5.25 brings
+# `kernels`, which needs a newer huggingface-hub than 4.52's; an older transformers that finds `kernels`
+# importable uses it and dies importing it. Hidden there (None in sys.modules), find_spec says it is
+# absent, as it is in that release's own environment.
+_CONFLICTS = """
+import importlib.metadata as md, json, sys
+from packaging.requirements import Requirement
+kit, seen, hidden = sys.argv[1], set(), []
+for dist in md.distributions():
+    name = dist.metadata["Name"].lower().replace("_", "-")
+    mine = str(dist.locate_file("")).startswith(kit)
+    if name in seen or not mine:
+        seen.add(name)
+        continue
+    seen.add(name)
+    for text in dist.requires or []:
+        need = Requirement(text)
+        if need.marker is not None and not need.marker.evaluate({"extra": ""}):
+            continue
+        try:
+            have = md.version(need.name)
+        except md.PackageNotFoundError:
+            continue
+        if not need.specifier.contains(have, prereleases=True):
+            top = (dist.read_text("top_level.txt") or "").split()
+            hidden += top or [name.replace("-", "_")]
+            break
+print(json.dumps(sorted(set(hidden))))
+"""
+
+
+def _hide_conflicts(python: Path, site: Path) -> list[str]:
+    """Hide, in the side environment, the kit's packages that its versions break (`_CONFLICTS`)."""
+    kit = sysconfig.get_paths()["purelib"]
+    done = subprocess.run([str(python), "-c", _CONFLICTS, kit], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise VersionLabError(
+            f"The side environment cannot read its packages' requirements:\n{_tail(done.stderr)}"
+        )
+    hidden = json.loads(done.stdout.strip().splitlines()[-1])
+    if hidden:
+        with open(site / "_qwenvl_diag_kit.pth", "a") as pth:
+            pth.write(f"import sys; sys.modules.update(dict.fromkeys({hidden!r}))\n")
+    return hidden
 
 
 def _python_of(env: Path) -> Path:
@@ -265,8 +315,10 @@ def _build(temp: Path, transformers: str, accelerate: str, pip_args: tuple[str, 
         _uv_install(uv, python, transformers, accelerate)
     else:
         _pip_install(python, transformers, accelerate, pip_args)
+    hidden = _hide_conflicts(python, site)
     details = _probe(python)
     details["installer"] = "uv" if uv else "pip"
+    details["hidden"] = hidden
     if Path(details["torch_file"]).resolve().is_relative_to(temp.resolve()):
         installed = f"{details['installer']} installed torch {details['torch']}"
         raise _other_torch(transformers, accelerate, installed)

@@ -4,6 +4,7 @@ by verify. Installs from the package index into a temporary cache (once per test
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -81,6 +82,25 @@ def test_a_side_environment_shadows_transformers_and_keeps_the_kits_torch(lab):
     assert not offline.created and offline.python == env.python
     assert env.path.name.startswith(f"transformers-{env.transformers}-py")
     assert not [p for p in cache.iterdir() if p.name.startswith(".building")]
+
+
+def test_a_side_environment_hides_the_kits_packages_its_own_versions_break(lab):
+    """The kit's packages show through a side environment; one whose requirements the side environment's
+    versions break is hidden there (transformers 5.25 brings `kernels`, needing a huggingface-hub newer
+    than 4.51's: transformers 4.51 that finds it importable dies importing it)."""
+    import importlib.util
+    import subprocess
+
+    _, env = lab
+    code = "import importlib.util as u, json, sys; print(json.dumps([u.find_spec(m) is None for m in sys.argv[1:]]))"
+    hidden = env.details["hidden"]
+    done = subprocess.run([env.python, "-c", code, *hidden], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == [True] * len(hidden)
+    assert all(importlib.util.find_spec(name) is not None for name in hidden)  # the kit's own has them
+    kit_has_kernels = importlib.util.find_spec("kernels") is not None
+    assert ("kernels" in hidden) == (kit_has_kernels and Version(env.transformers) < Version("5.0")), hidden
+    models = "from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration"
+    subprocess.run([env.python, "-c", models], check=True, capture_output=True)
 
 
 def test_run_in_versions_shows_the_video_failure_where_the_catalogue_says(lab):
