@@ -93,8 +93,7 @@ def test_a_side_environment_hides_the_kits_packages_its_own_versions_break(lab):
 
     _, env = lab
     code = (
-        "import importlib.util as u, json, sys\n"
-        "print(json.dumps([not u.find_spec(m) for m in sys.argv[1:]]))"
+        "import importlib.util as u, json, sys\nprint(json.dumps([not u.find_spec(m) for m in sys.argv[1:]]))"
     )
     hidden = env.details["hidden"]
     done = subprocess.run([env.python, "-c", code, *hidden], capture_output=True, text=True, check=True)
