@@ -174,41 +174,47 @@ def _kit_tag() -> str:
 
 
 # Run by a side environment's Python once its packages are installed: the top-level modules of the kit's
-# distributions whose requirements the side environment's own versions break. transformers 5.25 brings
-# `kernels`, which needs a newer huggingface-hub than 4.52's; an older transformers that finds `kernels`
-# importable uses it and dies importing it. Hidden there (None in sys.modules), find_spec says it is
-# absent, as it is in that release's own environment.
-_CONFLICTS = """
+# packages that the release's own environment would not have. transformers 5.25 brings `kernels`: an
+# older transformers that finds it importable uses it and dies (4.52: `kernels` needs a newer
+# huggingface-hub; 5.8: its API changed). Hidden are the kit's packages that only the kit's own (shadowed)
+# transformers or accelerate require, and those whose requirements the side environment's versions break.
+# Hidden (None in sys.modules), find_spec says it is absent, as it is in that release's own environment.
+_HIDDEN = """
 import importlib.metadata as md, json, sys
 from packaging.requirements import Requirement
-kit, seen, hidden = sys.argv[1], set(), []
+kit = sys.argv[1]
+def norm(name): return name.lower().replace("_", "-")
+def mine(dist): return str(dist.locate_file("")).startswith(kit)
+def needs(dist):
+    found = [Requirement(text) for text in dist.requires or []]
+    return [r for r in found if r.marker is None or r.marker.evaluate({"extra": ""})]
+def tops(dist):
+    names = {str(f).split("/")[0] for f in dist.files or [] if not str(f).startswith("..")}
+    names -= {"__pycache__"}
+    return sorted(n.removesuffix(".py") for n in names if not n.endswith((".dist-info", ".pth")))
+visible, shadowed = {}, []
 for dist in md.distributions():
-    name = dist.metadata["Name"].lower().replace("_", "-")
-    mine = str(dist.locate_file("")).startswith(kit)
-    if name in seen or not mine:
-        seen.add(name)
-        continue
-    seen.add(name)
-    for text in dist.requires or []:
-        need = Requirement(text)
-        if need.marker is not None and not need.marker.evaluate({"extra": ""}):
-            continue
-        try:
-            have = md.version(need.name)
-        except md.PackageNotFoundError:
-            continue
-        if not need.specifier.contains(have, prereleases=True):
-            top = (dist.read_text("top_level.txt") or "").split()
-            hidden += top or [name.replace("-", "_")]
-            break
-print(json.dumps(sorted(set(hidden))))
+    name = norm(dist.metadata["Name"])
+    (shadowed.append((name, dist)) if name in visible else visible.__setitem__(name, dist))
+libraries = [d for n, d in shadowed if n in ("transformers", "accelerate") and mine(d)]
+came = {norm(r.name) for d in libraries for r in needs(d)}
+used = {norm(r.name) for n, d in visible.items() if n not in came or not mine(d) for r in needs(d)}
+hidden = {n for n in came - used if n in visible and mine(visible[n])}
+for name, dist in visible.items():
+    if mine(dist) and any(
+        norm(r.name) in visible and not r.specifier.contains(visible[norm(r.name)].version, prereleases=True)
+        for r in needs(dist)
+    ):
+        hidden.add(name)
+print(json.dumps(sorted({top for name in hidden for top in tops(visible[name])})))
 """
 
 
 def _hide_conflicts(python: Path, site: Path) -> list[str]:
-    """Hide, in the side environment, the kit's packages that its versions break (`_CONFLICTS`)."""
+    """Hide, in the side environment, the kit's packages that release's own environment would not have
+    (`_HIDDEN`); the hidden modules."""
     kit = sysconfig.get_paths()["purelib"]
-    done = subprocess.run([str(python), "-c", _CONFLICTS, kit], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([str(python), "-c", _HIDDEN, kit], capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise VersionLabError(
             f"The side environment cannot read its packages' requirements:\n{_tail(done.stderr)}"
