@@ -290,3 +290,21 @@ def test_generate_in_a_thread_with_a_streamer():
         text = "".join(streamer)
         thread.join()
     assert text == expected
+
+
+@pytest.mark.parametrize("before", [None, "yes"])
+def test_hub_kernels_are_off_while_simulating_and_the_setting_is_put_back(monkeypatch, before):
+    """A simulated GPU runs the torch layers, never a compiled kernel fetched from the Hub (transformers
+    5.25 kernelizes a model loaded onto a GPU by default); the user's USE_HUB_KERNELS is put back after,
+    also when the block raised."""
+    import os
+
+    if before is None:
+        monkeypatch.delenv("USE_HUB_KERNELS", raising=False)
+    else:
+        monkeypatch.setenv("USE_HUB_KERNELS", before)
+    with pytest.raises(RuntimeError, match="inside"):
+        with qd.simulated_gpus(2):
+            assert os.environ["USE_HUB_KERNELS"] == "0"
+            raise RuntimeError("inside")
+    assert os.environ.get("USE_HUB_KERNELS") == before

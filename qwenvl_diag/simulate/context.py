@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 from torch.overrides import TorchFunctionMode
@@ -86,7 +87,12 @@ class SimulatedGPUs:
                 setattr(module, name, replacement)
         saved_start = threading.Thread.start
         threading.Thread.start = _start_with_simulation(saved_start)
-        self._saved = {"modules": saved, "thread_start": saved_start}
+        # transformers 5.25 kernelizes a model loaded onto a GPU by default, fetching compiled GPU kernels
+        # from the Hub (`kernels`): a simulated GPU runs no such kernel and the kit downloads nothing at
+        # run time, so the torch layers run, as on a real GPU with USE_HUB_KERNELS=0 (README: not modelled)
+        hub_kernels = os.environ.get(_HUB_KERNELS)
+        os.environ[_HUB_KERNELS] = "0"
+        self._saved = {"modules": saved, "thread_start": saved_start, "hub_kernels": hub_kernels}
         state.set_active(simulation)
         self.simulation = simulation
         _clear_availability_caches()
@@ -109,6 +115,10 @@ class SimulatedGPUs:
                 else:
                     setattr(module, name, original)
             threading.Thread.start = self._saved["thread_start"]
+            if self._saved["hub_kernels"] is None:
+                os.environ.pop(_HUB_KERNELS, None)
+            else:
+                os.environ[_HUB_KERNELS] = self._saved["hub_kernels"]
             self._saved = {}
             state.set_active(None)
             self.simulation = None
@@ -133,6 +143,7 @@ class SimulatedGPUs:
 
 
 _MISSING = object()
+_HUB_KERNELS = "USE_HUB_KERNELS"
 
 
 def _clear_availability_caches() -> None:
