@@ -177,13 +177,15 @@ def _kit_tag() -> str:
 # packages that the release's own environment would not have. transformers 5.25 brings `kernels`: an
 # older transformers that finds it importable uses it and dies (4.52: `kernels` needs a newer
 # huggingface-hub; 5.8: its API changed). Hidden are the kit's packages that only the kit's own (shadowed)
-# transformers or accelerate require, and those whose requirements the side environment's versions break.
-# Hidden (None in sys.modules), find_spec says it is absent, as it is in that release's own environment.
+# transformers or accelerate require, and those whose requirements the side environment's versions break;
+# never the kit itself or what it requires (it is what runs there). Hidden (None in sys.modules), find_spec
+# says it is absent, as it is in that release's own environment.
 _HIDDEN = """
 import importlib.metadata as md, json, sys
 from packaging.requirements import Requirement
+import re
 kit = sys.argv[1]
-def norm(name): return name.lower().replace("_", "-")
+def norm(name): return re.sub(r"[-_.]+", "-", name).lower()
 def mine(dist): return str(dist.locate_file("")).startswith(kit)
 def needs(dist):
     found = [Requirement(text) for text in dist.requires or []]
@@ -206,15 +208,19 @@ for name, dist in visible.items():
         for r in needs(dist)
     ):
         hidden.add(name)
+if "qwenvl-diag" in visible:
+    hidden -= {"qwenvl-diag", *(norm(r.name) for r in needs(visible["qwenvl-diag"]))}
 print(json.dumps(sorted({top for name in hidden for top in tops(visible[name])})))
 """
 
 
-def _hide_conflicts(python: Path, site: Path) -> list[str]:
+def _hide_kit_only_packages(python: Path, site: Path) -> list[str]:
     """Hide, in the side environment, the kit's packages that release's own environment would not have
-    (`_HIDDEN`); the hidden modules."""
+    (`_HIDDEN`); the hidden modules. It runs outside any checkout (cwd: the side environment), so that a
+    checkout's own metadata on the path is not taken for the kit's."""
     kit = sysconfig.get_paths()["purelib"]
-    done = subprocess.run([str(python), "-c", _HIDDEN, kit], capture_output=True, text=True, timeout=300)
+    command = [str(python), "-c", _HIDDEN, kit]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=site)
     if done.returncode != 0:
         raise VersionLabError(
             f"The side environment cannot read its packages' requirements:\n{_tail(done.stderr)}"
@@ -321,7 +327,7 @@ def _build(temp: Path, transformers: str, accelerate: str, pip_args: tuple[str, 
         _uv_install(uv, python, transformers, accelerate)
     else:
         _pip_install(python, transformers, accelerate, pip_args)
-    hidden = _hide_conflicts(python, site)
+    hidden = _hide_kit_only_packages(python, site)
     details = _probe(python)
     details["installer"] = "uv" if uv else "pip"
     details["hidden"] = hidden

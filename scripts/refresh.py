@@ -41,10 +41,10 @@ PYPI_JSON = "https://pypi.org/pypi/{package}/json"
 MULTIMODAL = re.compile(r"\b(vision|audio|thinker)_config\b")
 
 
-def new_releases(index: dict) -> list[str]:
-    """Releases on the package index newer than the newest in `index`'s releases, oldest first."""
+def new_releases(index: dict, listed: list[str]) -> list[str]:
+    """The `listed` releases (the package index's, oldest first) newer than the newest in `index`."""
     newest = max(Version(release) for release in index["releases"])
-    return [release for release in releases() if Version(release) > newest]
+    return [release for release in listed if Version(release) > newest]
 
 
 def _upload_times(package: str) -> dict[str, str]:
@@ -209,12 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-lab", action="store_true", help="skip running the catalogue in the releases")
     parser.add_argument("--report", type=Path, help="also write the report to this file")
     options = parser.parse_args(argv)
-    wanted = options.releases or new_releases(read_index(options.index))
+    listed = releases()
+    unknown = [release for release in options.releases if release not in listed]
+    if unknown:  # before anything is written
+        parser.error(
+            f"not a transformers release on the package index from {listed[0]} on: {', '.join(unknown)} "
+            f"(the newest there is {listed[-1]}; give releases like 5.25.0, or none for every new one)"
+        )
+    wanted = options.releases or new_releases(read_index(options.index), listed)
     parts = [f"# qwenvl-diag refresh, {date.today()}", ""]
     if not wanted:
         newest = max(read_index(options.index)["releases"], key=Version)
         parts.append(f"Nothing to do: the index has every release on the package index (newest {newest}).")
-    parts += [refresh(str(Version(release)), options) + "\n" for release in sorted(wanted, key=Version)]
+    parts += [refresh(release, options) + "\n" for release in sorted(wanted, key=Version)]
     text = "\n".join(parts).rstrip() + "\n"
     sys.stdout.write(text)
     if options.report:

@@ -133,15 +133,28 @@ def test_every_catalogue_entry_is_run_and_judged_in_the_release(caught_up):
 def test_with_nothing_new_the_routine_says_so(refresh_module, tmp_path, monkeypatch, capsys):
     """An index whose newest release is the package index's newest (a fake index of the kit's own
     releases): nothing to do, and nothing written."""
-    from qwenvl_diag import versions
-
-    known = tuple(sorted((Version(r) for r in json.loads(INDEX.read_text())["releases"]), reverse=True))
-    monkeypatch.setattr(versions, "released_versions", lambda package="transformers", pip_args=(): known)
-    monkeypatch.setattr(refresh_module, "releases", lambda: [str(v) for v in sorted(known)])
+    known = sorted(json.loads(INDEX.read_text())["releases"], key=Version)
+    monkeypatch.setattr(refresh_module, "releases", lambda: known)
     index = tmp_path / "index.json"
     index.write_text(INDEX.read_text())
     assert refresh_module.main(["--index", str(index), "--table", str(tmp_path / "absent.json")]) == 0
-    assert f"Nothing to do: the index has every release on the package index (newest {known[0]})" in (
+    assert f"Nothing to do: the index has every release on the package index (newest {known[-1]})" in (
         capsys.readouterr().out
     )
+    assert index.read_text() == INDEX.read_text()
+
+
+def test_a_release_not_on_the_package_index_is_refused_and_nothing_is_written(
+    refresh_module, tmp_path, capsys
+):
+    index = tmp_path / "index.json"
+    index.write_text(INDEX.read_text())
+    for wrong in ("99.0.0", "five"):
+        with pytest.raises(SystemExit) as exit_:
+            refresh_module.main([wrong, "--index", str(index), "--table", str(tmp_path / "absent.json")])
+        assert exit_.value.code == 2
+        assert (
+            f"not a transformers release on the package index from 4.45.0 on: {wrong}"
+            in capsys.readouterr().err
+        )
     assert index.read_text() == INDEX.read_text()

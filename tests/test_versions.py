@@ -99,6 +99,7 @@ def test_a_side_environment_hides_the_kits_packages_its_own_versions_break(lab):
     done = subprocess.run([env.python, "-c", code, *hidden], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == [True] * len(hidden)
     assert all(importlib.util.find_spec(name) is not None for name in hidden)  # the kit's own has them
+    assert not {"qwenvl_diag", "torch", "qwen_vl_utils"} & set(hidden)  # what runs there is never hidden
     kit_has_kernels = importlib.util.find_spec("kernels") is not None
     requires = (  # what the side environment's transformers requires unconditionally
         "import importlib.metadata as md; from packaging.requirements import Requirement as R\n"
