@@ -44,7 +44,8 @@ def _releases() -> list[Version]:
 
 def _indexed_releases() -> list[Version]:
     """The package index's releases that the kit's line index has: a release shipped after the kit's last
-    refresh is not one (`test_a_release_newer_than_the_index_runs_and_is_said` runs it)."""
+    refresh is not one (`test_a_release_newer_than_the_index_is_said_and_its_line_read_from_its_source`
+    shows what the kit says of such a release)."""
     return [v for v in _releases() if is_indexed(str(v))]
 
 
@@ -207,8 +208,8 @@ FAILING_HERE = next(
 
 def test_a_release_newer_than_the_index_is_said_and_its_line_read_from_its_source(monkeypatch):
     """The day a release ships, before `make refresh`: made real by a line index that ends before the
-    installed release. The run of an entry that fails in it (an open one on the current stack; on the
-    legacy stack its batched mask bug) says the release is newer than the index, names the entry at its
+    installed release. The run of an entry that fails in it (an open one on the current stack, any on the
+    legacy stack: `FAILING_HERE`) says the release is newer than the index, names the entry at its
     file, function and code, on the line where the installed source has it; the lab's row and the
     doctor's text carry the note, and explain says it of a paste from that release."""
     from qwenvl_diag import cli
