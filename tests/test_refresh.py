@@ -158,3 +158,35 @@ def test_a_release_not_on_the_package_index_is_refused_and_nothing_is_written(
             in capsys.readouterr().err
         )
     assert index.read_text() == INDEX.read_text()
+
+
+def test_each_verdict_says_what_to_do_with_the_entry(refresh_module):
+    """The verdict of an entry's run, for each way it can go (an open entry, a fixed one, where it ran)."""
+    verdict = refresh_module.verdict
+    open_bug = next(b for b in CATALOGUE if b.fixed_in is None and b.kind == "error")
+    fixed = next(b for b in CATALOGUE if b.fixed_in is not None and b.kind == "error")
+    inside, after = "99.0.0", fixed.fixed_in  # an open entry affects every later release
+    assert verdict(open_bug, inside, True, 7, 7) == "still fails"
+    assert verdict(open_bug, inside, True, 8, 7) == "still fails (at line 8, the index says 7)"
+    assert verdict(open_bug, inside, False, None, 7).startswith("passes now: fixed upstream?")
+    assert verdict(fixed, after, False, None, None) == "stays fixed"
+    assert verdict(fixed, after, True, 3, None).startswith("fails again: a regression")
+
+
+def test_a_scenario_the_kit_cannot_run_in_the_release_is_a_row_not_a_crash(refresh_module, monkeypatch):
+    """Release day's worst case: the new release breaks the kit. Each entry gets a "kit error" row that
+    says so (here made by a run that raises the kit's error), and the routine goes on."""
+    import qwenvl_diag as qd
+
+    def cannot_run(scenario):
+        raise qd.VersionLabError(
+            f"The scenario could not run under transformers {scenario.transformers}: boom"
+        )
+
+    monkeypatch.setattr(qd, "run", cannot_run)
+    rows = refresh_module.lab_rows(RELEASE, {})
+    assert rows and {row["outcome"] for row in rows} == {"kit error"}
+    assert (
+        rows[0]["verdict"]
+        == f"the kit cannot run it there: The scenario could not run under transformers {RELEASE}: boom"
+    )
