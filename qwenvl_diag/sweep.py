@@ -50,6 +50,7 @@ SWEEP_COLUMNS = [
     "line",
     "function",
     "known_bug",
+    "note",
     "flags",
     "layout",
     "reused",
@@ -57,12 +58,12 @@ SWEEP_COLUMNS = [
 ]
 """Columns of `sweep`, one row per scenario, in grid order (release, model, gpus, memory, strategy,
 inputs, action). The first six are the scenario's fields; `transformers` and `accelerate` the versions
-it ran under; `outcome` ("passed", "failed", "kit error"), `error`, `file`, `line` and `known_bug` as in
-`VERSION_COLUMNS` (`file` the path inside site-packages of the first mismatch, `known_bug` the first
-catalogue match); `function` the function of the first mismatch; `flags` the plan's risk codes (a list,
-see `qd.flags_frame`); `layout` a short digest of the device map (rows with equal `layout` were placed
-alike); `reused` True when the row is another scenario's run (same checkpoint, map, inputs and action);
-`seconds` how long that run took (planning excluded)."""
+it ran under; `outcome` ("passed", "failed", "kit error"), `error`, `file`, `line`, `known_bug` and `note`
+as in `VERSION_COLUMNS` (`file` the path inside site-packages of the first mismatch, `known_bug` the first
+catalogue match, `note` a release newer than the kit's line index); `function` the function of the first
+mismatch; `flags` the plan's risk codes (a list, see `qd.flags_frame`); `layout` a short digest of the
+device map (rows with equal `layout` were placed alike); `reused` True when the row is another scenario's
+run (same checkpoint, map, inputs and action); `seconds` how long that run took (planning excluded)."""
 
 DEFAULT_GPUS = (1, 2, 4, 8)
 DEFAULT_MEMORY = ("24GiB", "40GiB", "80GiB")
@@ -192,6 +193,7 @@ def _kit_error(error: BaseException) -> dict:
         "line": None,
         "function": None,
         "known_bug": None,
+        "note": None,
     }
 
 
@@ -203,6 +205,7 @@ def diagnosis_row(diagnosis) -> dict:
         "error": diagnosis.error,
         "first_mismatch": diagnosis.first_mismatch,
         "known_bugs": diagnosis.known_bugs,
+        "notes": diagnosis.notes,
     }
     first = diagnosis.first_mismatch or {}
     return {**outcome_fields(report), "function": first.get("function")}
