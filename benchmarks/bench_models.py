@@ -44,7 +44,7 @@ def main() -> None:
     for family in FAMILIES.values():
         if transformers_at_least(family.since):
             _row(f"tiny {family.name}", lambda f=family.name: qd.tiny_model(f))
-    for checkpoint in qd.twins():
+    for checkpoint in list(qd.twins()["checkpoint"]):
         try:
             checkpoint_family(checkpoint)
         except qd.UnsupportedReleaseError:

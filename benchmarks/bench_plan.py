@@ -79,7 +79,7 @@ def main() -> None:
     header = ("checkpoint", "params", "first", "later", "tracemalloc", "RSS growth")
     print("{:34s} {:>8s} {:>8s} {:>8s} {:>12s} {:>11s}".format(*header))
     rows = []
-    for checkpoint in qd.twins():
+    for checkpoint in list(qd.twins()["checkpoint"]):
         try:
             checkpoint_family(checkpoint)
         except qd.UnsupportedReleaseError as error:

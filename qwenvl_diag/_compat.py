@@ -59,17 +59,21 @@ def process_vision_info_kwargs(patch_size: int) -> dict:
     return kwargs
 
 
-def processor_video_kwargs(video_kwargs: dict) -> dict:
+def processor_video_kwargs(video_kwargs: dict, processor=None) -> dict:
     """qwen-vl-utils' video kwargs in the form the installed processor validates.
 
     4.45 and 4.46 take none: their Qwen2-VL processor hands every extra keyword to the image
     processor's `preprocess`, which rejects `fps` and `do_sample_frames` (their model card's call passes
     none; Qwen2-VL has no frame-rate input). qwen-vl-utils returns `fps` as a list (one rate per video);
     transformers 5.x types the processor's `fps` as a single number and rejects the list, so one shared
-    rate is passed as a number.
+    rate is passed as a number. A Qwen3-VL video processor that has `cap_pixels_per_frame` (recent 5.x; unset,
+    it warns on every video) is asked for the per-frame cap qwen-vl-utils applies, which the kit's frames are
+    made with.
     """
     if not transformers_at_least("4.47"):
         return {}
+    if video_kwargs and hasattr(getattr(processor, "video_processor", None), "cap_pixels_per_frame"):
+        video_kwargs = {**video_kwargs, "cap_pixels_per_frame": True}
     fps = video_kwargs.get("fps")
     if TRANSFORMERS_5 and isinstance(fps, list):
         if len(set(fps)) > 1:

@@ -134,7 +134,7 @@ def sample_inputs(
         padding=True,
         padding_side="left",
         return_tensors="pt",
-        **processor_video_kwargs(video_kwargs),
+        **processor_video_kwargs(video_kwargs, processor),
     )
     if second_per_grid_ts is not None:
         _convert_second_per_grid_ts(inputs, second_per_grid_ts)

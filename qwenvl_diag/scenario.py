@@ -167,10 +167,9 @@ def plan_source(name: str):
     """What a scenario's plan is made from, for its `model`: the tiny family's config, the checkpoint
     directory, or the shipped checkpoint's hub id."""
     if name.startswith("tiny/"):
-        from .models.families import get_family
         from .models.tiny import tiny_config
 
-        return tiny_config(get_family(name.split("/", 1)[1]))[0]
+        return tiny_config(name.split("/", 1)[1])[0]
     if Path(name).expanduser().is_dir():
         return name
     if name in shipped_checkpoints() or not name.startswith("tiny"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qwenvl_diag._compat import transformers_at_least
-from qwenvl_diag.models.catalog import checkpoint_config
+from qwenvl_diag.models.catalog import checkpoint_model_type
 from qwenvl_diag.models.families import FAMILIES, family_of_model_type
 
 ALL_FAMILIES = list(FAMILIES)
@@ -47,7 +47,7 @@ def family_available(family: str) -> bool:
 
 def checkpoint_family_name(checkpoint: str) -> str:
     """The family of a shipped checkpoint, read from its config's model_type."""
-    return family_of_model_type(checkpoint_config(checkpoint)["model_type"]).name
+    return family_of_model_type(checkpoint_model_type(checkpoint)).name
 
 
 def checkpoint_available(checkpoint: str) -> bool:

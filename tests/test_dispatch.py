@@ -301,7 +301,7 @@ OFFLOADING_HUGE = {
 
 
 @pytest.mark.parametrize("gpus,memory,strategy", LAYOUTS, ids=[f"{g}x{m}-{s}" for g, m, s in LAYOUTS])
-@pytest.mark.parametrize("checkpoint", qd.twins())
+@pytest.mark.parametrize("checkpoint", list(qd.twins()["checkpoint"]))
 def test_a_dispatched_twin_holds_every_tensor_where_its_plan_puts_it(
     checkpoint, gpus, memory, strategy, twins, sweep
 ):

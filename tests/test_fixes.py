@@ -18,7 +18,6 @@ from qwenvl_diag.diagnose import _advice
 from qwenvl_diag.fixes import CATALOGUE, fix_names, fixes_for
 from qwenvl_diag.hotfix import MASK_BUGS, VIDEO_BUG
 from qwenvl_diag.input_check import compute_device
-from qwenvl_diag.models.families import FAMILIES
 from qwenvl_diag.models.tiny import tiny_config
 from qwenvl_diag.rope import ROPE_FUNCTION, find_rope_index
 from qwenvl_diag.scenario import materials
@@ -179,7 +178,7 @@ def placed_video():
     second_per_grid_ts (the video failure on 4.49-4.51.3)."""
     model, processor = qd.tiny_model("qwen2_5_vl")
     inputs = qd.sample_inputs(processor, "video", second_per_grid_ts="tensor")
-    config = tiny_config(FAMILIES["qwen2_5_vl"])[0]
+    config = tiny_config("qwen2_5_vl")[0]
     plan = qd.plan_device_map(config, 2, "24GiB", vision_apart_map(model))
     with qd.simulated_gpus(2):
         setup = qd.Setup(model, inputs, plan)

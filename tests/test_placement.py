@@ -62,7 +62,7 @@ def _named(model: torch.nn.Module, last: str) -> str:
 
 
 @pytest.mark.parametrize("gpus,memory,strategy", LAYOUTS, ids=[f"{g}x{m}-{s}" for g, m, s in LAYOUTS])
-@pytest.mark.parametrize("checkpoint", qd.twins())
+@pytest.mark.parametrize("checkpoint", list(qd.twins()["checkpoint"]))
 def test_plan_equals_the_installed_planner(checkpoint, gpus, memory, strategy):
     if not checkpoint_available(checkpoint):
         with pytest.raises(qd.UnsupportedReleaseError, match=r"needs transformers >= 4\.57\.0"):
@@ -89,7 +89,7 @@ def test_plan_equals_the_installed_planner(checkpoint, gpus, memory, strategy):
     assert ("vision_embed_apart" in {f.code for f in plan.flags}) == apart
 
 
-@pytest.mark.parametrize("checkpoint", [c for c in qd.twins() if checkpoint_available(c)])
+@pytest.mark.parametrize("checkpoint", [c for c in list(qd.twins()["checkpoint"]) if checkpoint_available(c)])
 def test_plans_are_made_on_the_meta_device_without_weights(checkpoint):
     plan = qd.plan_device_map(checkpoint, 2, "24GiB", "balanced")
     model = _meta_model(
@@ -165,7 +165,7 @@ def _twin(cache: dict, checkpoint: str) -> torch.nn.Module:
     return cache[checkpoint]
 
 
-@pytest.mark.parametrize("checkpoint", [c for c in qd.twins() if checkpoint_available(c)])
+@pytest.mark.parametrize("checkpoint", [c for c in list(qd.twins()["checkpoint"]) if checkpoint_available(c)])
 def test_every_planned_key_is_a_name_of_the_twin(checkpoint, twins_by_checkpoint):
     twin = _twin(twins_by_checkpoint, checkpoint)
     names = {n for n, _ in twin.named_modules()} | {

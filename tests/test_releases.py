@@ -33,7 +33,8 @@ SWEPT = MINORS if TRANSFORMERS_5 else LEGACY_SUBSET
 CACHE = Path(__file__).resolve().parents[1] / "test-output" / "envs"
 TESTS = Path(__file__).resolve().parent
 # one checkpoint per family and release, in turn, so that the sweep runs every shipped checkpoint
-BY_FAMILY = {f: [c for c in qd.twins() if checkpoint_family_name(c) == f] for f in FAMILIES}
+TWINS = list(qd.twins()["checkpoint"])
+BY_FAMILY = {f: [c for c in TWINS if checkpoint_family_name(c) == f] for f in FAMILIES}
 LAYOUTS = [
     (2, "24GiB", "auto"),
     (4, "24GiB", "balanced_low_0"),
@@ -134,7 +135,7 @@ def test_every_minor_release_is_swept_on_the_current_stack():
     newest = Version(newest_indexed())
     assert MINORS[-1] == f"{newest.major}.{newest.minor}" and len(MINORS) >= 39  # 4.45 to 5.25 at least
     assert set(LEGACY_SUBSET) <= set(MINORS)
-    assert {c for cs in BY_FAMILY.values() for c in cs} == set(qd.twins())
+    assert {c for cs in BY_FAMILY.values() for c in cs} == set(TWINS)
     # each shipped checkpoint has a turn on some release its family is in
     ran = {
         BY_FAMILY[f.name][MINORS.index(m) % len(BY_FAMILY[f.name])]
@@ -142,4 +143,4 @@ def test_every_minor_release_is_swept_on_the_current_stack():
         for f in FAMILIES.values()
         if Version(f"{m}.99") >= Version(f.since)
     }
-    assert ran == set(qd.twins())
+    assert ran == set(TWINS)

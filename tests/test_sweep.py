@@ -215,7 +215,7 @@ def test_bad_axes_are_the_kits_errors_before_anything_runs():
 
 def test_the_default_grid_is_every_shipped_checkpoint_over_the_realistic_layouts():
     scenarios = sweep_module.grid()
-    checkpoints = qd.twins()
+    checkpoints = list(qd.twins()["checkpoint"])
     assert len(scenarios) == len(checkpoints) * 4 * 3 * 4 * 4 * 2
     assert [s.model for s in scenarios[:: 4 * 3 * 4 * 4 * 2]] == checkpoints
 
@@ -347,14 +347,13 @@ def test_one_map_shared_by_two_gpu_counts_is_run_once_and_is_each_ones_fresh_row
 def test_undispatch_takes_a_placed_model_back_to_the_cpu_as_it_was_built():
     from accelerate.hooks import AlignDevicesHook
 
-    from qwenvl_diag.models.families import FAMILIES
     from qwenvl_diag.models.tiny import tiny_config
     from qwenvl_diag.placement.dispatch import undispatch
 
     model, _ = qd.tiny_model("qwen2_5_vl")
     built = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     forwards = {name: module.forward for name, module in model.named_modules()}
-    config = tiny_config(FAMILIES["qwen2_5_vl"])[0]
+    config = tiny_config("qwen2_5_vl")[0]
     spread = qd.plan_device_map(config, 2, "1GiB", "balanced").device_map
     offloading = {name: "cpu" if device == 1 else device for name, device in spread.items()}
     assert {0, 1} <= set(spread.values()) and "cpu" in offloading.values()

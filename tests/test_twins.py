@@ -2,37 +2,92 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
+import pandas as pd
 import pytest
 import torch
-from conftest import checkpoint_available
+from conftest import checkpoint_available, checkpoint_family_name
 
 import qwenvl_diag as qd
 from qwenvl_diag.models.catalog import checkpoint_config
 from qwenvl_diag.models.shrink import text_part
-from qwenvl_diag.models.twin import checkpoint_family, real_model_on_meta
+from qwenvl_diag.models.twin import TWIN_COLUMNS, checkpoint_family, real_model_on_meta
+
+CONFIGS = Path(qd.__file__).parent / "models" / "configs"
 
 
-def test_shipped_twins_are_the_collected_checkpoints():
-    assert qd.twins() == [
-        "Qwen/Qwen2-VL-2B-Instruct",
-        "Qwen/Qwen2-VL-72B-Instruct",
-        "Qwen/Qwen2-VL-7B-Instruct",
-        "Qwen/Qwen2.5-VL-32B-Instruct",
-        "Qwen/Qwen2.5-VL-3B-Instruct",
-        "Qwen/Qwen2.5-VL-72B-Instruct",
-        "Qwen/Qwen2.5-VL-7B-Instruct",
-        "Qwen/Qwen3-VL-2B-Instruct",
-        "Qwen/Qwen3-VL-30B-A3B-Instruct",
-        "Qwen/Qwen3-VL-32B-Instruct",
-        "Qwen/Qwen3-VL-4B-Instruct",
-        "Qwen/Qwen3-VL-8B-Instruct",
+PUBLISHED = [
+    "Qwen/Qwen2-VL-2B-Instruct",
+    "Qwen/Qwen2-VL-72B-Instruct",
+    "Qwen/Qwen2-VL-7B-Instruct",
+    "Qwen/Qwen2.5-VL-32B-Instruct",
+    "Qwen/Qwen2.5-VL-3B-Instruct",
+    "Qwen/Qwen2.5-VL-72B-Instruct",
+    "Qwen/Qwen2.5-VL-7B-Instruct",
+    "Qwen/Qwen3-VL-2B-Instruct",
+    "Qwen/Qwen3-VL-30B-A3B-Instruct",
+    "Qwen/Qwen3-VL-32B-Instruct",
+    "Qwen/Qwen3-VL-4B-Instruct",
+    "Qwen/Qwen3-VL-8B-Instruct",
+    "Qwen/Qwen3.5-0.8B",
+    "Qwen/Qwen3.5-27B",
+    "Qwen/Qwen3.5-35B-A3B",
+    "Qwen/Qwen3.5-397B-A17B",
+]
+TWINS = list(qd.twins()["checkpoint"])
+
+
+def test_twins_are_the_collected_checkpoints_each_with_its_provenance_and_hash():
+    frame = qd.twins()
+    assert list(frame.columns) == list(TWIN_COLUMNS)
+    assert TWINS == PUBLISHED
+    for row in frame.itertuples():  # the hash of the file as it ships
+        path = CONFIGS / row.checkpoint.replace("/", "--") / "config.json"
+        assert row.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert row.family == checkpoint_family_name(row.checkpoint)
+    by_name = frame.set_index("checkpoint")
+    assert (
+        by_name.loc["Qwen/Qwen2.5-VL-72B-Instruct", ["provenance", "verified"]]
+        == [
+            "key numbers only",
+            "key numbers only, not hash-verified",
+        ]
+    ).all()
+    assert (
+        frame.drop(index=by_name.index.get_loc("Qwen/Qwen2.5-VL-72B-Instruct")).provenance
+        == "published config"
+    ).all()
+    # the new families' published configs (configs/SOURCES.md): key numbers as the research found them
+    assert by_name.loc["Qwen/Qwen3.5-27B", ["model_type", "text_layers", "hidden_size"]].tolist() == [
+        "qwen3_5",
+        64,
+        5120,
     ]
+    assert by_name.loc["Qwen/Qwen3.5-35B-A3B", ["family", "experts", "text_layers"]].tolist() == [
+        "qwen3_5_moe",
+        256,
+        40,
+    ]
+    assert (
+        by_name.loc["Qwen/Qwen3.5-0.8B", "sha256"]
+        == "b90b86f35c8e6925ef74ee04d0e758f0a845c83a42089ad82bbaa948de9b4204"
+    )
+    assert (
+        by_name.loc["Qwen/Qwen3.5-27B", "sha256"]
+        == "f8d190c5b89c1521220f935d2567a587d6e291ed69066a45a106560b05a2174c"
+    )
+    moe = by_name.loc["Qwen/Qwen3-VL-30B-A3B-Instruct"]
+    assert (moe.family, moe.model_type, moe.experts, moe.text_layers) == ("qwen3_vl", "qwen3_vl_moe", 128, 48)
+    assert by_name.loc["Qwen/Qwen3-VL-8B-Instruct", "experts"] is pd.NA
 
 
-@pytest.mark.parametrize("checkpoint", qd.twins())
+@pytest.mark.parametrize("checkpoint", TWINS)
 def test_twin_has_the_real_module_tree(checkpoint):
     if not checkpoint_available(checkpoint):
-        with pytest.raises(qd.UnsupportedReleaseError, match="needs transformers >= 4.57.0"):
+        since = qd.FAMILIES[checkpoint_family_name(checkpoint)].since
+        with pytest.raises(qd.UnsupportedReleaseError, match=f"needs transformers >= {since}"):
             qd.twin(checkpoint)
         return
     model, processor = qd.twin(checkpoint)

@@ -1,4 +1,8 @@
-"""The Qwen-VL families the kit knows, and what each needs from the installed transformers."""
+"""The Qwen vision-language families the kit knows, and what each needs from the installed transformers.
+
+Qwen2-VL, Qwen2.5-VL and Qwen3-VL (dense and MoE), and the natively multimodal families after them:
+Qwen3.5 (dense and MoE, linear attention) and Qwen4-Exp, which run on Qwen3-VL's processor.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ from ..errors import UnknownFamilyError, UnsupportedReleaseError
 class Family:
     """One Qwen-VL model family.
 
-    `reference` is the shipped checkpoint whose tokenizer and preprocessor files the family's tiny
-    model and twins borrow when a checkpoint ships none of its own.
+    `reference` is the checkpoint whose config the family's tiny model shrinks, and whose tokenizer and
+    preprocessor files the family's twins borrow when a checkpoint ships none of its own. `borrows` names
+    the checkpoint whose tokenizer and preprocessor files stand in when the reference ships none either
+    (Qwen3.5 and Qwen4-Exp run on Qwen3-VL's processor; see `processor.family_specials`).
     """
 
     name: str
@@ -23,8 +29,10 @@ class Family:
     since: str
     patch_size: int
     reference: str
+    borrows: str | None = None
 
 
+_QWEN3_VL = "Qwen/Qwen3-VL-8B-Instruct"
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
@@ -40,18 +48,37 @@ FAMILIES: dict[str, Family] = {
             16,
             "Qwen/Qwen3-VL-8B-Instruct",
         ),
+        Family("qwen3_5", ("qwen3_5",), "Qwen3VLProcessor", "5.2.0", 16, "Qwen/Qwen3.5-27B", _QWEN3_VL),
+        Family(
+            "qwen3_5_moe",
+            ("qwen3_5_moe",),
+            "Qwen3VLProcessor",
+            "5.2.0",
+            16,
+            "Qwen/Qwen3.5-35B-A3B",
+            _QWEN3_VL,
+        ),
+        Family("qwen4_exp", ("qwen4_exp",), "Qwen3VLProcessor", "5.16.0", 16, "Qwen/Qwen4-Exp", _QWEN3_VL),
     )
 }
+# tiny models that are a family's variant, built from another of its checkpoints: {name: (family, checkpoint)}
+_TINY_VARIANTS = {"qwen3_vl_moe": ("qwen3_vl", "Qwen/Qwen3-VL-30B-A3B-Instruct")}
+TINY_MODELS: dict[str, tuple[str, str]] = {
+    **{name: (name, family.reference) for name, family in FAMILIES.items()},
+    **_TINY_VARIANTS,
+}
+
+
+def _unknown(name: object, known) -> UnknownFamilyError:
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return UnknownFamilyError(f"Unknown Qwen-VL family {name!r}.{hint} Known families: {', '.join(known)}.")
 
 
 def get_family(name: str) -> Family:
     """The family called `name`; a clear error for unknown names or a too-old transformers."""
     if not isinstance(name, str) or name not in FAMILIES:
-        close = difflib.get_close_matches(str(name), FAMILIES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownFamilyError(
-            f"Unknown Qwen-VL family {name!r}.{hint} Known families: {', '.join(FAMILIES)}."
-        )
+        raise _unknown(name, FAMILIES)
     family = FAMILIES[name]
     if not transformers_at_least(family.since):
         raise UnsupportedReleaseError(
@@ -59,6 +86,14 @@ def get_family(name: str) -> Family:
             f"Upgrade (pip install 'transformers>={family.since}') or pick another family."
         )
     return family
+
+
+def tiny_source(name: str) -> tuple[Family, str]:
+    """(family, checkpoint whose config it shrinks) of the tiny model `name` ("qwen3_5", "qwen3_vl_moe")."""
+    if not isinstance(name, str) or name not in TINY_MODELS:
+        raise _unknown(name, TINY_MODELS)
+    family, checkpoint = TINY_MODELS[name]
+    return get_family(family), checkpoint
 
 
 def family_of_model_type(model_type: str) -> Family | None:

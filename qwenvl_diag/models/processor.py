@@ -20,14 +20,36 @@ from .tokenizer import UNK_TOKEN, build_tokenizer, special_tokens
 
 
 def checkpoint_or_reference_file(family: Family, checkpoint: str | None, filename: str) -> dict | None:
-    """`filename` of the checkpoint when it ships one, else of the family's reference checkpoint."""
-    found = checkpoint_file(checkpoint, filename) if checkpoint else None
-    return found if found is not None else checkpoint_file(family.reference, filename)
+    """`filename` of the checkpoint when it ships one, else of the family's reference checkpoint, else
+    (for a family that borrows another's processor files) of the checkpoint it borrows from."""
+    for source in (checkpoint, family.reference, family.borrows):
+        found = checkpoint_file(source, filename) if source else None
+        if found is not None:
+            return found
+    return None
+
+
+def family_specials(family: Family, checkpoint: str | None) -> dict[int, str]:
+    """{id: token} of the special tokens of the checkpoint's (or its family's) tokenizer.
+
+    A family that borrows another's tokenizer files (Qwen3.5 and Qwen4-Exp take Qwen3-VL's) keeps the
+    borrowed tokens in their order, shifted so that the vision tokens land on the ids the model's config
+    names (Qwen3.5's <|image_pad|> is 248056 where Qwen3-VL's is 151655: the same tokens, 96401 on).
+    """
+    specials = special_tokens(checkpoint_or_reference_file(family, checkpoint, "tokenizer_config.json"))
+    own = checkpoint_file(checkpoint, "tokenizer_config.json") if checkpoint else None
+    if own is not None or checkpoint_file(family.reference, "tokenizer_config.json") or not family.borrows:
+        return specials
+    shift = (
+        checkpoint_or_reference_file(family, checkpoint, "config.json")["image_token_id"]
+        - checkpoint_file(family.borrows, "config.json")["image_token_id"]
+    )
+    return {i + shift: token for i, token in specials.items()}
 
 
 def token_ids(family: Family, checkpoint: str | None, real_ids: bool) -> dict[str, int]:
     """{special token: id} as the processor built with the same arguments numbers them."""
-    specials = special_tokens(checkpoint_or_reference_file(family, checkpoint, "tokenizer_config.json"))
+    specials = family_specials(family, checkpoint)
     tokenizer = build_tokenizer(specials, real_ids)
     return {tok: tokenizer.token_to_id(tok) for tok in specials.values()}
 
@@ -40,7 +62,7 @@ def build_processor(family: Family, checkpoint: str | None = None, real_ids: boo
 
     tok_config = checkpoint_or_reference_file(family, checkpoint, "tokenizer_config.json")
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=build_tokenizer(special_tokens(tok_config), real_ids), unk_token=UNK_TOKEN
+        tokenizer_object=build_tokenizer(family_specials(family, checkpoint), real_ids), unk_token=UNK_TOKEN
     )
     chat_template = tok_config["chat_template"]
     with tempfile.TemporaryDirectory(prefix="qwenvl-diag-processor-") as tmp:

@@ -18,6 +18,26 @@ _TEXT_WIDTHS = {
     "num_key_value_heads": 1,
 }
 _HEAD_DIM = TEXT_HIDDEN // _TEXT_WIDTHS["num_attention_heads"]
+# Qwen3.5 / Qwen4-Exp: gated delta-net (linear attention) heads; value heads a multiple of key heads
+_LINEAR_WIDTHS = {
+    "linear_num_key_heads": 2,
+    "linear_num_value_heads": 4,
+    "linear_key_head_dim": 8,
+    "linear_value_head_dim": 8,
+}
+# Qwen4-Exp: hyper-connection rank, the PLE n-gram table (1000 rows a part, not 20M) and the QSA indexer,
+# whose head must hold the rotary dims (its config's validate_architecture)
+_QWEN4_EXP_WIDTHS = {
+    "hc_lowrank": 4,
+    "ple_embed_dim": TEXT_HIDDEN,
+    "ngram_vocab_size_base": 1000,
+    "split_ngram_parts": 1,
+    "indexer_n_heads": 2,
+    "indexer_kv_heads": 1,
+    "indexer_head_dim": _HEAD_DIM,
+    "indexer_budget": 8,
+    "indexer_compress_ratio": 4,
+}
 _VISION_WIDTHS = {"hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": TEXT_HIDDEN}
 # Qwen2-VL's vision config names its width `embed_dim` and uses `hidden_size` for the merger output.
 _QWEN2_VL_VISION_WIDTHS = {"embed_dim": 32, "num_heads": 2, "mlp_ratio": 2, "hidden_size": TEXT_HIDDEN}
@@ -51,9 +71,16 @@ def shrink_config(config: dict) -> dict:
         text["head_dim"] = _HEAD_DIM
     if "moe_intermediate_size" in text:
         text["moe_intermediate_size"] = 16
+    if "shared_expert_intermediate_size" in text:
+        text["shared_expert_intermediate_size"] = 16
+    text.update({k: v for k, v in _LINEAR_WIDTHS.items() if k in text})
+    if "ple_layer_ids" in text:
+        text.update(_QWEN4_EXP_WIDTHS)
     rope = _rope_dict(text)
-    if rope and "mrope_section" in rope:
-        rope["mrope_section"] = _scaled_sections(rope["mrope_section"], _HEAD_DIM // 2)
+    if rope:  # M-RoPE sections share the rotary half of a head: head_dim * partial_rotary_factor / 2
+        rotary_half = int(_HEAD_DIM * rope.get("partial_rotary_factor", 1.0)) // 2
+        if "mrope_section" in rope:
+            rope["mrope_section"] = _scaled_sections(rope["mrope_section"], rotary_half)
     vision = config["vision_config"]
     vision.update(_QWEN2_VL_VISION_WIDTHS if "embed_dim" in vision else _VISION_WIDTHS)
     config.pop("torch_dtype", None)
@@ -65,8 +92,15 @@ def shrink_config(config: dict) -> dict:
 def set_depth(config: dict, text_layers: int, vision_depth: int) -> dict:
     """A copy of `config` with fewer layers and blocks, structural index lists fitted to them."""
     config = copy.deepcopy(config)
-    text_part(config)["num_hidden_layers"] = text_layers
-    text_part(config).pop("max_window_layers", None)
+    text = text_part(config)
+    text["num_hidden_layers"] = text_layers
+    text.pop("max_window_layers", None)
+    if text.get("layer_types"):  # Qwen3.5: the first layers of the pattern (3 linear-attention, 1 full)
+        text["layer_types"] = text["layer_types"][:text_layers]
+    if "ple_layer_ids" in text:  # Qwen4-Exp: the per-layer n-gram embedding on a linear layer (1-indexed)
+        linear = [i + 1 for i, kind in enumerate(text["layer_types"]) if kind == "linear_attention"]
+        text["ple_layer_ids"] = linear[1:2]
+        text["number_of_conv_states"] = 3  # what __post_init__ derives, stale in a to_dict() copy
     vision = config["vision_config"]
     vision["depth"] = vision_depth
     if "fullatt_block_indexes" in vision:  # Qwen2.5-VL: every 8th block attends globally

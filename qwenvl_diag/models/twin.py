@@ -2,24 +2,69 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import torch
 
 from .build import build_model, config_from_dict, model_class
-from .catalog import checkpoint_config, resolve_checkpoint, shipped_checkpoints
+from .catalog import (
+    checkpoint_config,
+    checkpoint_model_type,
+    config_sha256,
+    provenance,
+    resolve_checkpoint,
+    shipped_checkpoints,
+)
 from .families import Family, family_of_model_type, get_family
 from .processor import build_processor, checkpoint_or_reference_file
-from .shrink import shrink_config
+from .shrink import shrink_config, text_part
+
+TWIN_COLUMNS = (
+    "checkpoint",
+    "family",
+    "model_type",
+    "provenance",
+    "verified",
+    "sha256",
+    "text_layers",
+    "hidden_size",
+    "vision_depth",
+    "experts",
+)
+"""Columns of `twins()`, one row per checkpoint. `provenance` is "published config" (a byte-for-byte copy
+of the checkpoint's config.json) or "key numbers only" (a copy whose key numbers were checked, not its
+bytes); `verified` says how it was checked (configs/SOURCES.md has each file's sources) and `sha256` is the
+shipped file's hash. The key numbers (`text_layers`, `hidden_size`, `vision_depth`, `experts`: <NA> for a
+dense model) are read from the config."""
 
 
 def checkpoint_family(checkpoint: str) -> Family:
     """The family of a shipped checkpoint, checked against the installed transformers."""
-    family = family_of_model_type(checkpoint_config(checkpoint)["model_type"])
-    return get_family(family.name)
+    return get_family(family_of_model_type(checkpoint_model_type(checkpoint)).name)
 
 
-def twins() -> list[str]:
-    """Hub ids of the checkpoints `twin()` can build (every shipped config)."""
-    return list(shipped_checkpoints())
+def _twin_row(checkpoint: str) -> dict:
+    config = checkpoint_config(checkpoint)
+    text = text_part(config)
+    return {
+        "checkpoint": checkpoint,
+        "family": family_of_model_type(config["model_type"]).name,
+        "model_type": config["model_type"],
+        **provenance(checkpoint),
+        "sha256": config_sha256(checkpoint),
+        "text_layers": text["num_hidden_layers"],
+        "hidden_size": text["hidden_size"],
+        "vision_depth": config["vision_config"].get("depth", 32),  # Qwen2.5-VL-32B omits it: the default
+        "experts": text.get("num_experts"),
+    }
+
+
+def twins() -> pd.DataFrame:
+    """The checkpoints `twin()` builds, one row each, with where each config comes from (TWIN_COLUMNS).
+
+    >>> qd.twins()[["checkpoint", "provenance"]]
+    """
+    frame = pd.DataFrame([_twin_row(c) for c in shipped_checkpoints()], columns=list(TWIN_COLUMNS))
+    return frame.astype(dict.fromkeys(TWIN_COLUMNS[6:], "Int64"))
 
 
 def real_model_on_meta(checkpoint: str) -> torch.nn.Module:
