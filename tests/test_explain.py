@@ -535,3 +535,45 @@ def test_an_unrecognised_paste_from_an_unindexed_release_says_the_index_is_older
         not result.recognised and f"Note: transformers {newer} is newer than the kit's index" in result.reply
     )
     assert qd.explain(f"{UNRELATED['nothing']}\ntransformers=={RELEASE}").notes == ()
+
+
+NEW_FAMILY_FILES = {
+    "qwen3_5": "qwen3_5/modeling_qwen3_5.py",
+    "qwen3_5_moe": "qwen3_5_moe/modeling_qwen3_5_moe.py",
+    "qwen4_exp": "qwen4_exp/modeling_qwen4_exp.py",
+    "qwen2_5_omni": "qwen2_5_omni/modeling_qwen2_5_omni.py",
+    "qwen3_omni_moe": "qwen3_omni_moe/modeling_qwen3_omni_moe.py",
+}
+
+
+@pytest.mark.parametrize("family", sorted(NEW_FAMILY_FILES))
+def test_the_new_families_files_are_qwen_vision_language_code_not_another_model(family):
+    text = (
+        'Traceback (most recent call last):\n  File "/x/site-packages/transformers/models/'
+        f'{NEW_FAMILY_FILES[family]}", line 1260, in forward\n'
+        "    pos_embeds = (self.pos_embed(interp_indices) * interp_weights[:, :, None]).sum(1)\n"
+        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
+        "cuda:0 and cpu!\ntransformers==5.25.0\n"
+    )
+    facts = read_facts(text)
+    assert (facts["model_type"], facts["family"]) == (family, family)
+    assert "not a Qwen-VL model" not in qd.explain(text).reply
+
+
+@pytest.mark.parametrize(
+    ("text", "family", "checkpoint"),
+    [
+        ("Qwen/Qwen3.5-35B-A3B on 4 GPUs", "qwen3_5_moe", "Qwen/Qwen3.5-35B-A3B"),
+        ("loading Qwen/Qwen3.5-27B with device_map=auto", "qwen3_5", "Qwen/Qwen3.5-27B"),
+        (
+            "Qwen3-Omni-30B-A3B-Instruct, use_audio_in_video=True",
+            "qwen3_omni_moe",
+            "Qwen3-Omni-30B-A3B-Instruct",
+        ),
+        ("Qwen2.5-Omni-7B thinker", "qwen2_5_omni", "Qwen2.5-Omni-7B"),
+        ("Qwen3.8-Flash-Next-FP8", "qwen4_exp", "Qwen3.8-Flash-Next-FP8"),
+    ],
+)
+def test_the_new_families_are_read_from_checkpoint_names(text, family, checkpoint):
+    facts = read_facts(text)
+    assert (facts["family"], facts["checkpoint"]) == (family, checkpoint)

@@ -1,22 +1,26 @@
-"""Tiny models of every family: forward and generate on every input kind, in both stacks."""
+"""Tiny models of every family (and Qwen3-VL-MoE): forward and generate on every input kind, in both
+stacks."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ALL_FAMILIES, family_available
+from conftest import family_available
 
 import qwenvl_diag as qd
+from qwenvl_diag.models.families import TINY_MODELS
 
 
-@pytest.fixture(scope="module", params=ALL_FAMILIES)
+@pytest.fixture(scope="module", params=list(TINY_MODELS))
 def family_model(request):
-    family = request.param
+    name = request.param
+    family = TINY_MODELS[name][0]
     if not family_available(family):
-        with pytest.raises(qd.UnsupportedReleaseError, match=r"needs transformers >= 4\.57\.0"):
-            qd.tiny_model(family)
+        since = qd.FAMILIES[family].since
+        with pytest.raises(qd.UnsupportedReleaseError, match=rf"{family} needs transformers >= {since}"):
+            qd.tiny_model(name)
         return family, None, None
-    model, processor = qd.tiny_model(family)
+    model, processor = qd.tiny_model(name)
     return family, model, processor
 
 

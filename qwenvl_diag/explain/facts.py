@@ -117,13 +117,18 @@ _ARROW = re.compile(r"^\s*-+>\s*(?P<line>\d+)\s?(?P<code>.*)$")
 # a file and line quoted outside a traceback: "modeling_qwen2_5_vl.py:1334", "... modeling_x.py line 12"
 _FILE_LINE = re.compile(r"(?P<file>[\w./\\~-]*modeling_\w+\.py)(?::|,? line )(?P<line>\d+)")
 
-_FAMILIES = (  # most specific first
+_FAMILIES = (  # most specific first; the Omni thinkers carry Qwen-VL's vision tower and M-RoPE
+    ("qwen3_omni_moe", re.compile(r"qwen3_omni_moe|Qwen3OmniMoe|Qwen3-Omni", re.IGNORECASE)),
+    ("qwen2_5_omni", re.compile(r"qwen2_5_omni|Qwen2_5Omni|Qwen2\.5-Omni", re.IGNORECASE)),
+    ("qwen4_exp", re.compile(r"qwen4_exp|Qwen4Exp|Qwen4-Exp|Qwen3\.8-", re.IGNORECASE)),
+    ("qwen3_5_moe", re.compile(r"qwen3_5_moe|Qwen3_5Moe|Qwen3\.5-\d+B-A\d+B", re.IGNORECASE)),
+    ("qwen3_5", re.compile(r"qwen3_5|Qwen3_5|Qwen3\.5", re.IGNORECASE)),
     ("qwen3_vl_moe", re.compile(r"qwen3_vl_moe|Qwen3VLMoe|Qwen3-VL-\d+B-A\d+B", re.IGNORECASE)),
     ("qwen3_vl", re.compile(r"qwen3_vl|Qwen3VL|Qwen3-VL", re.IGNORECASE)),
     ("qwen2_5_vl", re.compile(r"qwen2_5_vl|Qwen2_5_VL|Qwen2\.5-VL", re.IGNORECASE)),
     ("qwen2_vl", re.compile(r"qwen2_vl|Qwen2VL|Qwen2-VL", re.IGNORECASE)),
 )
-_CHECKPOINT = re.compile(r"(?:Qwen/)?Qwen(?:2\.5|2|3)-VL-[\w.]+(?:-[\w.]+)*")
+_CHECKPOINT = re.compile(r"(?:Qwen/)?Qwen(?:(?:2\.5|2|3)-VL|3\.5|2\.5-Omni|3-Omni|3\.8)-[\w.]+(?:-[\w.]+)*")
 _MODEL_DIR = re.compile(r"transformers[/\\]models[/\\](?P<type>\w+)[/\\]")
 
 _VERSION = r"v?(?P<version>\d+\.\d+(?:\.\d+)*(?:\.?(?:dev|rc|a|b|post)\d*)*(?:\+[\w.]+)?)"

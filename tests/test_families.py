@@ -1,0 +1,68 @@
+"""The families after Qwen3-VL (Qwen3.5 dense and MoE, Qwen4-Exp) and Qwen3-VL-MoE through the whole flow:
+their tiny models and twins on simulated GPUs, the way their model cards build inputs."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import family_available
+
+import qwenvl_diag as qd
+from qwenvl_diag.models.families import TINY_MODELS
+
+NEW_TINY = ["qwen3_vl_moe", "qwen3_5", "qwen3_5_moe", "qwen4_exp"]
+NEW_TWINS = ["Qwen/Qwen3.5-0.8B", "Qwen/Qwen3.5-27B", "Qwen/Qwen3.5-35B-A3B"]
+
+
+def _passed_or_failed_in_the_library(diagnosis: qd.Diagnosis) -> None:
+    """A run on simulated GPUs either passes or stops at a real library line, as a real GPU would."""
+    if diagnosis.error is None:
+        return
+    assert "on the same device" in diagnosis.error
+    first = diagnosis.first_mismatch
+    assert first["file"].replace("\\", "/").split("site-packages/")[-1].startswith("transformers/")
+    assert first["line"] > 0 and first["code"]
+
+
+@pytest.mark.parametrize("name", NEW_TINY)
+def test_each_new_tiny_model_runs_a_four_gpu_generate_with_an_image(name):
+    family = TINY_MODELS[name][0]
+    scenario = qd.Scenario(f"tiny/{name}", gpus=4, memory="24GiB", inputs="image", action="generate")
+    if not family_available(family):
+        with pytest.raises(qd.UnsupportedReleaseError, match=f"{family} needs transformers"):
+            qd.run(scenario)
+        return
+    diagnosis = qd.run(scenario)
+    placed = set(diagnosis.frames["placement"]["device"])
+    assert len(placed) >= 2 and placed <= {"cuda:0", "cuda:1", "cuda:2", "cuda:3"}  # split across GPUs
+    _passed_or_failed_in_the_library(diagnosis)
+
+
+@pytest.mark.parametrize("checkpoint", NEW_TWINS)
+def test_each_new_twin_runs_the_seed_style_generate_on_four_24_gib_gpus(checkpoint):
+    scenario = qd.Scenario.preset("seed-batched", model=checkpoint, gpus=4, memory="24GiB")
+    if not family_available(qd.twins().set_index("checkpoint").loc[checkpoint, "family"]):
+        with pytest.raises(qd.UnsupportedReleaseError, match="needs transformers >= 5.2.0"):
+            qd.run(scenario)
+        return
+    diagnosis = qd.run(scenario)
+    assert diagnosis.error is None, diagnosis.error
+    assert set(diagnosis.frames["placement"]["device"]) <= {"cuda:0", "cuda:1", "cuda:2", "cuda:3"}
+
+
+@pytest.mark.skipif(not family_available("qwen3_5"), reason="needs transformers >= 5.2.0")
+@pytest.mark.parametrize("kind", ["image", "video", "text"])
+def test_qwen3_5_inputs_carry_mm_token_type_ids_and_real_token_ids(kind):
+    """Qwen3.5's processor (Qwen3-VL's) marks each token's kind, as the model needs from 5.4; the borrowed
+    tokenizer's special tokens sit at Qwen3.5's ids (<|image_pad|> 248056, <|endoftext|> 248044)."""
+    model, processor = qd.twin("Qwen/Qwen3.5-27B")
+    inputs = qd.sample_inputs(processor, kind)
+    kinds = inputs["mm_token_type_ids"]
+    assert kinds.shape == inputs["input_ids"].shape
+    vision = {"image": model.config.image_token_id, "video": model.config.video_token_id}.get(kind)
+    if vision is None:
+        assert int(kinds.sum()) == 0
+    else:
+        assert int((kinds != 0).sum()) == int((inputs["input_ids"] == vision).sum()) > 0
+    assert processor.tokenizer.convert_ids_to_tokens(248056) == "<|image_pad|>"
+    assert processor.tokenizer.convert_ids_to_tokens(248044) == "<|endoftext|>"
+    assert processor.tokenizer.convert_ids_to_tokens(model.config.text_config.eos_token_id) == "<|endoftext|>"
