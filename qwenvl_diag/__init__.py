@@ -42,6 +42,7 @@ _EXPORTS = {
     "fixes": ("FIX_COLUMNS", "Fix", "Setup", "applying", "fixes", "get_fix"),
     "input_check": ("CHECK_COLUMNS", "check_inputs"),
     "inputs": ("sample_inputs",),
+    "linear_cache": ("LINEAR_CACHE_COLUMNS", "linear_cache_frame"),
     "models.families": ("FAMILIES",),
     "models.loading": ("load_model",),
     "models.tiny": ("tiny_model",),

@@ -66,3 +66,23 @@ def test_qwen3_5_inputs_carry_mm_token_type_ids_and_real_token_ids(kind):
     assert processor.tokenizer.convert_ids_to_tokens(248056) == "<|image_pad|>"
     assert processor.tokenizer.convert_ids_to_tokens(248044) == "<|endoftext|>"
     assert processor.tokenizer.convert_ids_to_tokens(model.config.text_config.eos_token_id) == "<|endoftext|>"
+
+
+@pytest.mark.skipif(not family_available("qwen3_5"), reason="Qwen3.5 needs transformers >= 5.2.0")
+def test_plans_that_leave_gpu_0_empty_or_keep_experts_on_the_host_are_flagged_and_others_are_not():
+    def codes(plan) -> set:
+        return set(qd.flags_frame(plan)["code"])
+
+    empty_first = qd.plan_device_map("Qwen/Qwen3.5-27B", 4, "24GiB", strategy="balanced_low_0")
+    assert 0 not in empty_first.device_map.values() and "main_gpu_empty" in codes(empty_first)
+    flag = qd.flags_frame(empty_first).set_index("code").loc["main_gpu_empty"]
+    assert flag.devices == ("cuda:1",) and empty_first.device_map[flag.modules[0]] == 1
+    moe_on_host = qd.plan_device_map("Qwen/Qwen3.5-35B-A3B", 4, "8GiB")
+    flag = qd.flags_frame(moe_on_host).set_index("code").loc["experts_offloaded"]
+    assert set(flag.devices) <= {"cpu", "disk"} and flag.modules
+    assert all(moe_on_host.device_map[m] in ("cpu", "disk") for m in flag.modules)
+    for fits in (
+        qd.plan_device_map("Qwen/Qwen3.5-27B", 4, "24GiB"),
+        qd.plan_device_map("Qwen/Qwen3.5-35B-A3B", 4, "80GiB"),
+    ):
+        assert not codes(fits) & {"main_gpu_empty", "experts_offloaded"}

@@ -100,7 +100,7 @@ def test_plans_are_made_on_the_meta_device_without_weights(checkpoint):
     assert plan.tie_word_embeddings is tied
     named = _reference_model(checkpoint).named_parameters()
     real = sum(p.numel() for n, p in named if not (tied and n == "lm_head.weight"))  # a tied weight once
-    assert sum(plan.module_params.values()) == real > 2e9  # billions of parameters, no memory
+    assert sum(plan.module_params.values()) == real > 5e8  # 0.8B to 72B parameters, no memory
     assert sum(plan.module_bytes.values()) >= 2 * real  # bfloat16 weights (+ float32 rotary buffers)
 
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from .devices import OFFLOAD_DEVICES, device_label
-from .modules import devices_of, find_module
+from .modules import covering_key, devices_of, find_module
 
 FLAG_COLUMNS = ["code", "modules", "devices", "why"]
 """Columns of `flags_frame`: the flag's stable `code`, the modules and devices involved, and why."""
@@ -20,7 +20,11 @@ FLAG_CODES = (
     "unplaced_modules",
     "fsdp_cpu_offload",
     "fsdp_embedding_units",
+    "main_gpu_empty",
+    "experts_offloaded",
 )
+# MoE experts (Qwen3-VL-MoE, Qwen3.5-MoE, Qwen4-Exp) and Qwen4-Exp's per-layer n-gram embedding table (PLE)
+_BIG_TABLES = (".experts.", ".ngram_embedding.")
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,9 @@ def find_risks(
     """Flags for `device_map` over a model with these modules and tensors (parameters and buffers).
 
     Codes (FLAG_CODES): vision_embed_apart, vision_split, lm_head_apart_from_tied_embeddings,
-    offloaded, unplaced_modules. A module's devices are those its tensors land on. Modules on "cpu"
-    count as offloaded when the map also uses a GPU or was planned `for_gpus`; "disk" always does.
+    offloaded, unplaced_modules, main_gpu_empty, experts_offloaded. A module's devices are those its
+    tensors land on. Modules on "cpu" count as offloaded when the map also uses a GPU or was planned
+    `for_gpus`; "disk" always does.
     """
     flags = []
     vision = find_module(module_names, "visual")
@@ -109,6 +114,41 @@ def find_risks(
                 "These modules are offloaded (they did not fit on the GPUs, or the map says so): accelerate "
                 "keeps their weights on cpu/disk and copies them to the main GPU at every forward, which is "
                 "slow; from_pretrained also needs an offload_folder for disk.",
+            )
+        )
+    gpus = sorted(d for d in device_map.values() if isinstance(d, int))
+    if gpus and gpus[0] != 0:
+        first = next(k for k, d in device_map.items() if d == gpus[0])
+        flags.append(
+            RiskFlag(
+                "main_gpu_empty",
+                (first,),
+                _labels({gpus[0]}),
+                f"The map leaves GPU 0 empty and starts on {device_label(gpus[0])} (balanced_low_0 keeps "
+                "GPU 0 for generate's outputs, or a no-split block, such as a whole audio or vision encoder "
+                "or a PLE decoder layer, was bigger than what GPU 0 had left). accelerate's root hook then "
+                "moves the forward arguments to that GPU, and model.device says so too; code that sends "
+                "tensors to 'cuda' or 'cuda:0' puts them on a "
+                "GPU no layer runs on.",
+            )
+        )
+    offloaded_tables = {
+        key: device_map[key]
+        for name in tensor_names
+        if any(t in f".{name}." for t in _BIG_TABLES)
+        and (key := covering_key(name, device_map)) is not None
+        and (device_map[key] == "disk" or (on_gpu and device_map[key] in OFFLOAD_DEVICES))
+    }
+    if offloaded_tables:
+        flags.append(
+            RiskFlag(
+                "experts_offloaded",
+                tuple(sorted(offloaded_tables)),
+                _labels(set(offloaded_tables.values())),
+                "MoE experts (or Qwen4-Exp's n-gram embedding table) are kept on cpu/disk: each expert "
+                "is one fused parameter per layer, so accelerate copies all of a layer's experts to the GPU "
+                "at every forward, whichever few the router picks; decoding is bound by that copy. Give "
+                "these layers GPU memory first (max_memory), or quantise the experts.",
             )
         )
     if unplaced:
