@@ -25,12 +25,18 @@ from transformers import AutoConfig
 
 from qwenvl_diag._compat import TRANSFORMERS_5
 from qwenvl_diag.models.catalog import checkpoint_config
+from qwenvl_diag.models.tiny import tiny_config
+
+
+def source_config(checkpoint: str) -> dict:
+    """The config of a shipped checkpoint, or of a tiny model ("tiny/qwen4_exp": a family with no twin)."""
+    return tiny_config(checkpoint[5:])[0] if checkpoint.startswith("tiny/") else checkpoint_config(checkpoint)
 
 
 @cache
 def reference_model(checkpoint: str, dtype: torch.dtype = torch.bfloat16) -> torch.nn.Module:
     """The model from_pretrained(checkpoint, dtype=dtype, device_map=...) has when it plans the map."""
-    config = AutoConfig.for_model(**copy.deepcopy(checkpoint_config(checkpoint)))
+    config = AutoConfig.for_model(**copy.deepcopy(source_config(checkpoint)))
     model_cls = getattr(transformers, config.architectures[0])
     parts = [config, *(getattr(config, k) for k in getattr(config, "sub_configs", ()))]  # 4.47+ has them
     previous = torch.get_default_dtype()
@@ -123,7 +129,8 @@ def compare(layouts: list[list]) -> list[dict]:
 
     results = []
     for checkpoint, gpus, memory, strategy in layouts:
-        plan = qd.plan_device_map(checkpoint, gpus, memory, strategy)
+        source = source_config(checkpoint) if checkpoint.startswith("tiny/") else checkpoint
+        plan = qd.plan_device_map(source, gpus, memory, strategy)
         model = reference_model.__wrapped__(checkpoint)  # a new one, as each from_pretrained builds
         expected = reference_map(model, strategy, plan.max_memory)
         equal = list(plan.device_map.items()) == list(expected.items())  # order too: the main device

@@ -34,7 +34,13 @@ CACHE = Path(__file__).resolve().parents[1] / "test-output" / "envs"
 TESTS = Path(__file__).resolve().parent
 # one checkpoint per family and release, in turn, so that the sweep runs every shipped checkpoint
 TWINS = list(qd.twins()["checkpoint"])
-BY_FAMILY = {f: [c for c in TWINS if checkpoint_family_name(c) == f] for f in FAMILIES}
+# too big for every layout of the lab (8 x 80 GiB), and the kit does not offload to disk: planned, not run
+PLANNED_ONLY = ["Qwen/Qwen3.5-397B-A17B"]
+# a family with no twin (Qwen4-Exp: no published config) runs and plans as its tiny model
+BY_FAMILY = {
+    f: [c for c in TWINS if checkpoint_family_name(c) == f and c not in PLANNED_ONLY] or [f"tiny/{f}"]
+    for f in FAMILIES
+}
 LAYOUTS = [
     (2, "24GiB", "auto"),
     (4, "24GiB", "balanced_low_0"),
@@ -122,6 +128,11 @@ def test_a_scenario_runs_and_plans_as_each_release_does(minor, prepared):
 
     layouts = [[c, *LAYOUTS[(turn + k) % len(LAYOUTS)]] for k, c in enumerate(checkpoints)]
     layouts.append([checkpoints[0], *LAYOUTS[(turn + len(checkpoints)) % len(LAYOUTS)]])
+    layouts += [
+        [c, *LAYOUTS[turn % len(LAYOUTS)]]
+        for c in PLANNED_ONLY
+        if Version(release) >= Version(FAMILIES[checkpoint_family_name(c)].since)
+    ]
     compared = _plans_equal(env.python, layouts)
     assert compared["transformers"] == release
     unequal = [r for r in compared["results"] if not r["equal"]]
@@ -135,7 +146,9 @@ def test_every_minor_release_is_swept_on_the_current_stack():
     newest = Version(newest_indexed())
     assert MINORS[-1] == f"{newest.major}.{newest.minor}" and len(MINORS) >= 39  # 4.45 to 5.25 at least
     assert set(LEGACY_SUBSET) <= set(MINORS)
-    assert {c for cs in BY_FAMILY.values() for c in cs} == set(TWINS)
+    assert {c for cs in BY_FAMILY.values() for c in cs if not c.startswith("tiny/")} | set(
+        PLANNED_ONLY
+    ) == set(TWINS)
     # each shipped checkpoint has a turn on some release its family is in
     ran = {
         BY_FAMILY[f.name][MINORS.index(m) % len(BY_FAMILY[f.name])]
@@ -143,4 +156,4 @@ def test_every_minor_release_is_swept_on_the_current_stack():
         for f in FAMILIES.values()
         if Version(f"{m}.99") >= Version(f.since)
     }
-    assert ran == set(TWINS)
+    assert ran == {*TWINS, "tiny/qwen4_exp"} - set(PLANNED_ONLY)
