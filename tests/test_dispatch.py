@@ -29,8 +29,15 @@ MEMORY = ("24GiB", "40GiB", "80GiB")
 LAYOUTS = [(g, m, s) for g in GPUS for m in MEMORY for s in qd.STRATEGIES]
 MID = "Qwen/Qwen2.5-VL-7B-Instruct"
 QWEN3 = "Qwen/Qwen3-VL-8B-Instruct"
-LARGE = ("Qwen/Qwen2.5-VL-32B-Instruct", "Qwen/Qwen3-VL-30B-A3B-Instruct", "Qwen/Qwen3-VL-32B-Instruct")
+LARGE = (
+    "Qwen/Qwen2.5-VL-32B-Instruct",
+    "Qwen/Qwen3-VL-30B-A3B-Instruct",
+    "Qwen/Qwen3-VL-32B-Instruct",
+    "Qwen/Qwen3.5-27B",
+    "Qwen/Qwen3.5-35B-A3B",
+)
 HUGE = ("Qwen/Qwen2-VL-72B-Instruct", "Qwen/Qwen2.5-VL-72B-Instruct")
+GIANT = ("Qwen/Qwen3.5-397B-A17B",)  # ~800 GB in bfloat16: more than 8 x 80 GiB, offloads on every layout
 
 
 def _assert_unsupported(checkpoint: str) -> None:
@@ -202,7 +209,7 @@ def twins():
 def _host_plan(checkpoint: str, gpus: int, memory: str, strategy: str) -> qd.DevicePlan:
     """The plan a host with RAM enough for what the GPUs cannot hold gets (the default CPU budget is
     the RAM free now, which on a small host sends part of the large checkpoints to "disk")."""
-    host = dict.fromkeys(range(gpus), memory) | {"cpu": "512GiB"}
+    host = dict.fromkeys(range(gpus), memory) | {"cpu": "1024GiB"}
     return qd.plan_device_map(checkpoint, gpus, memory, strategy, max_memory=host)
 
 
@@ -285,7 +292,7 @@ def _check_outcome(outcome: dict, plan: qd.DevicePlan, reference: torch.nn.Modul
         assert outcome["main"] is None  # one device: moved there, no hooks
 
 
-# The layouts whose plans offload to the CPU: the large (32B, 30B-A3B) on one GPU, or on two of 24 GiB
+# The layouts whose plans offload to the CPU: the large (27B to 35B) on one GPU, or on two of 24 GiB
 # (on two of 40 GiB only balanced_low_0, which keeps GPU 0 light). The others fit on their GPUs.
 OFFLOADING = {
     (gpus, memory, strategy)
@@ -312,7 +319,15 @@ def test_a_dispatched_twin_holds_every_tensor_where_its_plan_puts_it(
     assert (plan.model, plan.gpus, plan.strategy) == (checkpoint, gpus, strategy)
     used = set(plan.device_map.values())
     assert used <= {*range(gpus), "cpu"} and _gpus(plan.device_map)
-    offloads = OFFLOADING if checkpoint in LARGE else OFFLOADING_HUGE if checkpoint in HUGE else set()
+    offloads = (
+        OFFLOADING
+        if checkpoint in LARGE
+        else OFFLOADING_HUGE
+        if checkpoint in HUGE
+        else set(LAYOUTS)
+        if checkpoint in GIANT
+        else set()
+    )
     assert ("cpu" in used) == ((gpus, memory, strategy) in offloads)
     _check_outcome(outcome, plan, twins(checkpoint)[0])
 

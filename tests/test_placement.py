@@ -177,7 +177,8 @@ def test_every_planned_key_is_a_name_of_the_twin(checkpoint, twins_by_checkpoint
     assert keys - names == set()
     assert any(".layers." in k for k in keys) and any("visual" in k for k in keys)
     # dispatching to GPUs needs simulated ones: the names pass, the missing GPUs are the refusal
-    plan = qd.plan_device_map(checkpoint, 8, "40GiB", "balanced")  # 72B fits: nothing on disk
+    host = dict.fromkeys(range(8), "40GiB") | {"cpu": "1024GiB"}  # 397B: the rest in RAM, not on disk
+    plan = qd.plan_device_map(checkpoint, 8, "40GiB", "balanced", max_memory=host)
     with pytest.raises(
         qd.PlacementError, match=r"uses cuda:\d, but this machine has 0 GPU\(s\).*simulated_gpus"
     ):
