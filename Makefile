@@ -30,7 +30,10 @@ lab: $(CURRENT)/.installed
 	-$(MAKE) --no-print-directory lab-envs
 	$(CURRENT)/bin/jupyter lab notebooks/01_reproduce.ipynb
 
-test: test-current test-legacy
+# both stacks at once, one per core (their side environments are their own: test-output/envs keys them by
+# the stack's installed packages), each stack's output kept together
+test:
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-current test-legacy
 
 test-current: $(CURRENT)/.installed
 	$(CURRENT)/bin/python -m pytest
