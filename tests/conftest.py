@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from qwenvl_diag._compat import transformers_at_least
@@ -48,6 +50,12 @@ def family_available(family: str) -> bool:
 def checkpoint_family_name(checkpoint: str) -> str:
     """The family of a shipped checkpoint, read from its config's model_type."""
     return family_of_model_type(checkpoint_model_type(checkpoint)).name
+
+
+def refusal(checkpoint: str) -> str:
+    """The pattern of the kit's error for a checkpoint whose family this transformers lacks."""
+    family = FAMILIES[checkpoint_family_name(checkpoint)]
+    return re.escape(f"{family.name} needs transformers >= {family.since}")
 
 
 def checkpoint_available(checkpoint: str) -> bool:

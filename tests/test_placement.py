@@ -18,7 +18,7 @@ import psutil
 import pytest
 import torch
 import transformers
-from conftest import checkpoint_available
+from conftest import checkpoint_available, refusal
 from planner_reference import reference_map as _reference_map
 from planner_reference import reference_model as _reference_model
 from transformers import AutoConfig
@@ -65,7 +65,7 @@ def _named(model: torch.nn.Module, last: str) -> str:
 @pytest.mark.parametrize("checkpoint", list(qd.twins()["checkpoint"]))
 def test_plan_equals_the_installed_planner(checkpoint, gpus, memory, strategy):
     if not checkpoint_available(checkpoint):
-        with pytest.raises(qd.UnsupportedReleaseError, match=r"needs transformers >= 4\.57\.0"):
+        with pytest.raises(qd.UnsupportedReleaseError, match=refusal(checkpoint)):
             qd.plan_device_map(checkpoint, gpus, memory, strategy)
         return
     plan = qd.plan_device_map(checkpoint, gpus=gpus, memory=memory, strategy=strategy)
