@@ -214,7 +214,9 @@ def test_placement_panel_is_live_in_jupyterlab(tmp_path, chromium, committed_not
     with notebook_in_lab(chromium, PLACEMENT_NOTEBOOK, tmp_path) as (base, page):
         text, context = run_and_check_cells(page, base, PLACEMENT_NOTEBOOK)
         check_tables_readable(page, context)
-        assert f"transformers {TRANSFORMERS_VERSION}; checkpoints:" in text, context
+        assert f"transformers {TRANSFORMERS_VERSION}\n" in text, context
+        # the twins' frame: every shipped checkpoint with where its config comes from
+        assert "Qwen/Qwen3.5-27B" in text and "published config" in text, context
         expect_widgets_rendered(page)
 
         panel = page.locator(PANEL).first  # the placement panel (the cell after the parameters)
