@@ -47,6 +47,28 @@ def test_each_linear_layer_keeps_its_states_on_its_own_gpu(name):
     assert frame["conv_states"].tolist() == [[d] for d in frame["layer_device"]]
 
 
+def test_a_state_on_another_gpu_than_its_layer_is_said():
+    if not family_available("qwen3_5"):
+        with pytest.raises(qd.UnsupportedReleaseError, match="qwen3_5 needs transformers >= 5.2.0"):
+            qd.tiny_model("qwen3_5")
+        return
+    model, processor = qd.tiny_model("qwen3_5")
+    with qd.simulated_gpus(2, "24GiB"):
+        qd.dispatch(model, _split_map(model))
+        with torch.no_grad():
+            cache = _cache(model(**qd.sample_inputs(processor, "text"), use_cache=True))
+        moved = qd.linear_cache_frame(model, cache).iloc[-1]  # a layer on GPU 1
+        layer = cache.layers[moved["layer"]] if hasattr(cache, "layers") else None
+        if layer is not None:  # 5.5+: a dict of states per layer
+            layer.conv_states = {k: v.to("cuda:0") for k, v in layer.conv_states.items()}
+        else:  # 5.2-5.4: one list entry per layer
+            cache.conv_states[moved["layer"]] = cache.conv_states[moved["layer"]].to("cuda:0")
+        frame = qd.linear_cache_frame(model, cache).set_index("layer")
+    row = frame.loc[moved["layer"]]
+    assert (row["layer_device"], row["conv_states"], row["with_layer"]) == ("cuda:1", ["cuda:0"], False)
+    assert frame.drop(index=moved["layer"])["with_layer"].all()
+
+
 def test_a_cache_without_linear_states_is_the_kits_clear_error():
     model, processor = qd.tiny_model("qwen2_5_vl")
     with torch.no_grad():

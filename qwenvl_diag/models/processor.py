@@ -19,14 +19,20 @@ from .families import Family
 from .tokenizer import UNK_TOKEN, build_tokenizer, special_tokens
 
 
+def _file_source(family: Family, checkpoint: str | None, filename: str) -> str | None:
+    """The first of the checkpoint, the family's reference and the checkpoint it borrows from that ships
+    `filename`, or None."""
+    for source in (checkpoint, family.reference, family.borrows):
+        if source and checkpoint_file(source, filename) is not None:
+            return source
+    return None
+
+
 def checkpoint_or_reference_file(family: Family, checkpoint: str | None, filename: str) -> dict | None:
     """`filename` of the checkpoint when it ships one, else of the family's reference checkpoint, else
     (for a family that borrows another's processor files) of the checkpoint it borrows from."""
-    for source in (checkpoint, family.reference, family.borrows):
-        found = checkpoint_file(source, filename) if source else None
-        if found is not None:
-            return found
-    return None
+    source = _file_source(family, checkpoint, filename)
+    return checkpoint_file(source, filename) if source else None
 
 
 def family_specials(family: Family, checkpoint: str | None) -> dict[int, str]:
@@ -36,13 +42,13 @@ def family_specials(family: Family, checkpoint: str | None) -> dict[int, str]:
     borrowed tokens in their order, shifted so that the vision tokens land on the ids the model's config
     names (Qwen3.5's <|image_pad|> is 248056 where Qwen3-VL's is 151655: the same tokens, 96401 on).
     """
-    specials = special_tokens(checkpoint_or_reference_file(family, checkpoint, "tokenizer_config.json"))
-    own = checkpoint_file(checkpoint, "tokenizer_config.json") if checkpoint else None
-    if own is not None or checkpoint_file(family.reference, "tokenizer_config.json") or not family.borrows:
+    source = _file_source(family, checkpoint, "tokenizer_config.json")
+    specials = special_tokens(checkpoint_file(source, "tokenizer_config.json"))
+    if source != family.borrows:
         return specials
     shift = (
         checkpoint_or_reference_file(family, checkpoint, "config.json")["image_token_id"]
-        - checkpoint_file(family.borrows, "config.json")["image_token_id"]
+        - checkpoint_file(source, "config.json")["image_token_id"]
     )
     return {i + shift: token for i, token in specials.items()}
 

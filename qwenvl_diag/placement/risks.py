@@ -116,20 +116,20 @@ def find_risks(
                 "slow; from_pretrained also needs an offload_folder for disk.",
             )
         )
-    gpus = sorted(d for d in device_map.values() if isinstance(d, int))
-    if gpus and gpus[0] != 0:
-        first = next(k for k, d in device_map.items() if d == gpus[0])
+    gpus = [d for d in device_map.values() if isinstance(d, int)]
+    if gpus and 0 not in gpus:  # dispatch_model's main device is the map's first GPU, in map order
+        main = gpus[0]
+        first = next(k for k, d in device_map.items() if d == main)
         flags.append(
             RiskFlag(
                 "main_gpu_empty",
                 (first,),
-                _labels({gpus[0]}),
-                f"The map leaves GPU 0 empty and starts on {device_label(gpus[0])} (balanced_low_0 keeps "
+                _labels({main}),
+                f"The map leaves GPU 0 empty and starts on {device_label(main)} (balanced_low_0 keeps "
                 "GPU 0 for generate's outputs, or a no-split block, such as a whole audio or vision encoder "
                 "or a PLE decoder layer, was bigger than what GPU 0 had left). accelerate's root hook then "
                 "moves the forward arguments to that GPU, and model.device says so too; code that sends "
-                "tensors to 'cuda' or 'cuda:0' puts them on a "
-                "GPU no layer runs on.",
+                "tensors to 'cuda' or 'cuda:0' puts them on a GPU no layer runs on.",
             )
         )
     offloaded_tables = {
