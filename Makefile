@@ -31,8 +31,9 @@ lab: $(CURRENT)/.installed
 	$(CURRENT)/bin/jupyter lab notebooks/01_reproduce.ipynb
 
 # both stacks at once, one per core (their side environments are their own: test-output/envs keys them by
-# the stack's installed packages), each stack's output kept together
-test:
+# the stack's installed packages), each stack's output kept together. The two stacks are installed first,
+# one after the other: two pip runs unpacking a CUDA torch at once filled a CI machine's disk.
+test: $(CURRENT)/.installed $(LEGACY)/.installed
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-current test-legacy
 
 test-current: $(CURRENT)/.installed
