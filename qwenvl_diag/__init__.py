@@ -17,7 +17,7 @@ import types
 
 _EXPORTS = {
     "bugs": ("KNOWN_BUG_COLUMNS", "known_bugs", "match_known_bugs"),
-    "choices": ("ENGINES", "INPUT_KINDS"),
+    "choices": ("ALL_INPUT_KINDS", "ENGINES", "INPUT_KINDS"),
     "diagnose": ("Diagnosis", "diagnose"),
     "explain": ("EXPLAIN_KEYS", "Explanation", "explain"),
     "errors": (

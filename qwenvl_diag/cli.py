@@ -28,7 +28,7 @@ import dataclasses
 import json
 import sys
 
-from .choices import ACTIONS, ALL_ACTIONS, DEVICE_MODES, ENGINES, INPUT_KINDS
+from .choices import ACTIONS, ALL_ACTIONS, ALL_INPUT_KINDS, DEVICE_MODES, ENGINES
 from .errors import QwenVLDiagError
 from .running import run
 from .scenario import PRESETS, Scenario
@@ -50,7 +50,7 @@ def _add_doctor(commands) -> None:
     doctor.add_argument("--gpus", type=int, help=f"number of GPUs ({defaults.gpus})")
     doctor.add_argument("--memory", help=f"memory per GPU ({defaults.memory})")
     doctor.add_argument("--strategy", help="auto, balanced, balanced_low_0, sequential, or a JSON map")
-    doctor.add_argument("--inputs", choices=INPUT_KINDS, help=f"input kind ({defaults.inputs})")
+    doctor.add_argument("--inputs", choices=ALL_INPUT_KINDS, help=f"input kind ({defaults.inputs})")
     doctor.add_argument(
         "--action", choices=ALL_ACTIONS, help=f"forward, generate or train_step ({defaults.action})"
     )
@@ -109,7 +109,7 @@ def _add_sweep(commands) -> None:
     sweep.add_argument(
         "--strategy", nargs="+", help="auto, balanced, balanced_low_0, sequential or JSON maps (all four)"
     )
-    sweep.add_argument("--inputs", nargs="+", choices=INPUT_KINDS, help="input kinds (all)")
+    sweep.add_argument("--inputs", nargs="+", choices=ALL_INPUT_KINDS, help="input kinds (all)")
     sweep.add_argument("--action", nargs="+", choices=ACTIONS, help="forward and/or generate (both)")
     sweep.add_argument(
         "--transformers", nargs="+", help="releases to run under (installed; e.g. installed 4.57.6 latest)"

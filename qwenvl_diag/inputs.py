@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from transformers import BatchFeature
 
 from ._compat import process_vision_info_kwargs, processor_video_kwargs
-from .choices import INPUT_KINDS
+from .choices import ALL_INPUT_KINDS, AUDIO_KINDS
 from .errors import NotQwenVLError, UnknownInputKindError
 from .models.families import family_of_processor
 
@@ -51,6 +51,14 @@ def _video_part(seed: int, side: int, frames: int, fps: float) -> dict:
     }
 
 
+def synthetic_audio(seed: int, seconds: float, sampling_rate: int) -> np.ndarray:
+    """A deterministic mono waveform in [-1, 1]: a few tones whose pitches come from the seed."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sampling_rate)) / sampling_rate
+    tones = sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(200, 2000, 3))
+    return (tones / 3).astype(np.float32)
+
+
 def _conversation(parts: list[dict], text: str) -> list[dict]:
     return [{"role": "user", "content": [*parts, {"type": "text", "text": text}]}]
 
@@ -69,7 +77,9 @@ def sample_conversations(kind: str, patch_size: int = 14, fps: float = 2.0) -> l
         return [_conversation([_video_part(10, 2 * unit, 4, fps)], "What happens in this video?")]
     if kind == "text":
         return [_conversation([], "Write one sentence about GPUs.")]
-    raise UnknownInputKindError(f"Unknown input kind {kind!r}; choose one of {', '.join(INPUT_KINDS)}.")
+    if kind == "audio":
+        return [_conversation([{"type": "audio", "audio": synthetic_audio(20, 1.0, 16000)}], "Answer it.")]
+    raise UnknownInputKindError(f"Unknown input kind {kind!r}; choose one of {', '.join(ALL_INPUT_KINDS)}.")
 
 
 def _convert_second_per_grid_ts(inputs: BatchFeature, form: str) -> None:
@@ -92,12 +102,14 @@ def sample_inputs(
     second_per_grid_ts: str | None = None,
     fps: float = 2.0,
 ) -> BatchFeature:
-    """Model inputs of `kind` ("image", "batch", "video", "text") for a Qwen-VL processor.
+    """Model inputs of `kind` ("image", "batch", "video", "text", and for the Omni thinkers "audio") for a
+    Qwen-VL processor.
 
     "batch" is two prompts of different lengths and image sizes, left-padded. "video" is four
-    synthetic frames at `fps`; `second_per_grid_ts` is left as the installed processor returns it
-    (a list through transformers 4.51, a CPU tensor from 4.52) unless you ask for "list" or "tensor"
-    (a tensor there is what sets up the video failure of transformers 4.49-4.51.3).
+    synthetic frames at `fps`; "audio" is a second of synthetic 16 kHz sound and a question.
+    `second_per_grid_ts` is left as the installed processor returns it (a list through transformers
+    4.51, a CPU tensor from 4.52) unless you ask for "list" or "tensor" (a tensor there is what sets up
+    the video failure of transformers 4.49-4.51.3).
 
     >>> inputs = sample_inputs(processor, "video", second_per_grid_ts="tensor")
     """
@@ -110,8 +122,15 @@ def sample_inputs(
             f"{type(processor).__name__}. Build one with qd.tiny_model(...), qd.twin(...) or "
             "qd.load_model(...)."
         )
-    if kind not in INPUT_KINDS:
-        raise UnknownInputKindError(f"Unknown input kind {kind!r}; choose one of {', '.join(INPUT_KINDS)}.")
+    if kind not in ALL_INPUT_KINDS:
+        raise UnknownInputKindError(
+            f"Unknown input kind {kind!r}; choose one of {', '.join(ALL_INPUT_KINDS)}."
+        )
+    if kind in AUDIO_KINDS and family.thinker is None:
+        raise UnknownInputKindError(
+            f"{kind!r} inputs need an Omni thinker's processor (qwen2_5_omni, qwen3_omni_moe); "
+            f"{type(processor).__name__} takes no audio. Use image, batch, video or text."
+        )
     if second_per_grid_ts not in _SECOND_PER_GRID_FORMS:
         raise UnknownInputKindError(
             f"second_per_grid_ts must be None, 'list' or 'tensor'; got {second_per_grid_ts!r}."
@@ -123,6 +142,7 @@ def sample_inputs(
     images, videos, video_kwargs = process_vision_info(
         conversations, **process_vision_info_kwargs(family.patch_size)
     )
+    audios = [part["audio"] for c in conversations for m in c for part in m["content"] if "audio" in part]
     if not videos:
         video_kwargs = {}
     elif isinstance(videos[0], tuple):
@@ -131,6 +151,7 @@ def sample_inputs(
         text=texts,
         images=images,
         videos=videos,
+        **({"audio": audios} if audios else {}),
         padding=True,
         padding_side="left",
         return_tensors="pt",

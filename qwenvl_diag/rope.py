@@ -120,11 +120,7 @@ def find_rope_index(model: torch.nn.Module) -> tuple[str, torch.nn.Module] | Non
     """
     if not isinstance(model, torch.nn.Module):
         raise InvalidArgumentError(f"Expected a torch.nn.Module model; got {type(model).__name__}.")
-    found = [
-        (name, module)
-        for name, module in model.named_modules()
-        if callable(getattr(module, ROPE_FUNCTION, None))
-    ]
+    found = _rope_owners(model)
     if not found:
         return None
     return max(found, key=lambda item: item[0].count(".") + bool(item[0]))
@@ -168,13 +164,24 @@ def _not_qwen_vl(model: torch.nn.Module) -> NotQwenVLError:
     )
 
 
+def _rope_owners(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    return [
+        (name, module)
+        for name, module in model.named_modules()
+        if callable(getattr(module, ROPE_FUNCTION, None))
+    ]
+
+
 @contextmanager
 def capture_rope(model: torch.nn.Module) -> Iterator[RopeCapture]:
     """Record every call of the model's rope-index function while the block runs.
 
     Yields a `RopeCapture` whose `calls` fill in as the model runs; a call that raises is recorded
-    with its arguments and `error` (and the error propagates as usual). On exit, also when the block
-    raises, the owner module's `__dict__` is exactly as before (same keys, order and objects).
+    with its arguments and `error` (and the error propagates as usual). Every module that exposes the
+    function is watched: the model itself calls it while generating in some families (Qwen2.5-Omni's
+    `_prepare_position_ids_for_generation`), its inner model in a forward; when one delegates to
+    another, the innermost call is the one recorded. On exit, also when the block raises, each
+    owner module's `__dict__` is exactly as before (same keys, order and objects).
 
     >>> with qd.capture_rope(model) as rope:
     ...     model(**inputs)
@@ -185,38 +192,47 @@ def capture_rope(model: torch.nn.Module) -> Iterator[RopeCapture]:
         raise _not_qwen_vl(model)
     path, owner = located
     original = getattr(owner, ROPE_FUNCTION)
-    signature = inspect.signature(original)
     capture = RopeCapture(
         module=path,
         function=getattr(original, "__qualname__", ROPE_FUNCTION),
-        signature=signature,
+        signature=inspect.signature(original),
         token_types=_token_types(owner),
     )
 
-    def recording(*args, **kwargs):
-        call = RopeCall(len(capture.calls), _bind(signature, args, kwargs), capture.token_types)
-        capture.calls.append(call)
-        try:
-            call.result = original(*args, **kwargs)
-        except BaseException as error:
-            call.error = error
-            raise
-        return call.result
+    def recording(method, signature, token_types):
+        def record(*args, **kwargs):
+            arguments, recorded = _bind(signature, args, kwargs), len(capture.calls)
+            result, error = None, None
+            try:
+                result = method(*args, **kwargs)
+            except BaseException as caught:
+                error = caught
+                raise
+            finally:
+                if len(capture.calls) == recorded:  # no inner owner recorded this call itself
+                    capture.calls.append(RopeCall(recorded, arguments, token_types, result, error))
+            return result
 
-    # Wrapping the method on this one instance (not patching the transformers class) is the
-    # accepted mechanism: nothing outside the user's model changes, transformers' own code runs
-    # unchanged, and the `finally` below puts the instance's __dict__ back exactly as it was.
-    attributes = vars(owner)
+        return record
+
+    # Wrapping the method on these instances (not patching the transformers class) is the accepted
+    # mechanism: nothing outside the user's model changes, transformers' own code runs unchanged, and
+    # the `finally` below puts each instance's __dict__ back exactly as it was.
     missing = object()
-    before = attributes.get(ROPE_FUNCTION, missing)
-    attributes[ROPE_FUNCTION] = recording
+    saved = []
+    for _, module in _rope_owners(model):
+        attributes = vars(module)
+        saved.append((attributes, attributes.get(ROPE_FUNCTION, missing)))
+        method = getattr(module, ROPE_FUNCTION)
+        attributes[ROPE_FUNCTION] = recording(method, inspect.signature(method), _token_types(module))
     try:
         yield capture
     finally:
-        if before is missing:
-            attributes.pop(ROPE_FUNCTION, None)
-        else:
-            attributes[ROPE_FUNCTION] = before
+        for attributes, before in saved:
+            if before is missing:
+                attributes.pop(ROPE_FUNCTION, None)
+            else:
+                attributes[ROPE_FUNCTION] = before
 
 
 def _capture_run(

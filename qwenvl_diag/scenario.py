@@ -15,7 +15,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from .choices import ALL_ACTIONS, DEVICE_MODES, ENGINES, INPUT_KINDS
+from .choices import ALL_ACTIONS, ALL_INPUT_KINDS, DEVICE_MODES, ENGINES
 from .errors import QwenVLDiagError
 from .models.catalog import resolve_checkpoint, shipped_checkpoints
 from .presets import PRESETS
@@ -56,8 +56,8 @@ class Scenario:
     host_buffers: bool = False
 
     def __post_init__(self) -> None:
-        if self.inputs not in INPUT_KINDS:
-            raise QwenVLDiagError(f"Unknown inputs {self.inputs!r}; use one of {', '.join(INPUT_KINDS)}.")
+        if self.inputs not in ALL_INPUT_KINDS:
+            raise QwenVLDiagError(f"Unknown inputs {self.inputs!r}; use one of {', '.join(ALL_INPUT_KINDS)}.")
         if self.action not in ALL_ACTIONS:
             raise QwenVLDiagError(f"Unknown action {self.action!r}; use one of {', '.join(ALL_ACTIONS)}.")
         if self.devices not in DEVICE_MODES:

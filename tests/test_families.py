@@ -1,5 +1,5 @@
-"""The families after Qwen3-VL (Qwen3.5 dense and MoE, Qwen4-Exp) and Qwen3-VL-MoE through the whole flow:
-their tiny models and twins on simulated GPUs, the way their model cards build inputs."""
+"""The families after Qwen3-VL (Qwen3.5 dense and MoE, Qwen4-Exp, the Omni thinkers) and Qwen3-VL-MoE through
+the whole flow: their tiny models and twins on simulated GPUs, the way their model cards build inputs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ from conftest import family_available
 import qwenvl_diag as qd
 from qwenvl_diag.models.families import TINY_MODELS
 
-NEW_TINY = ["qwen3_vl_moe", "qwen3_5", "qwen3_5_moe", "qwen4_exp"]
-NEW_TWINS = ["Qwen/Qwen3.5-0.8B", "Qwen/Qwen3.5-27B", "Qwen/Qwen3.5-35B-A3B"]
+NEW_TINY = ["qwen3_vl_moe", "qwen3_5", "qwen3_5_moe", "qwen4_exp", "qwen2_5_omni", "qwen3_omni_moe"]
+NEW_TWINS = [
+    "Qwen/Qwen3.5-0.8B",
+    "Qwen/Qwen3.5-27B",
+    "Qwen/Qwen3.5-35B-A3B",
+    "Qwen/Qwen2.5-Omni-7B",
+    "Qwen/Qwen3-Omni-30B-A3B-Instruct",
+]
 
 
 def _passed_or_failed_in_the_library(diagnosis: qd.Diagnosis) -> None:
@@ -40,8 +46,9 @@ def test_each_new_tiny_model_runs_a_four_gpu_generate_with_an_image(name):
 @pytest.mark.parametrize("checkpoint", NEW_TWINS)
 def test_each_new_twin_runs_the_seed_style_generate_on_four_24_gib_gpus(checkpoint):
     scenario = qd.Scenario.preset("seed-batched", model=checkpoint, gpus=4, memory="24GiB")
-    if not family_available(qd.twins().set_index("checkpoint").loc[checkpoint, "family"]):
-        with pytest.raises(qd.UnsupportedReleaseError, match="needs transformers >= 5.2.0"):
+    family = qd.FAMILIES[qd.twins().set_index("checkpoint").loc[checkpoint, "family"]]
+    if not family_available(family.name):
+        with pytest.raises(qd.UnsupportedReleaseError, match=f"needs transformers >= {family.since}"):
             qd.run(scenario)
         return
     diagnosis = qd.run(scenario)

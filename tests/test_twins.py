@@ -30,23 +30,47 @@ PUBLISHED = [
     "Qwen/Qwen3-VL-30B-A3B-Instruct",
     "Qwen/Qwen3-VL-32B-Instruct",
     "Qwen/Qwen3-VL-4B-Instruct",
+    "Qwen/Qwen3-Omni-30B-A3B-Instruct",
     "Qwen/Qwen3-VL-8B-Instruct",
     "Qwen/Qwen3.5-0.8B",
     "Qwen/Qwen3.5-27B",
     "Qwen/Qwen3.5-35B-A3B",
     "Qwen/Qwen3.5-397B-A17B",
 ]
+# no faithful copy of its config.json exists: built from Qwen2_5OmniConfig's defaults, which document it
+LIBRARY_DEFAULTS = ["Qwen/Qwen2.5-Omni-7B"]
 TWINS = list(qd.twins()["checkpoint"])
 
 
 def test_twins_are_the_collected_checkpoints_each_with_its_provenance_and_hash():
     frame = qd.twins()
     assert list(frame.columns) == list(TWIN_COLUMNS)
-    assert TWINS == PUBLISHED
+    assert TWINS == sorted(PUBLISHED + LIBRARY_DEFAULTS)
     for row in frame.itertuples():  # the hash of the file as it ships
         path = CONFIGS / row.checkpoint.replace("/", "--") / "config.json"
-        assert row.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        if row.checkpoint in LIBRARY_DEFAULTS:
+            assert not path.exists() and pd.isna(row.sha256)
+        else:
+            assert row.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
         assert row.family == checkpoint_family_name(row.checkpoint)
+    by_name = frame.set_index("checkpoint")
+    omni = by_name.loc["Qwen/Qwen2.5-Omni-7B"]
+    assert omni.provenance == "library defaults for Qwen/Qwen2.5-Omni-7B"
+    if checkpoint_available("Qwen/Qwen2.5-Omni-7B"):
+        assert (omni.family, omni.model_type, omni.text_layers) == (
+            "qwen2_5_omni",
+            "qwen2_5_omni_thinker",
+            28,
+        )
+        assert omni.verified.startswith("the qwen2_5_omni configuration class of transformers ")
+    else:  # the defaults are the installed release's: one without the family has none to show
+        assert (omni.family, omni.model_type, omni.verified) == (
+            "qwen2_5_omni",
+            "qwen2_5_omni",
+            "needs transformers >= 4.52.1",
+        )
+        assert pd.isna(omni.text_layers)
+    frame = frame[~frame.checkpoint.isin(LIBRARY_DEFAULTS)]
     by_name = frame.set_index("checkpoint")
     assert (
         by_name.loc["Qwen/Qwen2.5-VL-72B-Instruct", ["provenance", "verified"]]
@@ -55,10 +79,7 @@ def test_twins_are_the_collected_checkpoints_each_with_its_provenance_and_hash()
             "key numbers only, not hash-verified",
         ]
     ).all()
-    assert (
-        frame.drop(index=by_name.index.get_loc("Qwen/Qwen2.5-VL-72B-Instruct")).provenance
-        == "published config"
-    ).all()
+    assert (by_name.drop(index="Qwen/Qwen2.5-VL-72B-Instruct").provenance == "published config").all()
     # the new families' published configs (configs/SOURCES.md): key numbers as the research found them
     assert by_name.loc["Qwen/Qwen3.5-27B", ["model_type", "text_layers", "hidden_size"]].tolist() == [
         "qwen3_5",
@@ -77,6 +98,18 @@ def test_twins_are_the_collected_checkpoints_each_with_its_provenance_and_hash()
     assert (
         by_name.loc["Qwen/Qwen3.5-27B", "sha256"]
         == "f8d190c5b89c1521220f935d2567a587d6e291ed69066a45a106560b05a2174c"
+    )
+    # an Omni checkpoint's twin is its thinker: the config.json's thinker_config, hashed as the whole file
+    assert by_name.loc[
+        "Qwen/Qwen3-Omni-30B-A3B-Instruct", ["model_type", "experts", "text_layers"]
+    ].tolist() == [
+        "qwen3_omni_moe_thinker",
+        128,
+        48,
+    ]
+    assert (
+        by_name.loc["Qwen/Qwen3-Omni-30B-A3B-Instruct", "sha256"]
+        == "eab5093d47807aaf894119506b238b2b1cee70d08456e894fee9a012d88f2e0d"
     )
     moe = by_name.loc["Qwen/Qwen3-VL-30B-A3B-Instruct"]
     assert (moe.family, moe.model_type, moe.experts, moe.text_layers) == ("qwen3_vl", "qwen3_vl_moe", 128, 48)
@@ -108,11 +141,18 @@ def test_twin_has_the_real_module_tree(checkpoint):
     # Qwen2.5-VL-32B's config lists no vision depth: the class default (32) is the checkpoint's
     assert model.config.vision_config.depth == raw["vision_config"].get("depth", 32)
     assert model.config.vision_config.depth == real.config.vision_config.depth
-    for key in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
+    # Qwen2.5-Omni names its media tokens `*_token_index`
+    image_key = "image_token_id" if "image_token_id" in raw else "image_token_index"
+    for key in (
+        image_key,
+        image_key.replace("image", "video"),
+        "vision_start_token_id",
+        "vision_end_token_id",
+    ):
         assert getattr(model.config, key) == raw[key]
         token = processor.tokenizer.convert_ids_to_tokens(raw[key])
         assert processor.tokenizer.convert_tokens_to_ids(token) == raw[key]
-    assert processor.tokenizer.convert_ids_to_tokens(raw["image_token_id"]) == "<|image_pad|>"
+    assert processor.tokenizer.convert_ids_to_tokens(raw[image_key]) == processor.image_token
 
 
 def test_twin_of_7b_runs_image_and_video_with_real_token_ids():

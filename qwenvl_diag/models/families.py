@@ -1,7 +1,8 @@
 """The Qwen vision-language families the kit knows, and what each needs from the installed transformers.
 
-Qwen2-VL, Qwen2.5-VL and Qwen3-VL (dense and MoE), and the natively multimodal families after them:
-Qwen3.5 (dense and MoE, linear attention) and Qwen4-Exp, which run on Qwen3-VL's processor.
+Qwen2-VL, Qwen2.5-VL and Qwen3-VL (dense and MoE), the natively multimodal families after them:
+Qwen3.5 (dense and MoE, linear attention) and Qwen4-Exp, which run on Qwen3-VL's processor, and the Omni
+thinkers (Qwen2.5-Omni, Qwen3-Omni): the part of an Omni checkpoint that reads images, video, audio and text.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ class Family:
     `reference` is the checkpoint whose config the family's tiny model shrinks, and whose tokenizer and
     preprocessor files the family's twins borrow when a checkpoint ships none of its own. `borrows` names
     the checkpoint whose tokenizer and preprocessor files stand in when the reference ships none either
-    (Qwen3.5 and Qwen4-Exp run on Qwen3-VL's processor; see `processor.family_specials`).
+    (Qwen3.5 and Qwen4-Exp run on Qwen3-VL's processor; see `processor.family_specials`). `thinker` is the
+    class the kit builds for an Omni checkpoint: its thinker, not the talker that speaks.
     """
 
     name: str
@@ -30,6 +32,7 @@ class Family:
     patch_size: int
     reference: str
     borrows: str | None = None
+    thinker: str | None = None
 
 
 _QWEN3_VL = "Qwen/Qwen3-VL-8B-Instruct"
@@ -59,6 +62,25 @@ FAMILIES: dict[str, Family] = {
             _QWEN3_VL,
         ),
         Family("qwen4_exp", ("qwen4_exp",), "Qwen3VLProcessor", "5.16.0", 16, "Qwen/Qwen4-Exp", _QWEN3_VL),
+        Family(  # PyPI has no 4.52.0; the 7B's config is its class's defaults, the 3B ships the processor files
+            "qwen2_5_omni",
+            ("qwen2_5_omni", "qwen2_5_omni_thinker"),
+            "Qwen2_5OmniProcessor",
+            "4.52.1",
+            14,
+            "Qwen/Qwen2.5-Omni-7B",
+            "Qwen/Qwen2.5-Omni-3B",
+            "Qwen2_5OmniThinkerForConditionalGeneration",
+        ),
+        Family(
+            "qwen3_omni_moe",
+            ("qwen3_omni_moe", "qwen3_omni_moe_thinker"),
+            "Qwen3OmniMoeProcessor",
+            "4.57.0",
+            16,
+            "Qwen/Qwen3-Omni-30B-A3B-Instruct",
+            thinker="Qwen3OmniMoeThinkerForConditionalGeneration",
+        ),
     )
 }
 # tiny models that are a family's variant, built from another of its checkpoints: {name: (family, checkpoint)}

@@ -44,11 +44,13 @@ def family_specials(family: Family, checkpoint: str | None) -> dict[int, str]:
     """
     source = _file_source(family, checkpoint, "tokenizer_config.json")
     specials = special_tokens(checkpoint_file(source, "tokenizer_config.json"))
-    if source != family.borrows:
+    # a checkpoint of the same family lends its files at its own ids (Qwen2.5-Omni-3B's, for the 7B)
+    borrowed = checkpoint_file(source, "config.json") if source == family.borrows else None
+    if borrowed is None:
         return specials
     shift = (
         checkpoint_or_reference_file(family, checkpoint, "config.json")["image_token_id"]
-        - checkpoint_file(source, "config.json")["image_token_id"]
+        - (borrowed["image_token_id"])
     )
     return {i + shift: token for i, token in specials.items()}
 
@@ -70,7 +72,11 @@ def build_processor(family: Family, checkpoint: str | None = None, real_ids: boo
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=build_tokenizer(family_specials(family, checkpoint), real_ids), unk_token=UNK_TOKEN
     )
-    chat_template = tok_config["chat_template"]
+    # older checkpoints keep the template in tokenizer_config.json, newer ones (Qwen3-Omni) beside it
+    chat_template = (
+        tok_config.get("chat_template")
+        or (checkpoint_or_reference_file(family, checkpoint, "chat_template.json")["chat_template"])
+    )
     with tempfile.TemporaryDirectory(prefix="qwenvl-diag-processor-") as tmp:
         root = Path(tmp)
         tokenizer.save_pretrained(root)
@@ -84,6 +90,8 @@ def build_processor(family: Family, checkpoint: str | None = None, real_ids: boo
             model_max_length=tok_config.get("model_max_length", 131072),
             padding_side="left",  # what every Qwen-VL batched-inference example sets
         )
+        if "extra_special_tokens" in tok_config:  # the Omni processors read tokenizer.image_token etc.
+            saved["extra_special_tokens"] = tok_config["extra_special_tokens"]
         (root / "tokenizer_config.json").write_text(json.dumps(saved))
         (root / "chat_template.json").write_text(json.dumps({"chat_template": chat_template}))
         for name in ("preprocessor_config.json", "video_preprocessor_config.json"):

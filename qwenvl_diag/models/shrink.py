@@ -38,6 +38,16 @@ _QWEN4_EXP_WIDTHS = {
     "indexer_budget": 8,
     "indexer_compress_ratio": 4,
 }
+# the Omni thinkers' audio encoder (Whisper-like); Qwen3-Omni's also has a conv downsampler
+_AUDIO_WIDTHS = {
+    "d_model": 32,
+    "encoder_attention_heads": 2,
+    "encoder_ffn_dim": 64,
+    "output_dim": TEXT_HIDDEN,
+}
+# the M-RoPE sections Qwen2.5-Omni's text rotary assumes when its config names none, as its class's
+# defaults do from 5.x (5.25.0 modeling_qwen2_5_omni.py L1315)
+_OMNI_DEFAULT_MROPE = [16, 24, 24]
 _VISION_WIDTHS = {"hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": TEXT_HIDDEN}
 # Qwen2-VL's vision config names its width `embed_dim` and uses `hidden_size` for the merger output.
 _QWEN2_VL_VISION_WIDTHS = {"embed_dim": 32, "num_heads": 2, "mlp_ratio": 2, "hidden_size": TEXT_HIDDEN}
@@ -79,10 +89,21 @@ def shrink_config(config: dict) -> dict:
     rope = _rope_dict(text)
     if rope:  # M-RoPE sections share the rotary half of a head: head_dim * partial_rotary_factor / 2
         rotary_half = int(_HEAD_DIM * rope.get("partial_rotary_factor", 1.0)) // 2
-        if "mrope_section" in rope:
-            rope["mrope_section"] = _scaled_sections(rope["mrope_section"], rotary_half)
+        if "mrope_section" in rope or text.get("model_type") == "qwen2_5_omni_text":
+            sections = rope.get("mrope_section", _OMNI_DEFAULT_MROPE)
+            rope["mrope_section"] = _scaled_sections(sections, rotary_half)
     vision = config["vision_config"]
-    vision.update(_QWEN2_VL_VISION_WIDTHS if "embed_dim" in vision else _VISION_WIDTHS)
+    if "embed_dim" in vision and "out_hidden_size" not in vision:  # Qwen2-VL
+        vision.update(_QWEN2_VL_VISION_WIDTHS)
+    else:
+        vision.update(_VISION_WIDTHS)
+        if "embed_dim" in vision:  # Qwen2.5-Omni's published configs repeat the width as embed_dim
+            vision["embed_dim"] = _VISION_WIDTHS["hidden_size"]
+    audio = config.get("audio_config")
+    if audio is not None:
+        audio.update(_AUDIO_WIDTHS)
+        if "downsample_hidden_size" in audio:
+            audio["downsample_hidden_size"] = 16
     config.pop("torch_dtype", None)
     config.pop("dtype", None)
     text.pop("dtype", None)
@@ -103,6 +124,9 @@ def set_depth(config: dict, text_layers: int, vision_depth: int) -> dict:
         text["number_of_conv_states"] = 3  # what __post_init__ derives, stale in a to_dict() copy
     vision = config["vision_config"]
     vision["depth"] = vision_depth
+    audio = config.get("audio_config")
+    if audio is not None:  # the Omni thinkers' audio encoder: as deep as the vision tower
+        audio.update({k: vision_depth for k in ("encoder_layers", "num_hidden_layers") if k in audio})
     if "fullatt_block_indexes" in vision:  # Qwen2.5-VL: every 8th block attends globally
         vision["fullatt_block_indexes"] = list(range(1, vision_depth, 2))
     if "deepstack_visual_indexes" in vision:  # Qwen3-VL: blocks whose features feed text layers 0..k
@@ -112,12 +136,13 @@ def set_depth(config: dict, text_layers: int, vision_depth: int) -> dict:
 
 
 def renumber_tokens(config: dict, real_to_new: dict[int, int], vocab_size: int) -> dict:
-    """A copy of `config` whose `*_token_id` fields follow `real_to_new` and whose vocab is `vocab_size`."""
+    """A copy of `config` whose `*_token_id` (and `*_token_index`) fields follow `real_to_new` and whose vocab is `vocab_size`."""
     config = copy.deepcopy(config)
 
     def renumber(d: dict) -> None:
         for key, value in d.items():
-            if key.endswith("token_id") and isinstance(value, int):
+            # Qwen2.5-Omni names its image, video and audio tokens `*_token_index`
+            if key.endswith(("token_id", "token_index")) and isinstance(value, int):
                 d[key] = real_to_new.get(value, value)
             elif key.endswith("token_id") and isinstance(value, list):
                 d[key] = [real_to_new.get(v, v) for v in value]

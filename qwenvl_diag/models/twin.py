@@ -6,7 +6,9 @@ import pandas as pd
 import torch
 
 from .build import build_model, config_from_dict, model_class
+from .._compat import transformers_at_least
 from .catalog import (
+    LIBRARY_DEFAULTS,
     checkpoint_config,
     checkpoint_model_type,
     config_sha256,
@@ -31,10 +33,13 @@ TWIN_COLUMNS = (
     "experts",
 )
 """Columns of `twins()`, one row per checkpoint. `provenance` is "published config" (a byte-for-byte copy
-of the checkpoint's config.json) or "key numbers only" (a copy whose key numbers were checked, not its
-bytes); `verified` says how it was checked (configs/SOURCES.md has each file's sources) and `sha256` is the
-shipped file's hash. The key numbers (`text_layers`, `hidden_size`, `vision_depth`, `experts`: <NA> for a
-dense model) are read from the config."""
+of the checkpoint's config.json), "key numbers only" (a copy whose key numbers were checked, not its
+bytes) or "library defaults for <checkpoint>" (no faithful copy exists: the installed transformers'
+configuration class at its defaults, which the class documents as that checkpoint); `verified` says how it
+was checked (configs/SOURCES.md has each file's sources) and `sha256` is the shipped file's hash (None for
+library defaults). `model_type` is that of the model the twin is: for an Omni checkpoint its thinker
+("qwen3_omni_moe_thinker"). The key numbers (`text_layers`, `hidden_size`, `vision_depth`, `experts`: <NA>
+for a dense model) are read from that model's config."""
 
 
 def checkpoint_family(checkpoint: str) -> Family:
@@ -43,11 +48,22 @@ def checkpoint_family(checkpoint: str) -> Family:
 
 
 def _twin_row(checkpoint: str) -> dict:
+    family = family_of_model_type(checkpoint_model_type(checkpoint))
+    if not transformers_at_least(family.since) and checkpoint in LIBRARY_DEFAULTS:
+        # library defaults come from the installed transformers: a release without the family has none
+        return {
+            "checkpoint": checkpoint,
+            "family": family.name,
+            "model_type": checkpoint_model_type(checkpoint),
+            "provenance": f"library defaults for {checkpoint}",
+            "verified": f"needs transformers >= {family.since}",
+            "sha256": None,
+        }
     config = checkpoint_config(checkpoint)
     text = text_part(config)
     return {
         "checkpoint": checkpoint,
-        "family": family_of_model_type(config["model_type"]).name,
+        "family": family.name,
         "model_type": config["model_type"],
         **provenance(checkpoint),
         "sha256": config_sha256(checkpoint),
