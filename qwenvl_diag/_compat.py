@@ -66,16 +66,19 @@ def processor_video_kwargs(video_kwargs: dict, processor=None) -> dict:
     processor's `preprocess`, which rejects `fps` and `do_sample_frames` (their model card's call passes
     none; Qwen2-VL has no frame-rate input). qwen-vl-utils returns `fps` as a list (one rate per video);
     transformers 5.x types the processor's `fps` as a single number and rejects the list, so one shared
-    rate is passed as a number. A Qwen3-VL video processor that has `cap_pixels_per_frame` (recent 5.x; unset,
-    it warns on every video) is asked for the per-frame cap qwen-vl-utils applies, which the kit's frames are
-    made with.
+    rate is passed as a number, as to the Omni processors of every release. A Qwen3-VL video processor
+    that has `cap_pixels_per_frame` (recent 5.x; unset, it warns on every video) is asked for the
+    per-frame cap qwen-vl-utils applies, which the kit's frames are made with.
     """
     if not transformers_at_least("4.47"):
         return {}
     if video_kwargs and hasattr(getattr(processor, "video_processor", None), "cap_pixels_per_frame"):
         video_kwargs = {**video_kwargs, "cap_pixels_per_frame": True}
     fps = video_kwargs.get("fps")
-    if TRANSFORMERS_5 and isinstance(fps, list):
+    # the Omni processors (they hear: a feature extractor) read `fps` as one number in every release
+    # (4.52.4 processing_qwen2_5_omni.py L158, L185-187: `[fps] * len(videos)`)
+    one_rate = TRANSFORMERS_5 or hasattr(processor, "feature_extractor")
+    if one_rate and isinstance(fps, list):
         if len(set(fps)) > 1:
             raise ValueError(f"transformers {TRANSFORMERS_VERSION} takes one fps per call; got {fps}.")
         video_kwargs = {**video_kwargs, "fps": fps[0]}

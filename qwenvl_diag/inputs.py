@@ -16,6 +16,12 @@ from .errors import NotQwenVLError, UnknownInputKindError
 from .models.families import family_of_processor
 
 _SECOND_PER_GRID_FORMS = (None, "list", "tensor")
+# Qwen2.5-Omni's model card opens every conversation with this system prompt, and its processor warns
+# on any other (4.52.4 processing_qwen2_5_omni.py L336-347: "System prompt modified, ...")
+_SYSTEM_PROMPTS = {
+    "qwen2_5_omni": "You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of "
+    "perceiving auditory and visual inputs, as well as generating text and speech."
+}
 
 
 def synthetic_image(seed: int, height: int, width: int) -> Image.Image:
@@ -61,6 +67,14 @@ def synthetic_audio(seed: int, seconds: float, sampling_rate: int) -> np.ndarray
 
 def _conversation(parts: list[dict], text: str) -> list[dict]:
     return [{"role": "user", "content": [*parts, {"type": "text", "text": text}]}]
+
+
+def _prompt(processor, conversation: list[dict], family: str) -> str:
+    if family in _SYSTEM_PROMPTS:
+        system = {"role": "system", "content": [{"type": "text", "text": _SYSTEM_PROMPTS[family]}]}
+        conversation = [system, *conversation]
+    text = processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    return text[0] if isinstance(text, list) else text  # Qwen2.5-Omni's 4.52-4.53 processor: a list
 
 
 def sample_conversations(kind: str, patch_size: int = 14, fps: float = 2.0) -> list[list[dict]]:
@@ -136,9 +150,7 @@ def sample_inputs(
             f"second_per_grid_ts must be None, 'list' or 'tensor'; got {second_per_grid_ts!r}."
         )
     conversations = sample_conversations(kind, family.patch_size, fps)
-    texts = [
-        processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations
-    ]
+    texts = [_prompt(processor, c, family.name) for c in conversations]
     images, videos, video_kwargs = process_vision_info(
         conversations, **process_vision_info_kwargs(family.patch_size)
     )

@@ -21,7 +21,7 @@ from functools import cache
 import torch
 import transformers
 from packaging.version import Version
-from transformers import AutoConfig
+from transformers import CONFIG_MAPPING, AutoConfig
 
 from qwenvl_diag._compat import TRANSFORMERS_5
 from qwenvl_diag.models.catalog import checkpoint_config
@@ -36,8 +36,13 @@ def source_config(checkpoint: str) -> dict:
 @cache
 def reference_model(checkpoint: str, dtype: torch.dtype = torch.bfloat16) -> torch.nn.Module:
     """The model from_pretrained(checkpoint, dtype=dtype, device_map=...) has when it plans the map."""
-    config = AutoConfig.for_model(**copy.deepcopy(source_config(checkpoint)))
-    model_cls = getattr(transformers, config.architectures[0])
+    raw = copy.deepcopy(source_config(checkpoint))
+    model_cls = getattr(transformers, raw["architectures"][0])
+    # an Omni thinker's config type joined the auto mapping only in 5.x: before, its class's config_class
+    # is what `<Thinker>.from_pretrained` reads
+    config = (
+        AutoConfig.for_model(**raw) if raw["model_type"] in CONFIG_MAPPING else model_cls.config_class(**raw)
+    )
     parts = [config, *(getattr(config, k) for k in getattr(config, "sub_configs", ()))]  # 4.47+ has them
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)

@@ -104,3 +104,27 @@ def test_library_defaults_say_what_they_add_and_the_twin_reads_it():
     model, processor = qd.twin("Qwen/Qwen2.5-Omni-7B")
     assert processor.tokenizer.convert_ids_to_tokens(151652) == "<|vision_bos|>"
     assert model.config.vision_start_token_id == 151652
+
+
+def test_load_model_of_a_whole_omni_checkpoint_gives_its_thinker_with_the_saved_weights(tmp_path):
+    """The model card's thinker-only path: the thinker class from the whole checkpoint, weights and all."""
+    if not family_available("qwen3_omni_moe"):
+        return  # refused above
+    import transformers
+
+    from qwenvl_diag.models.build import config_from_dict
+    from qwenvl_diag.models.shrink import set_depth, shrink_config
+
+    whole = checkpoint_file(OMNI["qwen3_omni_moe"], "config.json")
+    whole["thinker_config"] = set_depth(shrink_config(whole["thinker_config"]), 2, 2)
+    whole["enable_audio_output"] = False  # no talker: the thinker is what is saved and loaded
+    saved = transformers.Qwen3OmniMoeForConditionalGeneration._from_config(config_from_dict(whole))
+    saved.save_pretrained(tmp_path)
+    qd.twin(OMNI["qwen3_omni_moe"])[1].save_pretrained(tmp_path)
+    model, processor = qd.load_model(tmp_path)
+    assert type(model).__name__ == "Qwen3OmniMoeThinkerForConditionalGeneration"
+    assert type(processor).__name__ == "Qwen3OmniMoeProcessor"
+    expected = dict(saved.thinker.named_parameters())
+    loaded = dict(model.named_parameters())
+    assert loaded.keys() == expected.keys()
+    assert all(torch.equal(loaded[name], expected[name]) for name in expected)

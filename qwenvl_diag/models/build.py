@@ -14,7 +14,10 @@ def config_from_dict(config: dict) -> PretrainedConfig:
     """The installed transformers' config object for a checkpoint-style config dict."""
     from transformers import CONFIG_MAPPING  # the auto mappings of every model type (~0.5 s): when used
 
-    return CONFIG_MAPPING[config["model_type"]].from_dict(config)
+    if config["model_type"] in CONFIG_MAPPING:
+        return CONFIG_MAPPING[config["model_type"]].from_dict(config)
+    # an Omni thinker's config type is in the auto mapping only from 5.x: its model class names it
+    return model_class(config).config_class.from_dict(config)
 
 
 def model_class(config: dict) -> type:

@@ -62,7 +62,8 @@ FAMILIES: dict[str, Family] = {
             _QWEN3_VL,
         ),
         Family("qwen4_exp", ("qwen4_exp",), "Qwen3VLProcessor", "5.16.0", 16, "Qwen/Qwen4-Exp", _QWEN3_VL),
-        Family(  # PyPI has no 4.52.0; the 7B's config is its class's defaults, the 3B ships the processor files
+        # PyPI has no 4.52.0; the 7B's config is its class's defaults, the 3B ships the processor files
+        Family(
             "qwen2_5_omni",
             ("qwen2_5_omni", "qwen2_5_omni_thinker"),
             "Qwen2_5OmniProcessor",

@@ -32,6 +32,7 @@ def _load_failed(path_or_id: str, error: Exception) -> ModelLoadError:
 
 def load_model(path_or_id: str, **from_pretrained_kwargs):
     """A real checkpoint and its processor: `from_pretrained` with your kwargs (device_map, dtype, ...).
+    For an Omni checkpoint, the model is its thinker (`*ThinkerForConditionalGeneration`).
 
     >>> model, processor = load_model("/models/Qwen2.5-VL-7B-Instruct", device_map="auto")
     """
@@ -58,7 +59,10 @@ def load_model(path_or_id: str, **from_pretrained_kwargs):
             "qwenvl-diag's models, inputs and known bugs are Qwen-VL specific."
         )
     get_family(family.name)
-    model_cls = getattr(transformers, config.architectures[0])
+    # an Omni checkpoint's thinker is the model that reads images, video and audio: loaded from the whole
+    # checkpoint, as the model card's thinker-only example does
+    omni = family.thinker is not None and config.model_type == family.model_types[0]
+    model_cls = getattr(transformers, family.thinker if omni else config.architectures[0])
     try:
         model = model_cls.from_pretrained(path_or_id, **from_pretrained_kwargs)
         processor = AutoProcessor.from_pretrained(path_or_id, **hub_kwargs)

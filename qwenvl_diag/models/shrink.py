@@ -136,7 +136,8 @@ def set_depth(config: dict, text_layers: int, vision_depth: int) -> dict:
 
 
 def renumber_tokens(config: dict, real_to_new: dict[int, int], vocab_size: int) -> dict:
-    """A copy of `config` whose `*_token_id` (and `*_token_index`) fields follow `real_to_new` and whose vocab is `vocab_size`."""
+    """A copy of `config` whose `*_token_id` (and `*_token_index`) fields follow `real_to_new` and whose
+    vocab is `vocab_size`."""
     config = copy.deepcopy(config)
 
     def renumber(d: dict) -> None:

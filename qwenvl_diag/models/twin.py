@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from .build import build_model, config_from_dict, model_class
 from .._compat import transformers_at_least
+from .build import build_model, config_from_dict, model_class
 from .catalog import (
     LIBRARY_DEFAULTS,
     checkpoint_config,
