@@ -110,9 +110,18 @@ def test_diagnosis_leaves_model_inputs_and_torch_as_before():
 def test_scenarios_round_trip_and_refuse_bad_fields():
     scenario = qd.Scenario.preset("seed-video")
     assert qd.Scenario.from_json(scenario.to_json()) == scenario
-    for bad in ({"inputs": "audio"}, {"action": "train"}, {"gpus": 0}, {"colour": "red"}, {"devices": "tpu"}):
+    for bad in (
+        {"inputs": "speech"},
+        {"action": "train"},
+        {"gpus": 0},
+        {"colour": "red"},
+        {"devices": "tpu"},
+    ):
         with pytest.raises(qd.QwenVLDiagError):
             qd.Scenario.from_dict({**scenario.to_dict(), **bad})
+    # audio is a kind of its own: only an Omni thinker's scenario takes it, the others say so when run
+    with pytest.raises(qd.UnknownInputKindError, match="'audio' inputs need an Omni thinker's processor"):
+        qd.run(qd.Scenario.from_dict({**scenario.to_dict(), "inputs": "audio"}))
     with pytest.raises(qd.QwenVLDiagError, match="preset"):
         qd.Scenario.preset("nope")
     with pytest.raises(qd.QwenVLDiagError, match="Scenario"):

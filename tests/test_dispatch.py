@@ -35,6 +35,7 @@ LARGE = (
     "Qwen/Qwen3-VL-32B-Instruct",
     "Qwen/Qwen3.5-27B",
     "Qwen/Qwen3.5-35B-A3B",
+    "Qwen/Qwen3-Omni-30B-A3B-Instruct",  # its thinker: ~32B
 )
 HUGE = ("Qwen/Qwen2-VL-72B-Instruct", "Qwen/Qwen2.5-VL-72B-Instruct")
 GIANT = ("Qwen/Qwen3.5-397B-A17B",)  # ~800 GB in bfloat16: more than 8 x 80 GiB, offloads on every layout

@@ -33,8 +33,8 @@ def test_errors_are_also_the_builtin_kinds_callers_catch():
 
 def test_unknown_input_kind(tiny_qwen25):
     _, processor = tiny_qwen25
-    with pytest.raises(qd.UnknownInputKindError, match="choose one of image, batch, video, text"):
-        qd.sample_inputs(processor, "audio")
+    with pytest.raises(qd.UnknownInputKindError, match="choose one of image, batch, video, text, audio"):
+        qd.sample_inputs(processor, "smell")
 
 
 def test_bad_second_per_grid_ts_form(tiny_qwen25):

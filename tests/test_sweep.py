@@ -203,8 +203,8 @@ def test_bad_axes_are_the_kits_errors_before_anything_runs():
         qd.sweep(CHECKPOINT, memory=["24GiB", "lots"], progress=False)
     with pytest.raises(qd.InvalidArgumentError, match="Unknown strategy 'fastest'"):
         qd.sweep(CHECKPOINT, strategies="fastest", progress=False)
-    with pytest.raises(qd.QwenVLDiagError, match="Unknown inputs 'audio'"):
-        qd.sweep(CHECKPOINT, inputs=["text", "audio"], progress=False)
+    with pytest.raises(qd.QwenVLDiagError, match="Unknown inputs 'speech'"):
+        qd.sweep(CHECKPOINT, inputs=["text", "speech"], progress=False)
     with pytest.raises(qd.QwenVLDiagError, match="gpus must be a positive int"):
         qd.sweep(CHECKPOINT, gpus=[0], progress=False)
     with pytest.raises(qd.InvalidArgumentError, match="processes must be a positive int"):
