@@ -8,17 +8,20 @@ from collections.abc import Collection, Iterable, Iterator
 
 import torch
 
-KINDS = ("vision", "merger", "embed", "decoder", "norm", "rotary", "head", "other")
+KINDS = ("vision", "merger", "audio", "embed", "decoder", "norm", "rotary", "head", "other")
 _NUMBERED = re.compile(r"(?:^|\.)(?:layers|blocks)\.(\d+)(?:\.|$)")
 
 
 def module_kind(name: str) -> str:
-    """One of KINDS for a module path such as "model.language_model.layers.3" or "visual.merger"."""
+    """One of KINDS for a module path such as "model.language_model.layers.3", "visual.merger" or
+    "model.audio_tower" (an Omni thinker's)."""
     parts = name.split(".")
     if any(p.startswith(("merger", "deepstack_merger")) for p in parts):
         return "merger"
     if "visual" in parts:
         return "vision"
+    if "audio_tower" in parts:  # the Omni thinkers' audio encoder
+        return "audio"
     if parts[-1] == "embed_tokens":
         return "embed"
     if "layers" in parts:
