@@ -85,6 +85,19 @@ def processor_video_kwargs(video_kwargs: dict, processor=None) -> dict:
     return video_kwargs
 
 
+def audio_in_video_kwargs(processor, videos: int) -> dict:
+    """The processor keywords that take each video's sound track from `audio` (one per video, in order).
+
+    Through 5.2x the Omni processors take `use_audio_in_video=True`; later ones deprecate it for
+    `load_audio_from_video=True` with `audio_from_video_indices`, and without the indices count the
+    given tracks as standalone audio (5.25.0 processing_utils.py L2719-2729, L2812-2830).
+    """
+    calls = (vars(c)["__call__"] for c in type(processor).__mro__ if "__call__" in vars(c))
+    if any("audio_from_video_indices" in inspect.signature(call).parameters for call in calls):
+        return {"load_audio_from_video": True, "audio_from_video_indices": list(range(videos))}
+    return {"use_audio_in_video": True}
+
+
 @contextmanager
 def _default_dtype(dtype: torch.dtype):
     import torch

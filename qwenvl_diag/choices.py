@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 INPUT_KINDS = ("image", "batch", "video", "text")
-# inputs only the Omni thinkers take: a spoken question (a sweep runs them where asked, not by default)
-AUDIO_KINDS = ("audio",)
+# inputs only the Omni thinkers take: a spoken question, a video with its sound track (a sweep runs them
+# where asked, not by default)
+AUDIO_KINDS = ("audio", "video_audio")
 ALL_INPUT_KINDS = INPUT_KINDS + AUDIO_KINDS
 ACTIONS = ("forward", "generate")
 # what a trainer does once: forward with labels, the loss, backward (not in sweeps' default actions)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 from transformers import BatchFeature
 
-from ._compat import process_vision_info_kwargs, processor_video_kwargs
+from ._compat import audio_in_video_kwargs, process_vision_info_kwargs, processor_video_kwargs
 from .choices import ALL_INPUT_KINDS, AUDIO_KINDS
 from .errors import NotQwenVLError, UnknownInputKindError
 from .models.families import family_of_processor
@@ -93,6 +93,9 @@ def sample_conversations(kind: str, patch_size: int = 14, fps: float = 2.0) -> l
         return [_conversation([], "Write one sentence about GPUs.")]
     if kind == "audio":
         return [_conversation([{"type": "audio", "audio": synthetic_audio(20, 1.0, 16000)}], "Answer it.")]
+    if kind == "video_audio":  # the clip's sound track rides with it, as qwen-omni-utils reads it from a file
+        part = {**_video_part(10, 2 * unit, 4, fps), "sound": synthetic_audio(21, 4 / fps, 16000)}
+        return [_conversation([part], "What is seen and heard?")]
     raise UnknownInputKindError(f"Unknown input kind {kind!r}; choose one of {', '.join(ALL_INPUT_KINDS)}.")
 
 
@@ -116,11 +119,12 @@ def sample_inputs(
     second_per_grid_ts: str | None = None,
     fps: float = 2.0,
 ) -> BatchFeature:
-    """Model inputs of `kind` ("image", "batch", "video", "text", and for the Omni thinkers "audio") for a
-    Qwen-VL processor.
+    """Model inputs of `kind` ("image", "batch", "video", "text", and for the Omni thinkers "audio" and
+    "video_audio") for a Qwen-VL processor.
 
     "batch" is two prompts of different lengths and image sizes, left-padded. "video" is four
-    synthetic frames at `fps`; "audio" is a second of synthetic 16 kHz sound and a question.
+    synthetic frames at `fps`; "audio" is a second of synthetic 16 kHz sound and a question;
+    "video_audio" the video with a sound track as long as it (`use_audio_in_video`, Omni thinkers only).
     `second_per_grid_ts` is left as the installed processor returns it (a list through transformers
     4.51, a CPU tensor from 4.52) unless you ask for "list" or "tensor" (a tensor there is what sets up
     the video failure of transformers 4.49-4.51.3).
@@ -154,7 +158,10 @@ def sample_inputs(
     images, videos, video_kwargs = process_vision_info(
         conversations, **process_vision_info_kwargs(family.patch_size)
     )
-    audios = [part["audio"] for c in conversations for m in c for part in m["content"] if "audio" in part]
+    parts = [part for c in conversations for m in c for part in m["content"]]
+    audios = [part["audio"] for part in parts if "audio" in part]
+    if kind == "video_audio":
+        audios = [part["sound"] for part in parts if "sound" in part]
     if not videos:
         video_kwargs = {}
     elif isinstance(videos[0], tuple):
@@ -168,7 +175,10 @@ def sample_inputs(
         padding_side="left",
         return_tensors="pt",
         **processor_video_kwargs(video_kwargs, processor),
+        **(audio_in_video_kwargs(processor, len(videos)) if kind == "video_audio" else {}),
     )
+    if kind == "video_audio":  # the thinker's forward and generate take it too (its rope interleaves them)
+        inputs["use_audio_in_video"] = True
     if second_per_grid_ts is not None:
         _convert_second_per_grid_ts(inputs, second_per_grid_ts)
     return inputs

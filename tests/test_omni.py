@@ -128,3 +128,30 @@ def test_load_model_of_a_whole_omni_checkpoint_gives_its_thinker_with_the_saved_
     loaded = dict(model.named_parameters())
     assert loaded.keys() == expected.keys()
     assert all(torch.equal(loaded[name], expected[name]) for name in expected)
+
+
+def test_a_video_with_its_sound_track_puts_both_in_the_clips_span(family):
+    """`use_audio_in_video`: the processor puts the clip's audio tokens in the clip's own span (Qwen3-Omni
+    interleaves them with the frames by position, Qwen2.5-Omni by 2-second chunk), and the thinker's rope
+    index takes both; a diagnosis on four simulated GPUs runs it."""
+    if not family_available(family):
+        return
+    model, processor = qd.tiny_model(family)
+    inputs = qd.sample_inputs(processor, "video_audio")
+    assert inputs["use_audio_in_video"] is True
+    ids = inputs["input_ids"][0].tolist()
+    tokenizer = processor.tokenizer
+    audio_at, video_at, start_at = (
+        [i for i, t in enumerate(ids) if t == tokenizer.convert_tokens_to_ids(token)]
+        for token in (processor.audio_token, processor.video_token, tokenizer.vision_bos_token)
+    )
+    assert audio_at and video_at and len(start_at) == 1
+    span = ids[start_at[0] : max(audio_at + video_at) + 1]  # from the clip's start: media tokens, no text
+    assert tokenizer.decode(span, skip_special_tokens=True).strip() == ""
+    with torch.no_grad():
+        assert torch.isfinite(model(**inputs).logits).all()
+    diagnosis = qd.run(
+        qd.Scenario(f"tiny/{family}", gpus=4, memory="24GiB", inputs="video_audio", action="generate")
+    )
+    assert diagnosis.error is None or diagnosis.first_mismatch["file"].endswith(f"modeling_{family}.py")
+    assert "True" in set(diagnosis.frames["rope"]["summary"])  # use_audio_in_video reached the rope index

@@ -17,10 +17,10 @@ from .sharded import fsdp_flags, is_sharded
 
 PLACEMENT_COLUMNS = ["module", "kind", "layer", "device", "params", "bytes", "dtype"]
 """Columns of `device_map_frame`: one row per placed module (a key of the device map), in model order.
-`kind` is one of vision, merger, audio, embed, decoder, norm, rotary, head, other; `layer` the decoder-layer or
-vision-block number (<NA> for other modules); `device` "cuda:N", "cpu" or "disk"; `params` the number
-of parameters and `bytes` the bytes of parameters and buffers it places (real sizes for a plan, a tied
-weight counted once, with embed_tokens); `dtype` the dtype of most of its parameters."""
+`kind` is one of vision, merger, audio, embed, decoder, norm, rotary, head, other; `layer` the
+decoder-layer or vision-block number (<NA> for other modules); `device` "cuda:N", "cpu" or "disk";
+`params` the number of parameters and `bytes` the bytes of parameters and buffers it places (real sizes
+for a plan, a tied weight counted once, with embed_tokens); `dtype` the dtype of most of its parameters."""
 
 SUMMARY_COLUMNS = ["device", "modules", "params", "bytes", "capacity", "share"]
 """Columns of `device_summary_frame`: per device (GPUs by index, then cpu, disk), the placed modules,
