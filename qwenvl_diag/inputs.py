@@ -159,9 +159,9 @@ def sample_inputs(
         conversations, **process_vision_info_kwargs(family.patch_size)
     )
     parts = [part for c in conversations for m in c for part in m["content"]]
-    audios = [part["audio"] for part in parts if "audio" in part]
-    if kind == "video_audio":
-        audios = [part["sound"] for part in parts if "sound" in part]
+    # a spoken part's "audio", or a video's sound track ("sound": kept out of qwen-vl-utils' sight)
+    audios = [part[key] for part in parts for key in ("audio", "sound") if key in part]
+    in_video = any("sound" in part for part in parts)
     if not videos:
         video_kwargs = {}
     elif isinstance(videos[0], tuple):
@@ -175,9 +175,9 @@ def sample_inputs(
         padding_side="left",
         return_tensors="pt",
         **processor_video_kwargs(video_kwargs, processor),
-        **(audio_in_video_kwargs(processor, len(videos)) if kind == "video_audio" else {}),
+        **(audio_in_video_kwargs(processor, len(videos)) if in_video else {}),
     )
-    if kind == "video_audio":  # the thinker's forward and generate take it too (its rope interleaves them)
+    if in_video:  # the thinker's forward and generate take it too (its rope interleaves them)
         inputs["use_audio_in_video"] = True
     if second_per_grid_ts is not None:
         _convert_second_per_grid_ts(inputs, second_per_grid_ts)

@@ -7,6 +7,7 @@ import copy
 import difflib
 import hashlib
 import json
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
@@ -14,22 +15,33 @@ from ..errors import UnknownCheckpointError
 
 _CONFIG_DIR = resources.files(__package__) / "configs"
 
-# {checkpoint: (model_type, model class, what the defaults leave out)}: checkpoints with no published
-# config.json the kit could collect, built from the configuration class's defaults in the installed
-# transformers (the class documents them as this checkpoint: `@auto_docstring(checkpoint=...)`). The third
-# part holds the fields the model reads but the defaults do not set, with the value every published config
-# of the family has. Qwen2.5-Omni-7B is a twin ("library defaults for ..."); Qwen4-Exp only a tiny model's
-# source: its defaults do not even build at full size (its QSA indexer sizes are unset).
-LIBRARY_DEFAULTS: dict[str, tuple[str, str, dict]] = {
-    "Qwen/Qwen2.5-Omni-7B": (
+
+@dataclass(frozen=True)
+class LibraryDefaults:
+    """A checkpoint with no published config.json the kit could collect, built from its configuration
+    class's defaults in the installed transformers (the class documents them as this checkpoint:
+    `@auto_docstring(checkpoint=...)`). `left_out` holds the fields the model reads but the defaults do
+    not set, with the value every published config of the family has; `twin` says whether `qd.twin`
+    builds it, or it is only a tiny model's source."""
+
+    model_type: str
+    architecture: str
+    left_out: dict = field(default_factory=dict)
+    twin: bool = False
+
+
+# Qwen4-Exp is only a tiny model's source: its defaults do not even build at full size (its QSA indexer
+# sizes are unset).
+LIBRARY_DEFAULTS: dict[str, LibraryDefaults] = {
+    "Qwen/Qwen2.5-Omni-7B": LibraryDefaults(
         "qwen2_5_omni",
         "Qwen2_5OmniForConditionalGeneration",
         # read by get_rope_index (5.25.0 modeling_qwen2_5_omni.py L288); the tokenizer's ids of the tokens
         {"thinker_config": {"vision_start_token_id": 151652, "vision_end_token_id": 151653}},
+        twin=True,
     ),
-    "Qwen/Qwen4-Exp": ("qwen4_exp", "Qwen4ExpForConditionalGeneration", {}),
+    "Qwen/Qwen4-Exp": LibraryDefaults("qwen4_exp", "Qwen4ExpForConditionalGeneration"),
 }
-LIBRARY_DEFAULT_TWINS = ("Qwen/Qwen2.5-Omni-7B",)
 
 
 def _dir_name(checkpoint: str) -> str:
@@ -39,11 +51,11 @@ def _dir_name(checkpoint: str) -> str:
 @cache
 def shipped_checkpoints() -> tuple[str, ...]:
     """Hub ids of every checkpoint the kit builds a twin of, sorted: those whose config ships inside the
-    package, and those built from their configuration class's defaults (LIBRARY_DEFAULT_TWINS)."""
+    package, and those built from their configuration class's defaults (`LibraryDefaults.twin`)."""
     return tuple(
         sorted(
             [p.name.replace("--", "/") for p in _CONFIG_DIR.iterdir() if (p / "config.json").is_file()]
-            + list(LIBRARY_DEFAULT_TWINS)
+            + [checkpoint for checkpoint, defaults in LIBRARY_DEFAULTS.items() if defaults.twin]
         )
     )
 
@@ -105,7 +117,7 @@ def checkpoint_model_type(checkpoint: str) -> str:
     thinker's is "qwen3_omni_moe_thinker"), without building its config."""
     checkpoint = _known(checkpoint)
     defaults = LIBRARY_DEFAULTS.get(checkpoint)
-    return defaults[0] if defaults else checkpoint_file(checkpoint, "config.json")["model_type"]
+    return defaults.model_type if defaults else checkpoint_file(checkpoint, "config.json")["model_type"]
 
 
 def config_sha256(checkpoint: str) -> str | None:
@@ -124,7 +136,7 @@ def provenance(checkpoint: str) -> dict[str, str]:
     if checkpoint in LIBRARY_DEFAULTS:
         from .._compat import TRANSFORMERS_VERSION
 
-        model_type = LIBRARY_DEFAULTS[checkpoint][0]
+        model_type = LIBRARY_DEFAULTS[checkpoint].model_type
         return {
             "provenance": f"library defaults for {checkpoint}",
             "verified": f"the {model_type} configuration class of transformers {TRANSFORMERS_VERSION}",
@@ -149,17 +161,19 @@ def library_default_config(checkpoint: str) -> dict:
 
     from .families import family_of_model_type, get_family
 
-    model_type, architecture, left_out = LIBRARY_DEFAULTS[checkpoint]
-    get_family(family_of_model_type(model_type).name)  # a release without the family: the kit's error
+    defaults = LIBRARY_DEFAULTS[checkpoint]
+    get_family(
+        family_of_model_type(defaults.model_type).name
+    )  # a release without the family: the kit's error
     # Qwen2.5-Omni's defaults give its talker vision/audio token ids outside its own vocabulary, which
     # transformers 5.x logs at every construction: seven warnings about a config no checkpoint has
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()
     try:
-        config = CONFIG_MAPPING[model_type]().to_dict()
+        config = CONFIG_MAPPING[defaults.model_type]().to_dict()
     finally:
         logging.set_verbosity(verbosity)
-    for part, fields in left_out.items():
+    for part, fields in defaults.left_out.items():
         config[part].update(fields)
     _drop_runtime_fields(config)
-    return {**config, "architectures": [architecture]}
+    return {**config, "architectures": [defaults.architecture]}

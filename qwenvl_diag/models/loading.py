@@ -59,10 +59,10 @@ def load_model(path_or_id: str, **from_pretrained_kwargs):
             "qwenvl-diag's models, inputs and known bugs are Qwen-VL specific."
         )
     get_family(family.name)
-    # an Omni checkpoint's thinker is the model that reads images, video and audio: loaded from the whole
-    # checkpoint, as the model card's thinker-only example does
-    omni = family.thinker is not None and config.model_type == family.model_types[0]
-    model_cls = getattr(transformers, family.thinker if omni else config.architectures[0])
+    # a whole Omni checkpoint (not one saved from its thinker alone) loads as its thinker, the model that
+    # reads images, video and audio, as the model card's thinker-only example does
+    whole_omni = family.thinker is not None and not config.model_type.endswith("_thinker")
+    model_cls = getattr(transformers, family.thinker if whole_omni else config.architectures[0])
     try:
         model = model_cls.from_pretrained(path_or_id, **from_pretrained_kwargs)
         processor = AutoProcessor.from_pretrained(path_or_id, **hub_kwargs)

@@ -48,10 +48,8 @@ def family_specials(family: Family, checkpoint: str | None) -> dict[int, str]:
     borrowed = checkpoint_file(source, "config.json") if source == family.borrows else None
     if borrowed is None:
         return specials
-    shift = (
-        checkpoint_or_reference_file(family, checkpoint, "config.json")["image_token_id"]
-        - (borrowed["image_token_id"])
-    )
+    own = checkpoint_or_reference_file(family, checkpoint, "config.json")
+    shift = own["image_token_id"] - borrowed["image_token_id"]
     return {i + shift: token for i, token in specials.items()}
 
 

@@ -48,13 +48,14 @@ def checkpoint_family(checkpoint: str) -> Family:
 
 
 def _twin_row(checkpoint: str) -> dict:
-    family = family_of_model_type(checkpoint_model_type(checkpoint))
+    model_type = checkpoint_model_type(checkpoint)
+    family = family_of_model_type(model_type)
     if not transformers_at_least(family.since) and checkpoint in LIBRARY_DEFAULTS:
         # library defaults come from the installed transformers: a release without the family has none
         return {
             "checkpoint": checkpoint,
             "family": family.name,
-            "model_type": checkpoint_model_type(checkpoint),
+            "model_type": model_type,
             "provenance": f"library defaults for {checkpoint}",
             "verified": f"needs transformers >= {family.since}",
             "sha256": None,
