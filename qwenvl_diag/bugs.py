@@ -196,48 +196,82 @@ ROPE_DELTAS_WORKAROUND = (
 )
 
 
-def _rope_deltas_bug(family: str, name: str, affected: str, code: str, scenario: str) -> KnownBug:
+def _rope_deltas_bug(
+    family: str,
+    name: str,
+    affected: str,
+    code: str,
+    scenario: str,
+    *,
+    fixed_in: str = "4.53.0",
+    trigger: str = ROPE_DELTAS_TRIGGER,
+    references: tuple[str, ...] = ROPE_DELTAS_REFERENCES,
+    workaround: str = ROPE_DELTAS_WORKAROUND,
+) -> KnownBug:
     """The text-only generate bug (rope_deltas on the embeddings' GPU) as one family's forward has it."""
     return KnownBug(
         id=f"{family}-text-generate-rope-deltas",
         title=f"{name} text-only generate across GPUs: rope_deltas and cache_position on two GPUs",
         families=(family,),
         affected=affected,
-        trigger=ROPE_DELTAS_TRIGGER,
+        trigger=trigger,
         file=f"models/{family}/modeling_{family}.py",
         function="forward",
         code=code,
-        fixed_in="4.53.0",
-        references=ROPE_DELTAS_REFERENCES,
+        fixed_in=fixed_in,
+        references=references,
         signature=ErrorSignature(op="add", devices="gpu/gpu"),
         scenario=scenario,
-        workaround=ROPE_DELTAS_WORKAROUND,
+        workaround=workaround,
     )
 
 
+def _modeling_files(families: tuple[str, ...]) -> tuple[str, ...]:
+    """Each family's modeling file inside transformers (a MoE variant's is a generated copy)."""
+    return tuple(f"models/{family}/modeling_{family}.py" for family in families)
+
+
+# the training setup of BUG_HISTORY I, shared by the families whose text rotary has it
+HOST_INV_FREQ_SETUP = (
+    "FSDP2 with CPUOffloadPolicy in a trainer that keeps the non-persistent buffers on the host "
+    "(SkyRL's _sync_non_persistent_buffers, VeOmni): FSDP2 gathers parameters onto the rank's GPU, "
+    "never buffers, so the text rotary embedding's inv_freq stays on the CPU and its matmul with "
+    "the GPU position ids fails in bmm"
+)
+
+
 def _host_inv_freq_bug(
-    bug_id: str, affected: str, fixed_in: str, references: tuple[str, ...], history: str
+    family: str,
+    name: str,
+    affected: str,
+    fixed_in: str,
+    references: tuple[str, ...],
+    history: str,
+    scenario: str,
+    *,
+    again: bool = False,
+    moe: tuple[str, ...] = (),
+    copies: tuple[str, ...] = (),
 ) -> KnownBug:
-    """BUG_HISTORY I: Qwen3-VL's text rotary multiplies a host inv_freq with the GPU position ids."""
+    """BUG_HISTORY I: a text rotary multiplies a host inv_freq with the GPU position ids (Qwen3-VL's, and
+    the same code in Qwen3.5's and Qwen3-Omni's). `moe`: kit families whose modeling file is a copy;
+    `copies`: transformers model types (not kit families) whose modeling file is one (Qwen3-VL-MoE's)."""
+    families = (family, *moe)
+    files = _modeling_files((*families, *copies))
     return KnownBug(
-        id=bug_id,
-        title="Qwen3-VL under FSDP2 CPU offload, buffers on the host: the text rotary's inv_freq on the CPU",
-        families=("qwen3_vl",),
+        id=f"{family}-fsdp2-host-inv-freq{'-again' if again else ''}",
+        title=f"{name} under FSDP2 CPU offload, buffers on the host: the text rotary's inv_freq on the CPU",
+        families=families,
         affected=affected,
-        trigger=(
-            "FSDP2 with CPUOffloadPolicy in a trainer that keeps the non-persistent buffers on the host "
-            "(SkyRL's _sync_non_persistent_buffers, VeOmni): FSDP2 gathers parameters onto the rank's GPU, "
-            "never buffers, so Qwen3VLTextRotaryEmbedding's inv_freq stays on the CPU and its matmul with "
-            f"the GPU position ids fails in bmm. {history}."
-        ),
-        file="models/qwen3_vl/modeling_qwen3_vl.py",
-        copies=("models/qwen3_vl_moe/modeling_qwen3_vl_moe.py",),
+        trigger=f"{HOST_INV_FREQ_SETUP}. {history}.",
+        file=files[0],
+        copies=files[1:],
         function="forward",
         code="freqs = (inv_freq_expanded.float() @ position_ids_expanded.float()).transpose(2, 3)",
         fixed_in=fixed_in,
         references=references,
         signature=ErrorSignature(op="bmm", devices="gpu/cpu", wrapper="wrapper_CUDA_bmm", argument="mat2"),
-        scenario="qwen3-vl-fsdp2-host-buffers",
+        scenario=scenario,
         workaround=(
             "upgrade transformers (fix upgrade_transformers), or move the non-persistent buffers to the "
             "rank's GPU after loading (verl's "
@@ -246,22 +280,69 @@ def _host_inv_freq_bug(
     )
 
 
-def _inputs_on_cpu_bug(family: str, name: str, since: str, scenario: str) -> KnownBug:
-    """Inputs left on the CPU with a model on one GPU: the first embedding refuses a CPU index."""
+def _host_inv_freq_bugs(family: str, name: str, since: str, scenario: str, **copies) -> tuple[KnownBug, ...]:
+    """I in `family`, then again: PR 45861 fixed it in 5.9.0, 5.17.0 undid the fix, 5.19.0 redid it
+    (each range checked against the releases' wheels)."""
+    return (
+        _host_inv_freq_bug(
+            family,
+            name,
+            f">={since},<5.9.0",
+            "5.9.0",
+            (f"{TRANSFORMERS}/pull/45861", f"{TRANSFORMERS}/issues/45859"),
+            "PR 45861 moves inv_freq to x.device (5.9.0)",
+            scenario,
+            **copies,
+        ),
+        _host_inv_freq_bug(
+            family,
+            name,
+            ">=5.17.0,<5.19.0",
+            "5.19.0",
+            (f"{TRANSFORMERS}/blob/v5.17.0/src/transformers/{_modeling_files((family,))[0]}",),
+            "5.17.0 dropped PR 45861's .to(x.device); 5.19.0's rotary multiplies by inv_freq.to(x.device)",
+            scenario,
+            again=True,
+            **copies,
+        ),
+    )
+
+
+EMBED_CODES = (
+    "self.model.embed_tokens(input_ids)",
+    "self.get_input_embeddings()(input_ids)",
+    "self.language_model.embed_tokens(input_ids)",
+)
+# the Omni files also hold a talker, whose codec embedding is looked up the same way: the thinker's line
+OMNI_EMBED_CODES = ("inputs_embeds = self.get_input_embeddings()(input_ids)",)
+
+
+def _inputs_on_cpu_bug(
+    family: str,
+    name: str,
+    since: str,
+    scenario: str,
+    moe: tuple[str, ...] = (),
+    codes: tuple[str, ...] = EMBED_CODES,
+) -> KnownBug:
+    """Inputs left on the CPU with a model on one GPU: the first embedding refuses a CPU index. `moe`:
+    families whose modeling file is a copy of `family`'s; `codes` the line, then its variants."""
+    files = _modeling_files((family, *moe))
     return KnownBug(
         id=f"{family}-inputs-on-cpu",
         title=f"{name} on one GPU with the inputs left on the CPU: embed_tokens gets a CPU index",
-        families=(family,),
+        families=(family, *moe),
         affected=f">={since}",
         trigger=(
             "the model on a single device (device_map='auto' or {'': 0} on one GPU, or model.to('cuda')) "
             "places it without accelerate hooks, so nothing moves the inputs: input_ids left on the CPU "
             "reach embed_tokens, whose weight is on the GPU. Every release; not a transformers bug."
         ),
-        file=f"models/{family}/modeling_{family}.py",
+        file=files[0],
+        copies=files[1:],
         function="forward",
-        code="self.model.embed_tokens(input_ids)",
-        variants=("self.get_input_embeddings()(input_ids)", "self.language_model.embed_tokens(input_ids)"),
+        code=codes[0],
+        variants=codes[1:],
         fixed_in=None,
         references=(f"{TRANSFORMERS}/blob/main/docs/source/en/models/{family}.md",),
         # torch.embedding -> index_select: the index (input_ids) on the CPU, the weight on the GPU
@@ -277,13 +358,14 @@ def _inputs_on_cpu_bug(family: str, name: str, since: str, scenario: str) -> Kno
     )
 
 
-def _pixels_on_cpu_bug(family: str, name: str, scenario: str) -> KnownBug:
+def _pixels_on_cpu_bug(family: str, name: str, scenario: str, moe: tuple[str, ...] = ()) -> KnownBug:
     """generate() with the inputs left on the CPU of a one-GPU model, from 5.18: the images are encoded
     before the prefill, and the vision tower's patch convolution gets the CPU pixel_values."""
+    files = _modeling_files((family, *moe))
     return KnownBug(
         id=f"{family}-pixel-values-on-cpu",
         title=f"{name} generate on one GPU, inputs left on the CPU: the patch convolution gets CPU pixels",
-        families=(family,),
+        families=(family, *moe),
         affected=">=5.18.0",
         trigger=(
             "generate() with image or video inputs left on the CPU and the model on a single device (no "
@@ -292,7 +374,8 @@ def _pixels_on_cpu_bug(family: str, name: str, scenario: str) -> KnownBug:
             "pixel_values first, and PyTorch's convolution reports a type mismatch, not a device one. A "
             "forward() with the same inputs fails at embed_tokens (the inputs-on-cpu entry)."
         ),
-        file=f"models/{family}/modeling_{family}.py",
+        file=files[0],
+        copies=files[1:],
         function="forward",
         code="hidden_states = self.proj(hidden_states.to(dtype=target_dtype))",
         fixed_in=None,
@@ -307,6 +390,12 @@ def _pixels_on_cpu_bug(family: str, name: str, scenario: str) -> KnownBug:
         kind="usage",
     )
 
+
+OMNI_APART_WORKAROUND = (
+    "run on one GPU (single_device), or upgrade (upgrade_transformers: 4.53.0 no longer moves "
+    "attention_mask before the rope index); keeping the vision tower with embed_tokens does not help, the "
+    "audio tower is the one apart"
+)
 
 VIDEO_REFERENCES = (
     f"{TRANSFORMERS}/pull/37597",
@@ -490,26 +579,72 @@ CATALOGUE: tuple[KnownBug, ...] = (
             "fast_pos_embed_interpolate to build its indices on grid_thw.device (what 5.9.0 does)"
         ),
     ),
-    _host_inv_freq_bug(
-        "qwen3_vl-fsdp2-host-inv-freq",
-        ">=4.57.0,<5.9.0",
-        "5.9.0",
-        (f"{TRANSFORMERS}/pull/45861", f"{TRANSFORMERS}/issues/45859"),
-        "PR 45861 moves inv_freq to x.device (5.9.0)",
+    *_host_inv_freq_bugs(
+        "qwen3_vl", "Qwen3-VL", "4.57.0", "qwen3-vl-fsdp2-host-buffers", copies=("qwen3_vl_moe",)
     ),
-    _host_inv_freq_bug(
-        "qwen3_vl-fsdp2-host-inv-freq-again",
-        ">=5.17.0,<5.19.0",
-        "5.19.0",
-        (f"{TRANSFORMERS}/blob/v5.17.0/src/transformers/models/qwen3_vl/modeling_qwen3_vl.py",),
-        "5.17.0 dropped PR 45861's .to(x.device); 5.19.0's rotary multiplies by inv_freq.to(x.device)",
+    *_host_inv_freq_bugs("qwen3_5", "Qwen3.5", "5.2.0", "qwen3.5-fsdp2-host-buffers", moe=("qwen3_5_moe",)),
+    *_host_inv_freq_bugs("qwen3_omni_moe", "Qwen3-Omni thinker", "4.57.0", "qwen3-omni-fsdp2-host-buffers"),
+    KnownBug(
+        id="qwen2_5_omni-rope-deltas-padding-delta",
+        title="Qwen2.5-Omni thinker across GPUs: rope_deltas minus the padding delta, on two GPUs",
+        families=("qwen2_5_omni",),
+        affected=">=4.52.1,<4.53.0",
+        trigger=(
+            "image, video or audio input, forward or generate (the prefill), with embed_tokens on "
+            "another GPU than the map's first (the root hook's, where input_ids go): forward moves "
+            "attention_mask to the embeddings' GPU and takes delta0, the padding count, from it, then "
+            "subtracts it from the rope_deltas that get_rope_index made on input_ids' GPU. The planner does "
+            "it to the tiny thinker on 4 x 24 GiB (auto: the audio tower alone on GPU 1, the rest on GPU "
+            "2); the 7B's plans keep the towers and embed_tokens on one GPU, so there a hand-written map "
+            "that splits them does it."
+        ),
+        file="models/qwen2_5_omni/modeling_qwen2_5_omni.py",
+        function="forward",
+        code="rope_deltas = rope_deltas - delta0",
+        fixed_in="4.53.0",
+        references=(
+            f"{TRANSFORMERS}/blob/v4.52.4/src/transformers/models/qwen2_5_omni/modeling_qwen2_5_omni.py",
+            f"{TRANSFORMERS}/blob/v4.53.0/src/transformers/models/qwen2_5_omni/modeling_qwen2_5_omni.py",
+        ),
+        # Tensor.sub of get_rope_index's deltas (input_ids' GPU) and delta0 (the embeddings' GPU)
+        signature=ErrorSignature(op="sub", devices="gpu/gpu"),
+        scenario="qwen2.5-omni-audio-apart",
+        workaround=OMNI_APART_WORKAROUND,
+    ),
+    _rope_deltas_bug(
+        "qwen2_5_omni",
+        "Qwen2.5-Omni thinker",
+        ">=4.52.1,<4.53.0",
+        "delta = cache_position[0] + self.rope_deltas if cache_position is not None else 0",
+        "qwen2.5-omni-text-generate",
+        trigger=(
+            "generate() on a text-only prompt, with embed_tokens on another GPU than the map's first (the "
+            "tiny thinker on 4 x 24 GiB, auto): forward moves attention_mask to the embeddings' GPU before "
+            "get_rope_index, so a text-only prompt's rope_deltas are made there, and the first decode step "
+            "adds them to cache_position, which accelerate's root hook put on the map's first GPU. The "
+            "prefill passes; so does an audio prompt's prefill, which then fails here too."
+        ),
+        references=(
+            f"{TRANSFORMERS}/blob/v4.52.4/src/transformers/models/qwen2_5_omni/modeling_qwen2_5_omni.py",
+        ),
+        workaround=OMNI_APART_WORKAROUND,
     ),
     _inputs_on_cpu_bug("qwen2_vl", "Qwen2-VL", "4.45.0", "qwen2-vl-inputs-on-cpu"),
     _inputs_on_cpu_bug("qwen2_5_vl", "Qwen2.5-VL", "4.49.0", "inputs-on-cpu"),
     _inputs_on_cpu_bug("qwen3_vl", "Qwen3-VL", "4.57.0", "qwen3-vl-inputs-on-cpu"),
+    _inputs_on_cpu_bug("qwen3_5", "Qwen3.5", "5.2.0", "qwen3.5-inputs-on-cpu", moe=("qwen3_5_moe",)),
+    _inputs_on_cpu_bug(
+        "qwen2_5_omni", "Qwen2.5-Omni thinker", "4.52.1", "qwen2.5-omni-inputs-on-cpu", codes=OMNI_EMBED_CODES
+    ),
+    _inputs_on_cpu_bug(
+        "qwen3_omni_moe", "Qwen3-Omni thinker", "4.57.0", "qwen3-omni-inputs-on-cpu", codes=OMNI_EMBED_CODES
+    ),
     _pixels_on_cpu_bug("qwen2_vl", "Qwen2-VL", "qwen2-vl-pixel-values-on-cpu"),
     _pixels_on_cpu_bug("qwen2_5_vl", "Qwen2.5-VL", "pixel-values-on-cpu"),
     _pixels_on_cpu_bug("qwen3_vl", "Qwen3-VL", "qwen3-vl-pixel-values-on-cpu"),
+    _pixels_on_cpu_bug("qwen3_5", "Qwen3.5", "qwen3.5-pixel-values-on-cpu", moe=("qwen3_5_moe",)),
+    _pixels_on_cpu_bug("qwen2_5_omni", "Qwen2.5-Omni thinker", "qwen2.5-omni-pixel-values-on-cpu"),
+    _pixels_on_cpu_bug("qwen3_omni_moe", "Qwen3-Omni thinker", "qwen3-omni-pixel-values-on-cpu"),
     KnownBug(
         id="qwen2_5_vl-video-fps-temporal-ids",
         title="Qwen2.5-VL video above 2 fps: get_rope_index truncates the seconds per frame step to 0",

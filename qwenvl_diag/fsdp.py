@@ -60,8 +60,12 @@ def shard(model: torch.nn.Module, mesh, cpu_offload: bool = False) -> list[str]:
     if cpu_offload:
         options["offload_policy"] = CPUOffloadPolicy()
     names = fsdp_units(model)
-    for name in names:
+    # bottom-up, as torch's fully_shard asks: a unit nested in another (Qwen3-Omni's audio encoder and its
+    # layers are both _no_split_modules in 5.x) sharded after its parent finds DTensors already offloaded
+    # to the CPU, and torch refuses ("Expects DTensor to be moved to cuda but got cpu")
+    for name in reversed(names[:-1]):
         fully_shard(model.get_submodule(name), **options)
+    fully_shard(model, **options)
     return names
 
 

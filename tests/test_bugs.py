@@ -36,16 +36,22 @@ DELTAS_2 = "qwen2_vl-text-generate-rope-deltas"
 POSITIONS_2 = "qwen2_vl-text-generate-position-ids"
 IMAGE_MASK_2 = "qwen2_vl-image-mask-device"
 INDEX_MASK_2 = "qwen2_vl-rope-index-input-mask"
-CPU_INPUTS = ("qwen2_vl-inputs-on-cpu", "qwen2_5_vl-inputs-on-cpu", "qwen3_vl-inputs-on-cpu")
-CPU_PIXELS = (
-    "qwen2_vl-pixel-values-on-cpu",
-    "qwen2_5_vl-pixel-values-on-cpu",
-    "qwen3_vl-pixel-values-on-cpu",
+NEW_FAMILIES = ("qwen3_5", "qwen2_5_omni", "qwen3_omni_moe")
+CPU_INPUTS = tuple(
+    f"{family}-inputs-on-cpu" for family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", *NEW_FAMILIES)
+)
+CPU_PIXELS = tuple(
+    f"{family}-pixel-values-on-cpu" for family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", *NEW_FAMILIES)
 )
 TEMPORAL_IDS = "qwen2_5_vl-video-fps-temporal-ids"
 SPLIT_VISION = "qwen3_vl-generate-split-vision-cpu-grid"
 FSDP_POS_EMBED = "qwen3_vl-fsdp2-offload-pos-embed-index"
-FSDP_INV_FREQ = ("qwen3_vl-fsdp2-host-inv-freq", "qwen3_vl-fsdp2-host-inv-freq-again")
+FSDP_INV_FREQ = tuple(
+    f"{family}-fsdp2-host-inv-freq{again}"
+    for family in ("qwen3_vl", "qwen3_5", "qwen3_omni_moe")
+    for again in ("", "-again")
+)
+OMNI_APART = ("qwen2_5_omni-rope-deltas-padding-delta", "qwen2_5_omni-text-generate-rope-deltas")
 # The lines in the release the legacy stack pins (BUG_FACTS.md and BUG_HISTORY.md for the first four; the
 # others read here).
 LINES_4_51_3 = {
@@ -67,7 +73,9 @@ LINE_KEPT_AFTER_FIX = {
     INDEX_MASK_2,
     SPLIT_VISION,
     *CPU_PIXELS,
-    FSDP_INV_FREQ[0],  # 5.9-5.16 moved inv_freq one line up; 5.17 dropped that again
+    # 5.9-5.16 moved inv_freq one line up; 5.17 dropped that again
+    *(bug for bug in FSDP_INV_FREQ if not bug.endswith("-again")),
+    *OMNI_APART,  # 4.53.0 stopped moving attention_mask before the rope index
 }
 QWEN25_FILE = "/usr/lib/python3/site-packages/transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py"
 
@@ -93,6 +101,7 @@ def test_the_frame_has_stable_columns_and_one_row_per_entry():
         SPLIT_VISION,
         FSDP_POS_EMBED,
         *FSDP_INV_FREQ,
+        *OMNI_APART,
         *CPU_INPUTS,
         *CPU_PIXELS,
         TEMPORAL_IDS,
