@@ -12,5 +12,8 @@ ACTIONS = ("forward", "generate")
 TRAIN_ACTIONS = ("train_step",)
 ALL_ACTIONS = ACTIONS + TRAIN_ACTIONS
 DEVICE_MODES = ("auto", "simulated", "real")
+# where a scenario's inputs are when the model is called: "cpu", where the processor made them (accelerate's
+# hooks move what they move; on one GPU nothing does), or "model", the model cards' inputs.to(model.device)
+INPUT_PLACES = ("cpu", "model")
 # device_map: accelerate's dispatch of a planned map (one process); fsdp2: torch's fully_shard per rank
 ENGINES = ("device_map", "fsdp2")

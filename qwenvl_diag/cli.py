@@ -28,7 +28,7 @@ import dataclasses
 import json
 import sys
 
-from .choices import ACTIONS, ALL_ACTIONS, ALL_INPUT_KINDS, DEVICE_MODES, ENGINES
+from .choices import ACTIONS, ALL_ACTIONS, ALL_INPUT_KINDS, DEVICE_MODES, ENGINES, INPUT_PLACES
 from .errors import QwenVLDiagError
 from .running import run
 from .scenario import PRESETS, Scenario
@@ -51,6 +51,11 @@ def _add_doctor(commands) -> None:
     doctor.add_argument("--memory", help=f"memory per GPU ({defaults.memory})")
     doctor.add_argument("--strategy", help="auto, balanced, balanced_low_0, sequential, or a JSON map")
     doctor.add_argument("--inputs", choices=ALL_INPUT_KINDS, help=f"input kind ({defaults.inputs})")
+    doctor.add_argument(
+        "--inputs-on",
+        choices=INPUT_PLACES,
+        help=f"inputs left on the CPU, or moved to model.device as model cards do ({defaults.inputs_on})",
+    )
     doctor.add_argument(
         "--action", choices=ALL_ACTIONS, help=f"forward, generate or train_step ({defaults.action})"
     )
@@ -109,7 +114,15 @@ def _add_sweep(commands) -> None:
     sweep.add_argument(
         "--strategy", nargs="+", help="auto, balanced, balanced_low_0, sequential or JSON maps (all four)"
     )
-    sweep.add_argument("--inputs", nargs="+", choices=ALL_INPUT_KINDS, help="input kinds (all)")
+    sweep.add_argument(
+        "--inputs", nargs="+", choices=ALL_INPUT_KINDS, help="input kinds (image batch video text)"
+    )
+    sweep.add_argument(
+        "--inputs-on",
+        nargs="+",
+        choices=INPUT_PLACES,
+        help="inputs moved to model.device as model cards do, and/or left on the CPU (model)",
+    )
     sweep.add_argument("--action", nargs="+", choices=ACTIONS, help="forward and/or generate (both)")
     sweep.add_argument(
         "--transformers", nargs="+", help="releases to run under (installed; e.g. installed 4.57.6 latest)"
@@ -146,6 +159,7 @@ def _scenario(options: argparse.Namespace) -> Scenario:
         "gpus",
         "memory",
         "inputs",
+        "inputs_on",
         "action",
         "second_per_grid_ts",
         "max_new_tokens",
@@ -235,6 +249,7 @@ def _sweep(options: argparse.Namespace) -> int:
         memory=options.memory,
         strategies=strategies,
         inputs=options.inputs,
+        inputs_on=options.inputs_on,
         actions=options.action,
         transformers=options.transformers,
         processes=options.processes,

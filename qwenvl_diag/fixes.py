@@ -64,7 +64,8 @@ class Setup:
     """What fixes act on: `model`, its `inputs`, the `plan` it is (to be) placed by, and `source`, what
     the plan was planned from (a shipped checkpoint name, a config or a directory; default
     `plan.model`). `placed` turns True once `place()` dispatched the model. `notes` collects one
-    sentence per applied fix saying what it did."""
+    sentence per applied fix saying what it did. `inputs_on` "model" makes `place()` move the inputs as
+    the model cards do after loading (`inputs.to(model.device)`); "cpu" leaves them where they are."""
 
     model: torch.nn.Module
     inputs: Mapping
@@ -72,11 +73,16 @@ class Setup:
     source: object = None
     placed: bool = False
     notes: list[str] = field(default_factory=list)
+    inputs_on: str = "cpu"
 
     def place(self) -> None:
-        """Dispatch the model by the current plan (accelerate's dispatch_model, as from_pretrained)."""
+        """Dispatch the model by the current plan (accelerate's dispatch_model, as from_pretrained), then,
+        with `inputs_on` "model", move the inputs to `model.device` (transformers' own property: the
+        first parameter's device), as the model cards' `inputs.to(model.device)` does."""
         dispatch(self.model, self.plan)
         self.placed = True
+        if self.inputs_on == "model":
+            self.inputs = _with(self.inputs, _moved(self.inputs, self.model.device))
 
     @property
     def plan_source(self) -> object:

@@ -91,6 +91,7 @@ _SWEEP_READ = (
     "strategy",
     "transformers",
     "inputs",
+    "inputs_on",
     "action",
     "outcome",
     "known_bug",
@@ -113,8 +114,9 @@ def _sweep_label(row) -> str:
 
 def plot_sweep(frame, ax=None):
     """A heatmap of a `qd.sweep` frame: one row per layout (model, GPUs, memory, strategy; and release
-    when several), one column per inputs/action, coloured by outcome (`OUTCOME_COLOURS`) and each
-    failing cell annotated with its known bug (or the file:line of an unknown one). Returns the figure.
+    when several), one column per inputs/action (and where the inputs were, when both), coloured by
+    outcome (`OUTCOME_COLOURS`) and each failing cell annotated with its known bug (or the file:line of
+    an unknown one). Returns the figure.
 
     >>> fig = qd.plot_sweep(qd.sweep(["Qwen/Qwen2.5-VL-7B-Instruct"], gpus=[1, 8], memory="24GiB"))
     """
@@ -127,11 +129,12 @@ def plot_sweep(frame, ax=None):
     from matplotlib.colors import ListedColormap
 
     releases = frame["transformers"].nunique() > 1
+    places = frame["inputs_on"].nunique() > 1
     layouts, columns, cells = {}, {}, {}
     for row in frame.itertuples(index=False):
         layout = f"{row.model.rsplit('/', 1)[-1]}  {row.gpus}x{row.memory}  {row.strategy}"
         layout += f"  ({row.transformers})" if releases else ""
-        column = f"{row.inputs}\n{row.action}"
+        column = f"{row.inputs}\n{row.action}" + (f"\non {row.inputs_on}" if places else "")
         layouts.setdefault(layout, len(layouts))
         columns.setdefault(column, len(columns))
         cells[layouts[layout], columns[column]] = row

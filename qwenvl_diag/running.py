@@ -99,7 +99,8 @@ def run_with(scenario: Scenario, model, source, plan, inputs, *, unplace: bool =
 
     with devices_for(scenario):
         try:
-            with applying(Setup(model, inputs, plan, source), scenario.fixes) as setup:
+            setup = Setup(model, inputs, plan, source, inputs_on=scenario.inputs_on)
+            with applying(setup, scenario.fixes) as setup:
                 diagnosis = diagnose(
                     model, setup.inputs, action=scenario.action, max_new_tokens=scenario.max_new_tokens
                 )

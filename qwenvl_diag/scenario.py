@@ -15,7 +15,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from .choices import ALL_ACTIONS, ALL_INPUT_KINDS, DEVICE_MODES, ENGINES
+from .choices import ALL_ACTIONS, ALL_INPUT_KINDS, DEVICE_MODES, ENGINES, INPUT_PLACES
 from .errors import QwenVLDiagError
 from .models.catalog import resolve_checkpoint, shipped_checkpoints
 from .presets import PRESETS
@@ -32,6 +32,9 @@ class Scenario:
     `strategy`) or "fsdp2" (torch's `fully_shard` over `gpus` ranks, each on its own GPU, with
     `CPUOffloadPolicy` when `cpu_offload`; `host_buffers` keeps the non-persistent buffers, such as
     the rotary `inv_freq`, on the host, as trainers that offload do: see `qwenvl_diag.fsdp`).
+    `inputs_on` is where the inputs are when the model is called: "cpu", where the processor made them
+    (accelerate's hooks move what they move; a model on one GPU has none), or "model", the model cards'
+    `inputs = inputs.to(model.device)` after loading (what sweeps do by default).
 
     >>> diagnosis = run(Scenario("Qwen/Qwen2.5-VL-7B-Instruct", gpus=8, strategy="balanced",
     ...                          inputs="batch", action="generate"))
@@ -54,12 +57,18 @@ class Scenario:
     engine: str = "device_map"
     cpu_offload: bool = False
     host_buffers: bool = False
+    inputs_on: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.inputs not in ALL_INPUT_KINDS:
             raise QwenVLDiagError(f"Unknown inputs {self.inputs!r}; use one of {', '.join(ALL_INPUT_KINDS)}.")
         if self.action not in ALL_ACTIONS:
             raise QwenVLDiagError(f"Unknown action {self.action!r}; use one of {', '.join(ALL_ACTIONS)}.")
+        if self.inputs_on not in INPUT_PLACES:
+            raise QwenVLDiagError(
+                f"Unknown inputs_on {self.inputs_on!r}; use one of {', '.join(INPUT_PLACES)} (the "
+                "processor's CPU tensors, or the model cards' inputs.to(model.device))."
+            )
         if self.devices not in DEVICE_MODES:
             raise QwenVLDiagError(f"Unknown devices {self.devices!r}; use one of {', '.join(DEVICE_MODES)}.")
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
@@ -120,6 +129,11 @@ def _check_engine(scenario: Scenario) -> None:
         raise QwenVLDiagError(
             "cpu_offload is the fsdp2 engine's CPUOffloadPolicy; with engine='device_map' the planner "
             "offloads to the CPU what does not fit in `memory`. Use engine='fsdp2', or a smaller memory."
+        )
+    if scenario.engine == "fsdp2" and scenario.inputs_on != "cpu":
+        raise QwenVLDiagError(
+            "The fsdp2 engine moves each rank's batch to the rank's GPU, as a trainer does; inputs_on is the "
+            "device_map engine's. Leave it 'cpu'."
         )
     if scenario.engine == "fsdp2" and scenario.fixes:
         raise QwenVLDiagError(

@@ -41,6 +41,7 @@ SWEEP_COLUMNS = [
     "memory",
     "strategy",
     "inputs",
+    "inputs_on",
     "action",
     "transformers",
     "accelerate",
@@ -56,8 +57,8 @@ SWEEP_COLUMNS = [
     "reused",
     "seconds",
 ]
-"""Columns of `sweep`, one row per scenario, in grid order (release, model, gpus, memory, strategy,
-inputs, action). The first six are the scenario's fields; `transformers` and `accelerate` the versions
+"""Columns of `sweep`, one row per scenario, in grid order (release, model, gpus, memory, strategy, inputs,
+inputs_on, action). The first seven are the scenario's fields; `transformers` and `accelerate` the versions
 it ran under; `outcome` ("passed", "failed", "kit error"), `error`, `file`, `line`, `known_bug` and `note`
 as in `VERSION_COLUMNS` (`file` the path inside site-packages of the first mismatch, `known_bug` the first
 catalogue match, `note` a release newer than the kit's line index); `function` the function of the first
@@ -67,7 +68,9 @@ run (same checkpoint, map, inputs and action); `seconds` how long that run took 
 
 DEFAULT_GPUS = (1, 2, 4, 8)
 DEFAULT_MEMORY = ("24GiB", "40GiB", "80GiB")
-_AXES = ("model", "gpus", "memory", "strategy", "inputs", "action")
+# the model cards' inputs.to(model.device): what fails then is the library's, not the calling code's
+DEFAULT_INPUTS_ON = ("model",)
+_AXES = ("model", "gpus", "memory", "strategy", "inputs", "inputs_on", "action")
 
 
 def _axis(name: str, value, default: Sequence) -> list:
@@ -88,7 +91,7 @@ def _key(value) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _axes(models, gpus, memory, strategies, inputs, actions) -> dict[str, list]:
+def _axes(models, gpus, memory, strategies, inputs, actions, inputs_on=None) -> dict[str, list]:
     """The grid's axes, each a list, defaults filled in and every value checked (the kit's errors)."""
     from .models.catalog import shipped_checkpoints
     from .placement import STRATEGIES
@@ -101,6 +104,7 @@ def _axes(models, gpus, memory, strategies, inputs, actions) -> dict[str, list]:
         "memory": _axis("memory", memory, DEFAULT_MEMORY),
         "strategy": _axis("strategies", strategies, STRATEGIES),
         "inputs": _axis("inputs", inputs, INPUT_KINDS),
+        "inputs_on": _axis("inputs_on", inputs_on, DEFAULT_INPUTS_ON),
         "action": _axis("actions", actions, ACTIONS),
     }
     axes["model"] = list(dict.fromkeys(_model_name(name, plan_source) for name in axes["model"]))
@@ -111,7 +115,7 @@ def _axes(models, gpus, memory, strategies, inputs, actions) -> dict[str, list]:
             raise InvalidArgumentError(
                 f"Unknown strategy {strategy!r}: use {', '.join(STRATEGIES)} or an explicit map."
             )
-    return axes  # gpus, inputs and actions: each Scenario checks its own
+    return axes  # gpus, inputs, inputs_on and actions: each Scenario checks its own
 
 
 def _scenarios(axes: dict[str, list]) -> list[Scenario]:
@@ -125,11 +129,15 @@ def grid(
     strategies: Sequence[str] | str | None = None,
     inputs: Sequence[str] | str | None = None,
     actions: Sequence[str] | str | None = None,
+    *,
+    inputs_on: Sequence[str] | str | None = None,
 ) -> list[Scenario]:
     """The sweep's scenarios in grid order; each axis is a value, a list, or None for its default
-    (every shipped checkpoint, 1/2/4/8 GPUs, 24/40/80 GiB, the four strategies, every input kind, both
-    actions). Every value is checked here (the kit's errors), before anything runs."""
-    return _scenarios(_axes(models, gpus, memory, strategies, inputs, actions))
+    (every shipped checkpoint, 1/2/4/8 GPUs, 24/40/80 GiB, the four strategies, the four input kinds
+    every family takes, inputs moved the model cards' way ("model"; "cpu" leaves them where the
+    processor made them, `Scenario.inputs_on`), both actions). Every value is checked here (the kit's
+    errors), before anything runs."""
+    return _scenarios(_axes(models, gpus, memory, strategies, inputs, actions, inputs_on))
 
 
 def _model_name(name: str, plan_source) -> str:
@@ -330,7 +338,13 @@ def _sweep_here(scenarios: list[Scenario], processes: int, emit: Callable[[dict]
         if isinstance(plan, Exception):
             emit(_row(scenario, versions, _kit_error(plan), None, False, 0.0))
             continue
-        key = (scenario.model, layout_id(plan.device_map), scenario.inputs, scenario.action)
+        key = (
+            scenario.model,
+            layout_id(plan.device_map),
+            scenario.inputs,
+            scenario.inputs_on,
+            scenario.action,
+        )
         runs.setdefault(key, _Run(scenario, plan)).members.append(position)
     order = sorted(runs.values(), key=lambda run: run.scenario.model)  # stable: grid order per model
     workers = max(1, min(processes, len(order)))
@@ -376,7 +390,8 @@ def _sweep_command(python: str, axes: dict[str, list], processes: int) -> list[s
     """`qwenvl-diag sweep` of `axes` for `python`, its rows as JSON lines."""
     command = [python, "-m", "qwenvl_diag.cli", "sweep", "--format", "jsonl", "--no-progress"]
     for axis, values in axes.items():
-        command += [f"--{axis}", *(v if isinstance(v, str) else json.dumps(v) for v in values)]
+        option = "--" + axis.replace("_", "-")
+        command += [option, *(v if isinstance(v, str) else json.dumps(v) for v in values)]
     return [*command, "--processes", str(processes)]
 
 
@@ -444,6 +459,7 @@ def sweep(
     processes: int | None = None,
     progress: bool = True,
     *,
+    inputs_on: Sequence[str] | str | None = None,
     on_row: Callable[[dict], None] | None = None,
     cache=None,
     build: bool = True,
@@ -469,7 +485,7 @@ def sweep(
     from .versions import resolve_version, side_env
 
     began = time.perf_counter()
-    axes = _axes(models, gpus, memory, strategies, inputs, actions)
+    axes = _axes(models, gpus, memory, strategies, inputs, actions, inputs_on)
     scenarios = _scenarios(axes)
     if processes is None:
         processes = os.cpu_count() or 1

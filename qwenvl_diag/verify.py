@@ -112,7 +112,7 @@ def _fixed_run(
         if names:  # the catalogue's fixes change a device_map placement or what runs on it
             return Outcome(QwenVLDiagError("it acts on a device_map placement, not on FSDP2's")), []
         return _ranks_run(model, inputs, scenario), []
-    setup = Setup(copy.deepcopy(model), inputs, plan, source)
+    setup = Setup(copy.deepcopy(model), inputs, plan, source, inputs_on=scenario.inputs_on)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FixNotApplicableWarning)  # the note says it

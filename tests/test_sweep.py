@@ -4,6 +4,7 @@ layout giving what a fresh `qd.run` gives, workers, other releases, interrupts, 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import io
 import json
@@ -17,6 +18,8 @@ import qwenvl_diag as qd
 from qwenvl_diag._compat import transformers_at_least
 from qwenvl_diag.bugs import find_in_source, get_bug
 from qwenvl_diag.explain.lines import newest_indexed
+from qwenvl_diag.running import run_with
+from qwenvl_diag.scenario import materials
 
 sweep_module = importlib.import_module("qwenvl_diag.sweep")
 
@@ -32,13 +35,15 @@ SIDE_VERSION = newest_indexed() if AFFECTED else "4.51.3"
 
 @pytest.fixture(scope="module")
 def seed_sweep():
-    """Qwen2.5-VL-7B over 1 and 8 GPUs (auto and balanced plan alike) x batch/text/image x generate."""
+    """Qwen2.5-VL-7B over 1 and 8 GPUs (auto and balanced plan alike) x batch/text/image x inputs moved
+    the model cards' way or left on the CPU x generate."""
     return qd.sweep(
         [CHECKPOINT],
         gpus=[1, 8],
         memory="24GiB",
         strategies=["auto", "balanced"],
         inputs=["batch", "text", "image"],
+        inputs_on=["model", "cpu"],
         actions="generate",
         processes=1,
         progress=False,
@@ -55,27 +60,33 @@ def _row(frame, **where) -> dict:
 
 def test_the_seed_sweep_finds_the_batched_and_text_only_failures_at_8_gpus_and_neither_at_1(seed_sweep):
     frame = seed_sweep
-    assert list(frame.columns) == qd.SWEEP_COLUMNS and len(frame) == 12
-    assert list(frame["gpus"]) == [1] * 6 + [8] * 6  # grid order
+    assert list(frame.columns) == qd.SWEEP_COLUMNS and len(frame) == 24
+    assert list(frame["gpus"]) == [1] * 12 + [8] * 12  # grid order
+    assert list(frame["inputs_on"][:2]) == ["model", "cpu"]
     eight = frame[frame["gpus"] == 8]
     assert set(eight["flags"].map(tuple)) == {("vision_embed_apart",)}
-    batch, text, image = (
-        _row(eight, inputs=kind, strategy="balanced") for kind in ("batch", "text", "image")
-    )
-    if AFFECTED:
-        assert batch["outcome"] == "failed" and batch["known_bug"] == MASK
-        line = find_in_source(get_bug(ROPE_DELTAS))[1]
-        assert (text["outcome"], text["function"], text["line"]) == ("failed", "forward", line)
-        assert text["file"] == "transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py"
-        assert text["known_bug"] == ROPE_DELTAS
-        assert "Expected all tensors to be on the same device" in text["error"]
-    else:  # both fixed on the current stack
-        assert (batch["outcome"], text["outcome"]) == ("passed", "passed")
-    assert image["outcome"] == "passed"
+    for place in ("model", "cpu"):  # the root hook moves the inputs either way: the library's bugs
+        batch, text, image = (
+            _row(eight, inputs=kind, strategy="balanced", inputs_on=place)
+            for kind in ("batch", "text", "image")
+        )
+        if AFFECTED:
+            assert batch["outcome"] == "failed" and batch["known_bug"] == MASK
+            line = find_in_source(get_bug(ROPE_DELTAS))[1]
+            assert (text["outcome"], text["function"], text["line"]) == ("failed", "forward", line)
+            assert text["file"] == "transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py"
+            assert text["known_bug"] == ROPE_DELTAS
+            assert "Expected all tensors to be on the same device" in text["error"]
+        else:  # both fixed on the current stack
+            assert (batch["outcome"], text["outcome"]) == ("passed", "passed")
+        assert image["outcome"] == "passed"
     one = frame[frame["gpus"] == 1]
-    # one GPU: no hooks, so the inputs stay on the CPU and meet cuda:0 (the catalogue's J), never the
-    # two-GPU bugs. 4.x fails at the first embedding; 5.x generate moves input_ids itself, so a text
-    # prompt passes and an image's pixel_values meet the vision tower's convolution
+    # one GPU, inputs moved as the model cards do: nothing fails
+    assert set(one[one["inputs_on"] == "model"]["outcome"]) == {"passed"}
+    # left on the CPU: no hooks, so they meet cuda:0 (the catalogue's J), never the two-GPU bugs. 4.x
+    # fails at the first embedding; 5.x generate moves input_ids itself, so a text prompt passes and an
+    # image's pixel_values meet the vision tower's convolution
+    one = one[one["inputs_on"] == "cpu"]
     assert not set(one["known_bug"]) & {MASK, ROPE_DELTAS}
     failing = one[one["outcome"] == "failed"]
     assert all("on cpu" in e or "(CPUFloatType)" in e for e in failing["error"]), list(failing["error"])
@@ -89,11 +100,11 @@ def test_the_seed_sweep_finds_the_batched_and_text_only_failures_at_8_gpus_and_n
 def test_identical_layouts_run_once_and_are_reported_for_each(seed_sweep):
     frame = seed_sweep
     timing = frame.attrs["timings"][0]
-    # auto and balanced give one map per GPU count: 2 layouts x 3 inputs runs for 12 scenarios
+    # auto and balanced give one map per GPU count: 2 layouts x 3 inputs x 2 places runs for 24 scenarios
     assert frame.groupby("gpus")["layout"].nunique().to_dict() == {1: 1, 8: 1}
-    assert timing["unique_runs"] == 6 == int((~frame["reused"]).sum())
-    assert (timing["scenarios"], timing["layouts"]) == (12, 4)
-    for _, group in frame.groupby(["layout", "inputs", "action"]):
+    assert timing["unique_runs"] == 12 == int((~frame["reused"]).sum())
+    assert (timing["scenarios"], timing["layouts"]) == (24, 4)
+    for _, group in frame.groupby(["layout", "inputs", "inputs_on", "action"]):
         assert list(group["reused"]) == [False, True]
         assert group[RESULT + ["seconds"]].astype(str).nunique().max() == 1
     assert frame.attrs["interrupted"] is False and frame.attrs["seconds"] > timing["run_s"] > 0
@@ -102,10 +113,10 @@ def test_identical_layouts_run_once_and_are_reported_for_each(seed_sweep):
 def test_a_row_from_the_sweep_is_the_row_a_fresh_run_gives(seed_sweep):
     # the sweep placed one twin six times over two layouts; each fresh run builds its own
     rows = sweep_module.sweep_rows(seed_sweep)
-    assert len(rows) == 12
+    assert len(rows) == 24
     for row in rows:
         scenario = qd.Scenario(
-            **{k: row[k] for k in ("model", "gpus", "memory", "strategy", "inputs", "action")}
+            **{k: row[k] for k in ("model", "gpus", "memory", "strategy", "inputs", "inputs_on", "action")}
         )
         if row["reused"] and row["gpus"] == 8:
             continue  # the 8-GPU runs are slow enough; one reused layout (1 GPU) is checked
@@ -207,6 +218,8 @@ def test_bad_axes_are_the_kits_errors_before_anything_runs():
         qd.sweep(CHECKPOINT, inputs=["text", "speech"], progress=False)
     with pytest.raises(qd.QwenVLDiagError, match="gpus must be a positive int"):
         qd.sweep(CHECKPOINT, gpus=[0], progress=False)
+    with pytest.raises(qd.QwenVLDiagError, match="Unknown inputs_on 'gpu'; use one of cpu, model"):
+        qd.sweep(CHECKPOINT, inputs_on=["model", "gpu"], progress=False)
     with pytest.raises(qd.InvalidArgumentError, match="processes must be a positive int"):
         qd.sweep(CHECKPOINT, gpus=1, processes=0, progress=False)
     with pytest.raises(qd.InvalidArgumentError, match="non-empty list"):
@@ -227,7 +240,11 @@ def test_the_heatmap_has_a_cell_per_scenario_coloured_by_outcome_and_named_by_it
     figure = qd.plot_sweep(seed_sweep)
     ax = figure.axes[0]
     image = ax.images[0].get_array()
-    assert image.shape == (4, 3)  # 4 layouts x (batch, text, image) generate
+    assert image.shape == (4, 6)  # 4 layouts x (batch, text, image) x (model, cpu) generate
+    assert [t.get_text() for t in ax.get_xticklabels()][:2] == [
+        "batch\ngenerate\non model",
+        "batch\ngenerate\non cpu",
+    ]
     labels = [t.get_text() for t in ax.texts]
     expected = [
         ""
@@ -260,6 +277,8 @@ def test_the_cli_prints_the_sweep_as_json_csv_or_markdown_and_says_whether_all_p
         "balanced",
         "--inputs",
         "text",
+        "--inputs-on",
+        "cpu",
         "--action",
         "forward",
         "--processes",
@@ -339,9 +358,26 @@ def test_one_map_shared_by_two_gpu_counts_is_run_once_and_is_each_ones_fresh_row
     )
     assert frame["layout"].nunique() == 1 and list(frame["reused"]) == [False, True]
     for row in sweep_module.sweep_rows(frame):
-        fields = {k: row[k] for k in ("model", "gpus", "memory", "strategy", "inputs", "action")}
+        fields = {k: row[k] for k in ("model", "gpus", "memory", "strategy", "inputs", "inputs_on", "action")}
         fresh = sweep_module.diagnosis_row(qd.run(qd.Scenario(**fields)))  # on its own GPU count
         assert {k: row[k] for k in fresh} == fresh
+
+
+def test_inputs_moved_the_model_cards_way_pass_on_one_gpu_where_left_on_the_cpu_they_fail():
+    """inputs_on="model" is `inputs.to(model.device)` after loading: on one GPU (no hooks) the run passes
+    with the inputs on cuda:0, where the processor's CPU tensors fail at the catalogue's J; the caller's
+    inputs are not changed."""
+    scenario = qd.Scenario(CHECKPOINT, gpus=1, memory="80GiB", inputs="image", action="forward")
+    model, source, plan, inputs = materials(scenario)
+    before = {k: (v.device, v.clone()) for k, v in inputs.items() if hasattr(v, "device")}
+    carded = run_with(
+        dataclasses.replace(scenario, inputs_on="model"), model, source, plan, inputs, unplace=True
+    )
+    assert carded.ok, carded.error
+    assert set(carded.frames["inputs"]["device"]) == {"cuda:0"}
+    left = run_with(scenario, model, source, plan, inputs, unplace=True)
+    assert [b["id"] for b in left.known_bugs] == [ON_CPU]
+    assert all(inputs[k].device == d and inputs[k].equal(v) for k, (d, v) in before.items())
 
 
 def test_undispatch_takes_a_placed_model_back_to_the_cpu_as_it_was_built():
