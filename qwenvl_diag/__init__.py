@@ -76,6 +76,7 @@ _EXPORTS = {
     "tables": ("VERDICT_COLOURS", "style_frame", "style_verify"),
     "sweep": ("SWEEP_COLUMNS", "sweep"),
     "trace": ("Trace", "trace_devices"),
+    "upstream": ("reproduction_script", "upstream_report"),
     "verify": ("VERDICTS", "VERIFY_COLUMNS", "verify"),
     "versions": ("VERSION_COLUMNS", "bisect_versions", "run_in_versions"),
 }

@@ -1,6 +1,7 @@
 """`qwenvl-diag`, the kit's command line. `doctor` runs a scenario from the shell and prints its diagnosis;
 `explain` reads a pasted error or traceback and says which known bug it is; `sweep` runs a grid of
-scenarios and prints one row per scenario.
+scenarios and prints one row per scenario; `report` writes the issue for a catalogue entry (and its
+reproduction as a plain transformers + accelerate script).
 
     qwenvl-diag doctor --model Qwen/Qwen2.5-VL-7B-Instruct --gpus 8 --strategy balanced \\
         --inputs batch --action generate --format markdown
@@ -13,9 +14,11 @@ environment of the version lab (`qd.run_in_versions`).
     qwenvl-diag sweep --model Qwen/Qwen2.5-VL-7B-Instruct --gpus 1 8 --inputs batch text \\
         --action generate --format csv
 
+    qwenvl-diag report qwen3_vl-generate-split-vision-cpu-grid --script repro.py > issue.md
+
 Exit status: doctor 0 when the run passed, 1 when it failed (the report says why); explain 0 when it
 recognised a known bug, 1 when not (the reply says what would help); sweep 0 when every scenario
-passed, 1 when any did not; 2 for bad options or files.
+passed, 1 when any did not; report 0; 2 for bad options or files.
 
 Each subcommand is a pair: `_add_<command>` declares its options, `_<command>` runs it. The parser (and
 every `--help`) imports no torch: the modules that need it are imported when a subcommand runs.
@@ -137,12 +140,22 @@ def _add_sweep(commands) -> None:
     )
 
 
+def _add_report(commands) -> None:
+    report = commands.add_parser(
+        "report", help="write the upstream issue for a catalogue entry, with a script that reproduces it"
+    )
+    report.set_defaults(handler=_report)
+    report.add_argument("entry", help="a catalogue id (qwenvl-diag explain lists them; qd.known_bugs())")
+    report.add_argument("--script", help="also write the reproduction script to this file")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qwenvl-diag", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _add_doctor(commands)
     _add_explain(commands)
     _add_sweep(commands)
+    _add_report(commands)
     return parser
 
 
@@ -270,6 +283,18 @@ def _sweep(options: argparse.Namespace) -> int:
     if frame.attrs.get("interrupted"):
         print(f"interrupted: {len(frame)} rows done", file=sys.stderr)
     return 1 if (frame["outcome"] != "passed").any() else 0
+
+
+def _report(options: argparse.Namespace) -> int:
+    from .upstream import reproduction_script, upstream_report
+
+    print(upstream_report(options.entry))
+    if options.script:
+        from .bugs import get_bug
+
+        with open(options.script, "w") as handle:
+            handle.write(reproduction_script(Scenario.preset(get_bug(options.entry).scenario)))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
