@@ -1,6 +1,20 @@
 """The named scenarios (`Scenario.preset(name)`, `doctor --preset`, the catalogue's reproductions) as
 plain data: importable without torch, so that `explain` and the CLI's help can name them."""
 
+# an FSDP2 trainer with CPU offload that keeps the non-persistent buffers (the rotary inv_freq) on the
+# host, as SkyRL and VeOmni do, two ranks, a text-only forward: the text rotary runs first
+_HOST_BUFFERS = {
+    "gpus": 2,
+    "inputs": "text",
+    "action": "forward",
+    "engine": "fsdp2",
+    "cpu_offload": True,
+    "host_buffers": True,
+}
+# the tiny Qwen2.5-Omni thinker on 4 x 24 GiB, auto: the audio tower alone on GPU 1 (the map's first),
+# the vision tower, embed_tokens and the decoder on GPU 2
+_OMNI_APART = {"model": "tiny/qwen2_5_omni", "gpus": 4, "memory": "24GiB", "strategy": "auto"}
+
 PRESETS = {
     # 7B on 8 x 24 GiB, balanced: the vision tower on GPU 0, embed_tokens on GPU 1; a padded batch, generate.
     "seed-batched": {
@@ -111,53 +125,13 @@ PRESETS = {
         "engine": "fsdp2",
         "cpu_offload": True,
     },
-    # The same trainer keeping the rotary inv_freq on the host (SkyRL, VeOmni), text only: the text rotary.
-    "qwen3-vl-fsdp2-host-buffers": {
-        "model": "Qwen/Qwen3-VL-8B-Instruct",
-        "gpus": 2,
-        "inputs": "text",
-        "action": "forward",
-        "engine": "fsdp2",
-        "cpu_offload": True,
-        "host_buffers": True,
-    },
-    # The same trainer and buffers with Qwen3.5-27B (5.2-5.8, 5.17-5.18) and Qwen3-Omni's thinker.
-    "qwen3.5-fsdp2-host-buffers": {
-        "model": "Qwen/Qwen3.5-27B",
-        "gpus": 2,
-        "inputs": "text",
-        "action": "forward",
-        "engine": "fsdp2",
-        "cpu_offload": True,
-        "host_buffers": True,
-    },
-    "qwen3-omni-fsdp2-host-buffers": {
-        "model": "Qwen/Qwen3-Omni-30B-A3B-Instruct",
-        "gpus": 2,
-        "inputs": "text",
-        "action": "forward",
-        "engine": "fsdp2",
-        "cpu_offload": True,
-        "host_buffers": True,
-    },
-    # The tiny Qwen2.5-Omni thinker on 4 x 24 GiB, auto: the audio tower alone on GPU 1 (the map's first),
-    # the vision tower, embed_tokens and the decoder on GPU 2.
-    "qwen2.5-omni-audio-apart": {
-        "model": "tiny/qwen2_5_omni",
-        "gpus": 4,
-        "memory": "24GiB",
-        "strategy": "auto",
-        "inputs": "image",
-        "action": "forward",
-    },
-    "qwen2.5-omni-text-generate": {
-        "model": "tiny/qwen2_5_omni",
-        "gpus": 4,
-        "memory": "24GiB",
-        "strategy": "auto",
-        "inputs": "text",
-        "action": "generate",
-    },
+    # The same trainer keeping the buffers on the host: Qwen3-VL-8B, Qwen3.5-27B, Qwen3-Omni's thinker.
+    "qwen3-vl-fsdp2-host-buffers": {"model": "Qwen/Qwen3-VL-8B-Instruct", **_HOST_BUFFERS},
+    "qwen3.5-fsdp2-host-buffers": {"model": "Qwen/Qwen3.5-27B", **_HOST_BUFFERS},
+    "qwen3-omni-fsdp2-host-buffers": {"model": "Qwen/Qwen3-Omni-30B-A3B-Instruct", **_HOST_BUFFERS},
+    # The Omni thinker's audio tower apart from embed_tokens: an image forward, a text-only generate.
+    "qwen2.5-omni-audio-apart": {**_OMNI_APART, "inputs": "image", "action": "forward"},
+    "qwen2.5-omni-text-generate": {**_OMNI_APART, "inputs": "text", "action": "generate"},
     # The new families on one GPU with the processor's inputs left on the CPU (forward, then generate).
     "qwen3.5-inputs-on-cpu": {
         "model": "Qwen/Qwen3.5-0.8B",

@@ -260,20 +260,23 @@ def test_placement_sweeps_the_layouts_and_its_heatmap_names_each_failure(execute
     run = executed("02_layer_placement.ipynb")
     values, context = run.values, run.context()
     rows, timing = values["outcomes"], values["timing"]
-    assert len(rows) == 18 and list(rows[0]) == qd.SWEEP_COLUMNS, context  # 3 GPU counts x 2 x 3
-    assert timing["scenarios"] == 18 and timing["unique_runs"] < 18, (context, timing)
+    assert len(rows) == 36 and list(rows[0]) == qd.SWEEP_COLUMNS, context  # 3 GPU counts x 2 x 3 x 2
+    assert timing["scenarios"] == 36 and timing["unique_runs"] < 36, (context, timing)
     assert timing["unique_runs"] == sum(not row["reused"] for row in rows), context
-    by = {(r["gpus"], r["strategy"], r["inputs"]): r for r in rows}
-    # one GPU: no hooks, the inputs on the CPU (the catalogue's J) whatever the strategy; 5.x generate
-    # moves input_ids itself, so there a text prompt passes and an image fails at the vision tower
-    one = [by[1, s, i] for s in ("balanced", "sequential") for i in ("batch", "text", "image")]
+    by = {(r["gpus"], r["strategy"], r["inputs"], r["inputs_on"]): r for r in rows}
+    # one GPU, the inputs moved as the model cards do: every run passes
+    carded = [by[1, s, i, "model"] for s in ("balanced", "sequential") for i in ("batch", "text", "image")]
+    assert {r["outcome"] for r in carded} == {"passed"}, (context, carded)
+    # left on the CPU: no hooks (the catalogue's J) whatever the strategy; 5.x generate moves input_ids
+    # itself, so there a text prompt passes and an image fails at the vision tower
+    one = [by[1, s, i, "cpu"] for s in ("balanced", "sequential") for i in ("batch", "text", "image")]
     failing = [row for row in one if row["outcome"] == "failed"]
     assert all("on cpu" in r["error"] or "(CPUFloatType)" in r["error"] for r in failing), (context, one)
     if transformers_at_least("5.0"):
         assert {r["inputs"] for r in failing} == {"batch", "image"}, (context, one)
     else:
         assert {r["known_bug"] for r in one} == {"qwen2_5_vl-inputs-on-cpu"}, (context, one)
-    seed = {i: by[8, "balanced", i] for i in ("batch", "text", "image")}
+    seed = {i: by[8, "balanced", i, "model"] for i in ("batch", "text", "image")}
     assert all(row["flags"] == ["vision_embed_apart"] for row in seed.values()), (context, seed)
     expected_batch = None if SEED_FIXED else "qwen2_5_vl-batched-causal-mask"
     expected_text = None if transformers_at_least("4.53.0") else "qwen2_5_vl-text-generate-rope-deltas"
@@ -285,7 +288,7 @@ def test_placement_sweeps_the_layouts_and_its_heatmap_names_each_failure(execute
             SEED_LINES_4_51_3[MASK_CODE],
         )
     # the heatmap: a cell per scenario, labelled by its known bug, family prefix dropped
-    assert values["heatmap_shape"] == [6, 3], context
+    assert values["heatmap_shape"] == [6, 6], context
     assert values["heatmap"] == [
         ""
         if row["outcome"] == "passed"
@@ -295,7 +298,7 @@ def test_placement_sweeps_the_layouts_and_its_heatmap_names_each_failure(execute
         for row in rows
     ], context
     assert values["failing"] == [r["known_bug"] for r in rows if r["outcome"] != "passed"], context
-    _assert_shows(run, [f"18 scenarios, 6 layouts, {timing['unique_runs']} runs in"])
+    _assert_shows(run, [f"36 scenarios, 6 layouts, {timing['unique_runs']} runs in"])
 
 
 def test_placement_flags_the_layouts_that_fail(executed):
