@@ -70,7 +70,8 @@ MASK_REFERENCES = (f"{TRANSFORMERS}/issues/37606", f"{TRANSFORMERS}/pull/37612")
 @dataclass(frozen=True)
 class ErrorSignature:
     """How a bug's error looks where the kit reproduces it: `op` the ATen op that mixed devices ("gt"),
-    `devices` the kind of pair, "gpu/gpu" or "gpu/cpu", `wrapper` the CUDA wrapper its message names
+    `devices` the kind of pair, "gpu/gpu", "gpu/cpu" or "gpu/meta" (an offloaded weight's placeholder),
+    `wrapper` the CUDA wrapper its message names
     (None: TensorIterator's message names none) and `argument` the argument the message names."""
 
     op: str
@@ -628,6 +629,39 @@ CATALOGUE: tuple[KnownBug, ...] = (
             f"{TRANSFORMERS}/blob/v4.52.4/src/transformers/models/qwen2_5_omni/modeling_qwen2_5_omni.py",
         ),
         workaround=OMNI_APART_WORKAROUND,
+    ),
+    KnownBug(
+        id="qwen3_5-offload-decode-conv1d-weight",
+        title="Qwen3.5 decode under CPU offload: the linear attention's conv1d weight read where "
+        "accelerate never loaded it",
+        families=("qwen3_5", "qwen3_5_moe"),
+        affected=">=5.2.0,<5.13.0",
+        trigger=(
+            "generate() (the first decode step; the prefill passes) with a linear-attention layer "
+            "offloaded to the CPU (from_pretrained maps layers to 'cpu' when the GPUs are full: "
+            "Qwen3.5-27B on one 24 GiB GPU and the host's RAM): Qwen3_5GatedDeltaNet.forward hands "
+            "self.conv1d.weight to causal_conv1d_update directly, so accelerate's hook on conv1d never "
+            "runs and the weight is still the offload's meta placeholder. Without the causal-conv1d "
+            "kernels (transformers' torch fallback) the convolution refuses it; with them the CUDA "
+            "kernel reads the placeholder and the tokens are garbage, with no error (PR 46831). 5.13.0 "
+            "runs the forward under force_accelerate_hooks('conv1d')."
+        ),
+        file="models/qwen3_5/modeling_qwen3_5.py",
+        copies=("models/qwen3_5_moe/modeling_qwen3_5_moe.py",),
+        function="torch_causal_conv1d_update",
+        code="out = F.conv1d(hidden_states_new, weight.unsqueeze(1), bias, padding=0, groups=hidden_size)",
+        fixed_in="5.13.0",
+        references=(
+            f"{TRANSFORMERS}/pull/46831",
+            f"{TRANSFORMERS}/blob/v5.13.0/src/transformers/models/qwen3_5/modeling_qwen3_5.py",
+        ),
+        # ATen's convolution compares the input's and the weight's types first: CUDA against Meta
+        signature=ErrorSignature(op="conv1d", devices="gpu/meta", argument="weight"),
+        scenario="qwen3.5-offload-decode",
+        workaround=(
+            "upgrade to 5.13.0 or later (fix upgrade_transformers), or give the model room on the GPUs so "
+            "that no linear-attention layer is offloaded (more or larger GPUs, a quantized checkpoint)"
+        ),
     ),
     _inputs_on_cpu_bug("qwen2_vl", "Qwen2-VL", "4.45.0", "qwen2-vl-inputs-on-cpu"),
     _inputs_on_cpu_bug("qwen2_5_vl", "Qwen2.5-VL", "4.49.0", "inputs-on-cpu"),

@@ -52,6 +52,9 @@ def _add_doctor(commands) -> None:
     )
     doctor.add_argument("--gpus", type=int, help=f"number of GPUs ({defaults.gpus})")
     doctor.add_argument("--memory", help=f"memory per GPU ({defaults.memory})")
+    doctor.add_argument(
+        "--cpu-memory", help=f"host RAM the planner may offload to, e.g. 1TiB ({defaults.cpu_memory})"
+    )
     doctor.add_argument("--strategy", help="auto, balanced, balanced_low_0, sequential, or a JSON map")
     doctor.add_argument("--inputs", choices=ALL_INPUT_KINDS, help=f"input kind ({defaults.inputs})")
     doctor.add_argument(
@@ -115,6 +118,11 @@ def _add_sweep(commands) -> None:
     sweep.add_argument("--gpus", nargs="+", type=int, help="numbers of GPUs (1 2 4 8)")
     sweep.add_argument("--memory", nargs="+", help="memory per GPU (24GiB 40GiB 80GiB)")
     sweep.add_argument(
+        "--cpu-memory",
+        nargs="+",
+        help="host RAM the planner may offload to, e.g. 1TiB (available: this machine's)",
+    )
+    sweep.add_argument(
         "--strategy", nargs="+", help="auto, balanced, balanced_low_0, sequential or JSON maps (all four)"
     )
     sweep.add_argument(
@@ -171,6 +179,7 @@ def _scenario(options: argparse.Namespace) -> Scenario:
         "model",
         "gpus",
         "memory",
+        "cpu_memory",
         "inputs",
         "inputs_on",
         "action",
@@ -263,6 +272,7 @@ def _sweep(options: argparse.Namespace) -> int:
         strategies=strategies,
         inputs=options.inputs,
         inputs_on=options.inputs_on,
+        cpu_memory=options.cpu_memory,
         actions=options.action,
         transformers=options.transformers,
         processes=options.processes,

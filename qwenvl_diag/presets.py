@@ -129,6 +129,16 @@ PRESETS = {
     "qwen3-vl-fsdp2-host-buffers": {"model": "Qwen/Qwen3-VL-8B-Instruct", **_HOST_BUFFERS},
     "qwen3.5-fsdp2-host-buffers": {"model": "Qwen/Qwen3.5-27B", **_HOST_BUFFERS},
     "qwen3-omni-fsdp2-host-buffers": {"model": "Qwen/Qwen3-Omni-30B-A3B-Instruct", **_HOST_BUFFERS},
+    # Qwen3.5-27B on one 24 GiB GPU and a GPU server's RAM: most layers offloaded, text generate.
+    "qwen3.5-offload-decode": {
+        "model": "Qwen/Qwen3.5-27B",
+        "gpus": 1,
+        "memory": "24GiB",
+        "cpu_memory": "1024GiB",
+        "inputs": "text",
+        "inputs_on": "model",
+        "action": "generate",
+    },
     # The Omni thinker's audio tower apart from embed_tokens: an image forward, a text-only generate.
     "qwen2.5-omni-audio-apart": {**_OMNI_APART, "inputs": "image", "action": "forward"},
     "qwen2.5-omni-text-generate": {**_OMNI_APART, "inputs": "text", "action": "generate"},

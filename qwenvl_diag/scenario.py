@@ -20,6 +20,9 @@ from .errors import QwenVLDiagError
 from .models.catalog import resolve_checkpoint, shipped_checkpoints
 from .presets import PRESETS
 
+AVAILABLE = "available"
+"""`Scenario.cpu_memory`'s default: the host RAM free now, what from_pretrained plans with by default."""
+
 
 @dataclass
 class Scenario:
@@ -32,6 +35,8 @@ class Scenario:
     `strategy`) or "fsdp2" (torch's `fully_shard` over `gpus` ranks, each on its own GPU, with
     `CPUOffloadPolicy` when `cpu_offload`; `host_buffers` keeps the non-persistent buffers, such as
     the rotary `inv_freq`, on the host, as trainers that offload do: see `qwenvl_diag.fsdp`).
+    `cpu_memory` is the host RAM the planner may offload to ("available": what is free on this machine
+    now, as from_pretrained reads it when given no max_memory; or a size, "1TiB", for a GPU server's).
     `inputs_on` is where the inputs are when the model is called: "cpu", where the processor made them
     (accelerate's hooks move what they move; a model on one GPU has none), or "model", the model cards'
     `inputs = inputs.to(model.device)` after loading (what sweeps do by default).
@@ -58,6 +63,7 @@ class Scenario:
     cpu_offload: bool = False
     host_buffers: bool = False
     inputs_on: str = "cpu"
+    cpu_memory: str = AVAILABLE
 
     def __post_init__(self) -> None:
         if self.inputs not in ALL_INPUT_KINDS:
@@ -69,6 +75,10 @@ class Scenario:
                 f"Unknown inputs_on {self.inputs_on!r}; use one of {', '.join(INPUT_PLACES)} (the "
                 "processor's CPU tensors, or the model cards' inputs.to(model.device))."
             )
+        if self.cpu_memory != AVAILABLE:
+            from .placement.devices import parse_memory
+
+            parse_memory(self.cpu_memory, "cpu_memory (host RAM to offload to, or 'available')")
         if self.devices not in DEVICE_MODES:
             raise QwenVLDiagError(f"Unknown devices {self.devices!r}; use one of {', '.join(DEVICE_MODES)}.")
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
@@ -135,6 +145,11 @@ def _check_engine(scenario: Scenario) -> None:
             "The fsdp2 engine moves each rank's batch to the rank's GPU, as a trainer does; inputs_on is the "
             "device_map engine's. Leave it 'cpu'."
         )
+    if scenario.engine == "fsdp2" and scenario.cpu_memory != AVAILABLE:
+        raise QwenVLDiagError(
+            "cpu_memory is the device_map planner's CPU budget; the fsdp2 engine plans nothing (use "
+            "cpu_offload for FSDP2's CPUOffloadPolicy)."
+        )
     if scenario.engine == "fsdp2" and scenario.fixes:
         raise QwenVLDiagError(
             "The catalogue's fixes act on a device_map placement; with engine='fsdp2' change the scenario "
@@ -193,6 +208,18 @@ def plan_source(name: str):
     )
 
 
+def plan_scenario(scenario: Scenario, source=None):
+    """The scenario's device plan: `source` (default: `plan_source(scenario.model)`) on its GPUs, memory
+    per GPU and strategy, with `cpu_memory` as the CPU budget unless it is "available"."""
+    from .placement import plan_device_map
+
+    max_memory = None
+    if scenario.cpu_memory != AVAILABLE:
+        max_memory = {**dict.fromkeys(range(scenario.gpus), scenario.memory), "cpu": scenario.cpu_memory}
+    source = plan_source(scenario.model) if source is None else source
+    return plan_device_map(source, scenario.gpus, scenario.memory, scenario.strategy, max_memory=max_memory)
+
+
 def build(scenario: Scenario):
     """(model, processor, what to plan from) for the scenario's model, built fresh."""
     from .models.loading import load_model
@@ -213,13 +240,10 @@ def build(scenario: Scenario):
 def materials(scenario: Scenario) -> tuple:
     """(model, source, plan, inputs) of a scenario, built fresh: the model before placement, what the plan
     was planned from, the plan (None for the fsdp2 engine), and the inputs on the CPU."""
-    from .placement import plan_device_map
-
     model, processor, source = build(scenario)
     if scenario.engine == "fsdp2":  # no planner: fully_shard puts every unit on every rank's GPU
         return model, source, None, scenario_inputs(scenario, processor)
-    plan = plan_device_map(source, scenario.gpus, scenario.memory, scenario.strategy)
-    return model, source, plan, scenario_inputs(scenario, processor)
+    return model, source, plan_scenario(scenario, source), scenario_inputs(scenario, processor)
 
 
 def scenario_inputs(scenario: Scenario, processor):

@@ -33,12 +33,13 @@ import pandas as pd
 
 from .choices import ACTIONS, INPUT_KINDS
 from .errors import InvalidArgumentError, QwenVLDiagError
-from .scenario import Scenario
+from .scenario import AVAILABLE, Scenario
 
 SWEEP_COLUMNS = [
     "model",
     "gpus",
     "memory",
+    "cpu_memory",
     "strategy",
     "inputs",
     "inputs_on",
@@ -70,7 +71,7 @@ DEFAULT_GPUS = (1, 2, 4, 8)
 DEFAULT_MEMORY = ("24GiB", "40GiB", "80GiB")
 # the model cards' inputs.to(model.device): what fails then is the library's, not the calling code's
 DEFAULT_INPUTS_ON = ("model",)
-_AXES = ("model", "gpus", "memory", "strategy", "inputs", "inputs_on", "action")
+_AXES = ("model", "gpus", "memory", "cpu_memory", "strategy", "inputs", "inputs_on", "action")
 
 
 def _axis(name: str, value, default: Sequence) -> list:
@@ -91,7 +92,9 @@ def _key(value) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _axes(models, gpus, memory, strategies, inputs, actions, inputs_on=None) -> dict[str, list]:
+def _axes(
+    models, gpus, memory, strategies, inputs, actions, inputs_on=None, cpu_memory=None
+) -> dict[str, list]:
     """The grid's axes, each a list, defaults filled in and every value checked (the kit's errors)."""
     from .models.catalog import shipped_checkpoints
     from .placement import STRATEGIES
@@ -102,6 +105,7 @@ def _axes(models, gpus, memory, strategies, inputs, actions, inputs_on=None) -> 
         "model": _axis("models", models, shipped_checkpoints()),
         "gpus": _axis("gpus", gpus, DEFAULT_GPUS),
         "memory": _axis("memory", memory, DEFAULT_MEMORY),
+        "cpu_memory": _axis("cpu_memory", cpu_memory, (AVAILABLE,)),
         "strategy": _axis("strategies", strategies, STRATEGIES),
         "inputs": _axis("inputs", inputs, INPUT_KINDS),
         "inputs_on": _axis("inputs_on", inputs_on, DEFAULT_INPUTS_ON),
@@ -110,6 +114,9 @@ def _axes(models, gpus, memory, strategies, inputs, actions, inputs_on=None) -> 
     axes["model"] = list(dict.fromkeys(_model_name(name, plan_source) for name in axes["model"]))
     for size in axes["memory"]:
         parse_memory(size, "memory per GPU")
+    for size in axes["cpu_memory"]:
+        if size != AVAILABLE:
+            parse_memory(size, "cpu_memory (host RAM to offload to, or 'available')")
     for strategy in axes["strategy"]:
         if not isinstance(strategy, dict) and strategy not in STRATEGIES:
             raise InvalidArgumentError(
@@ -131,13 +138,15 @@ def grid(
     actions: Sequence[str] | str | None = None,
     *,
     inputs_on: Sequence[str] | str | None = None,
+    cpu_memory: Sequence[str] | str | None = None,
 ) -> list[Scenario]:
     """The sweep's scenarios in grid order; each axis is a value, a list, or None for its default
     (every shipped checkpoint, 1/2/4/8 GPUs, 24/40/80 GiB, the four strategies, the four input kinds
     every family takes, inputs moved the model cards' way ("model"; "cpu" leaves them where the
-    processor made them, `Scenario.inputs_on`), both actions). Every value is checked here (the kit's
-    errors), before anything runs."""
-    return _scenarios(_axes(models, gpus, memory, strategies, inputs, actions, inputs_on))
+    processor made them, `Scenario.inputs_on`), both actions, and the CPU budget `cpu_memory`
+    ("available": this machine's free RAM, as from_pretrained; or sizes such as "1TiB"). Every value is
+    checked here (the kit's errors), before anything runs."""
+    return _scenarios(_axes(models, gpus, memory, strategies, inputs, actions, inputs_on, cpu_memory))
 
 
 def _model_name(name: str, plan_source) -> str:
@@ -256,24 +265,21 @@ def _worker_init() -> None:
 
 def _plans(scenarios: list[Scenario]) -> dict[str, object]:
     """A plan (or the kit error that planning raised) per layout key."""
-    from .placement import plan_device_map
-    from .scenario import plan_source
+    from .scenario import plan_scenario
 
     plans = {}
     for scenario in scenarios:
         layout = _layout_key(scenario)
         if layout not in plans:
             try:
-                plans[layout] = plan_device_map(
-                    plan_source(scenario.model), scenario.gpus, scenario.memory, scenario.strategy
-                )
+                plans[layout] = plan_scenario(scenario)
             except Exception as error:  # e.g. a family this release lacks: every scenario of it is a row
                 plans[layout] = error
     return plans
 
 
 def _layout_key(scenario: Scenario) -> str:
-    return _key([scenario.model, scenario.gpus, scenario.memory, scenario.strategy])
+    return _key([scenario.model, scenario.gpus, scenario.memory, scenario.cpu_memory, scenario.strategy])
 
 
 def layout_id(device_map: dict) -> str:
@@ -460,6 +466,7 @@ def sweep(
     progress: bool = True,
     *,
     inputs_on: Sequence[str] | str | None = None,
+    cpu_memory: Sequence[str] | str | None = None,
     on_row: Callable[[dict], None] | None = None,
     cache=None,
     build: bool = True,
@@ -485,7 +492,7 @@ def sweep(
     from .versions import resolve_version, side_env
 
     began = time.perf_counter()
-    axes = _axes(models, gpus, memory, strategies, inputs, actions, inputs_on)
+    axes = _axes(models, gpus, memory, strategies, inputs, actions, inputs_on, cpu_memory)
     scenarios = _scenarios(axes)
     if processes is None:
         processes = os.cpu_count() or 1
@@ -553,7 +560,7 @@ def sweep(
 def _timing(timing: dict, frame: pd.DataFrame, version: str) -> dict:
     """A release's timings with its counts, read from its rows where its process did not say them."""
     done = frame[frame["transformers"] == version]
-    layouts = done[["model", "gpus", "memory", "strategy"]].astype(str).drop_duplicates()
+    layouts = done[["model", "gpus", "memory", "cpu_memory", "strategy"]].astype(str).drop_duplicates()
     return {
         "scenarios": len(done),
         "layouts": len(layouts),

@@ -64,7 +64,7 @@ def reproduction_script(scenario: Scenario, plan=None) -> str:
     from .models.build import model_class
     from .models.catalog import checkpoint_config, resolve_checkpoint
     from .models.twin import checkpoint_family
-    from .placement import plan_device_map
+    from .scenario import plan_scenario
 
     if not isinstance(scenario, Scenario):
         raise InvalidArgumentError(f"reproduction_script takes a qd.Scenario; got {type(scenario).__name__}.")
@@ -74,7 +74,7 @@ def reproduction_script(scenario: Scenario, plan=None) -> str:
     checkpoint = resolve_checkpoint(scenario.model)
     family = checkpoint_family(checkpoint)
     if plan is None:
-        plan = plan_device_map(checkpoint, scenario.gpus, scenario.memory, scenario.strategy)
+        plan = plan_scenario(scenario, checkpoint)
     import accelerate
     import transformers
 

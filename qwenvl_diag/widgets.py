@@ -36,13 +36,12 @@ from .placement import (
     DevicePlan,
     device_summary_frame,
     flags_frame,
-    plan_device_map,
     split_device_map,
 )
 from .plots import plot_memory, plot_placement
 from .report import counted, html_report
 from .running import run
-from .scenario import PRESETS, Scenario
+from .scenario import PRESETS, Scenario, plan_scenario
 from .tables import style_frame, style_verify
 from .verify import verify
 from .versions import run_in_versions
@@ -285,7 +284,7 @@ class PlacementPanel(_Panel):
         self.result.value = ""
         try:
             scenario = self.scenario
-            self.plan = plan_device_map(scenario.model, scenario.gpus, scenario.memory, scenario.strategy)
+            self.plan = plan_scenario(scenario, scenario.model)
         except QwenVLDiagError as error:
             self.plan, self.error = None, str(error)
             self.status.value = _message(f"Cannot plan this layout: {error}", _RED)

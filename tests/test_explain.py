@@ -455,20 +455,31 @@ def _last_affected_with_line(bug) -> tuple[str, int]:
     return max(found, key=lambda pair: Version(pair[0]))
 
 
+def _error_of(bug) -> str:
+    """An error line of the entry's device pair: PyTorch's "Expected all tensors ..." for two GPUs or a GPU
+    and the CPU; for an offloaded weight's meta placeholder, the convolution's type check (the only text
+    torch has for it)."""
+    devices = {"gpu/gpu": "cuda:1 and cuda:0", "gpu/cpu": "cuda:0 and cpu"}.get(bug.signature.devices)
+    if devices is None:
+        return (
+            "RuntimeError: Input type (CUDABFloat16Type) and weight type (MetaBFloat16Type) should be the "
+            "same"
+        )
+    return (
+        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
+        f"{devices}!"
+    )
+
+
 @pytest.mark.parametrize("bug", RAISING, ids=[bug.id for bug in RAISING])
 def test_every_entry_is_explained_from_its_own_line(bug):
     """Every catalogue entry that raises, also one that 4.51.3 does not reproduce, from a traceback
     built of its own file, function, code and its line in its newest affected release (the shipped
     index), with an error of its signature's device pair."""
     release, line = _last_affected_with_line(bug)
-    devices = "cuda:1 and cuda:0" if bug.signature.devices == "gpu/gpu" else "cuda:0 and cpu"
     path = f"/srv/py/site-packages/transformers/{bug.file}"
     frame = {"file": path, "line": line, "function": bug.function}
-    failure = {
-        "frames": [{**frame, "code": bug.code}],
-        "error": "RuntimeError: Expected all tensors to be on the same device, but found at least two "
-        f"devices, {devices}!",
-    }
+    failure = {"frames": [{**frame, "code": bug.code}], "error": _error_of(bug)}
     for form in ("plain", "old-ipython", "torchrun", "windows", "colour"):  # ipython's drops frame 0
         result = qd.explain(FORMATS[form](failure) + f"\ntransformers=={release}")
         assert result.best["id"] == bug.id, (form, release, result.candidates)
@@ -500,12 +511,8 @@ def test_a_release_newer_than_the_index_is_said_and_matched_by_code_and_function
     newer = _newer_than_the_index()
     assert not is_indexed(newer) and is_indexed(release) and index_note(release) is None
     note = f"transformers {newer} is newer than the kit's index ({newest_indexed()}): matched by code"
-    devices = "cuda:1 and cuda:0" if bug.signature.devices == "gpu/gpu" else "cuda:0 and cpu"
     frame = {"file": f"/srv/py/site-packages/transformers/{bug.file}", "line": line, "function": bug.function}
-    error = (
-        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
-        f"{devices}!"
-    )
+    error = _error_of(bug)
     with_code = qd.explain(
         _plain({"frames": [{**frame, "code": bug.code}], "error": error}) + f"\ntransformers=={newer}"
     )

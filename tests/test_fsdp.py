@@ -172,6 +172,8 @@ def test_the_engine_refuses_what_it_cannot_run_and_changes_nothing():
         qd.Scenario(TINY, engine="fsdp2", fixes=["single_device"])
     with pytest.raises(qd.QwenVLDiagError, match="moves each rank's batch to the rank's GPU"):
         qd.Scenario(TINY, engine="fsdp2", inputs_on="model")
+    with pytest.raises(qd.QwenVLDiagError, match="the device_map planner's CPU budget"):
+        qd.Scenario(TINY, engine="fsdp2", cpu_memory="64GiB")
     model, inputs = _tiny()
     with pytest.raises(qd.EngineError, match="needs 4 GPUs"), qd.simulated_gpus(2):
         fsdp.diagnose_ranks(model, inputs, 4)

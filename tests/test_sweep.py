@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 import qwenvl_diag as qd
@@ -19,7 +20,7 @@ from qwenvl_diag._compat import transformers_at_least
 from qwenvl_diag.bugs import find_in_source, get_bug
 from qwenvl_diag.explain.lines import newest_indexed
 from qwenvl_diag.running import run_with
-from qwenvl_diag.scenario import materials
+from qwenvl_diag.scenario import materials, plan_scenario
 
 sweep_module = importlib.import_module("qwenvl_diag.sweep")
 
@@ -220,6 +221,8 @@ def test_bad_axes_are_the_kits_errors_before_anything_runs():
         qd.sweep(CHECKPOINT, gpus=[0], progress=False)
     with pytest.raises(qd.QwenVLDiagError, match="Unknown inputs_on 'gpu'; use one of cpu, model"):
         qd.sweep(CHECKPOINT, inputs_on=["model", "gpu"], progress=False)
+    with pytest.raises(qd.PlacementError, match="Cannot read cpu_memory"):
+        qd.sweep(CHECKPOINT, cpu_memory=["available", "lots"], progress=False)
     with pytest.raises(qd.InvalidArgumentError, match="processes must be a positive int"):
         qd.sweep(CHECKPOINT, gpus=1, processes=0, progress=False)
     with pytest.raises(qd.InvalidArgumentError, match="non-empty list"):
@@ -378,6 +381,31 @@ def test_inputs_moved_the_model_cards_way_pass_on_one_gpu_where_left_on_the_cpu_
     left = run_with(scenario, model, source, plan, inputs, unplace=True)
     assert [b["id"] for b in left.known_bugs] == [ON_CPU]
     assert all(inputs[k].device == d and inputs[k].equal(v) for k, (d, v) in before.items())
+
+
+def test_the_cpu_budget_is_the_scenarios_cpu_memory_or_the_ram_free_now():
+    """A 32B on one 24 GiB GPU: with a GPU server's RAM the plan offloads to the CPU (and the run passes on
+    the twin); "available" plans with what is free on this machine, as from_pretrained does."""
+    server = qd.Scenario("Qwen/Qwen2.5-VL-32B-Instruct", gpus=1, cpu_memory="1024GiB", inputs="text")
+    plan = plan_scenario(server)
+    assert plan.max_memory == {0: 24 * 2**30, "cpu": 1024 * 2**30}
+    assert set(plan.device_map.values()) == {0, "cpu"}
+    here = plan_scenario(dataclasses.replace(server, cpu_memory="available"))
+    assert 0 < here.max_memory["cpu"] <= psutil.virtual_memory().total
+    row = sweep_module.sweep_rows(
+        qd.sweep(
+            server.model,
+            gpus=1,
+            memory="24GiB",
+            cpu_memory="1024GiB",
+            strategies="auto",
+            inputs="text",
+            actions="forward",
+            processes=1,
+            progress=False,
+        )
+    )
+    assert [(r["cpu_memory"], r["outcome"]) for r in row] == [("1024GiB", "passed")]
 
 
 def test_undispatch_takes_a_placed_model_back_to_the_cpu_as_it_was_built():

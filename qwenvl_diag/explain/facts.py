@@ -37,19 +37,18 @@ FACT_KEYS = (
     "gpus",
     "engine",
 )
-"""Keys of `read_facts`' dict, always all present (None, [] or {} when the text does not say):
-`error_kind` one of `ERROR_KINDS` or None; `error` the error line; `devices` the devices it names, in
-its order ("cuda:1", "cpu", "npu:0"); `device_pair` "gpu/gpu", "gpu/cpu" or None; `op` the ATen op of the
+"""Keys of `read_facts`' dict, always all present (None, [] or {} when the text does not say): `error_kind`
+one of `ERROR_KINDS` or None; `error` the error line; `devices` the devices it names, in its order
+("cuda:1", "cpu", "npu:0"); `device_pair` "gpu/gpu", "gpu/cpu", "gpu/meta" or None; `op` the ATen op of the
 CUDA wrapper ("masked_scatter_"), `wrapper` its name ("wrapper_CUDA__masked_scatter_"), `argument` the
 argument it checked ("mask"); `torch_wording` "found at least two devices" (torch <= 2.5 wrappers and
-TensorIterator) or "but got ... is on" (wrappers from torch 2.6); `frames` the traceback's frames
-({file, line, function, code}, outermost first; without a traceback, the files and lines the text
-quotes, function and code None); `library_frame` the deepest one inside transformers
-(else the deepest outside torch and accelerate); `family` the Qwen-VL family ("qwen2_5_vl"),
-`model_type` the transformers model directory a frame runs in ("llama": not Qwen-VL); `checkpoint` a
-Qwen-VL checkpoint name; `versions` {package: version} for transformers, accelerate, torch,
-qwen-vl-utils; `transformers_commit` a source build's commit; `python` "3.10"; `gpus` {count, type};
-`engine` a list of "device_map", "torchrun", "fsdp", "deepspeed", "vllm"."""
+TensorIterator) or "but got ... is on" (wrappers from torch 2.6); `frames` the traceback's frames ({file,
+line, function, code}, outermost first; without a traceback, the files and lines the text quotes, function
+and code None); `library_frame` the deepest one inside transformers (else the deepest outside torch and
+accelerate); `family` the Qwen-VL family ("qwen2_5_vl"), `model_type` the transformers model directory a
+frame runs in ("llama": not Qwen-VL); `checkpoint` a Qwen-VL checkpoint name; `versions` {package: version}
+for transformers, accelerate, torch, qwen-vl-utils; `transformers_commit` a source build's commit; `python`
+"3.10"; `gpus` {count, type}; `engine` a list of "device_map", "torchrun", "fsdp", "deepspeed", "vllm"."""
 
 ERROR_KINDS = ("device", "type", "index", "masked_fill", "sdpa", "other")
 """`device`: "Expected all tensors to be on the same device"; `type`: the convolution's "Input type (...)
@@ -293,6 +292,13 @@ def _family(text: str, model_type: str | None) -> str | None:
     return None
 
 
+def device_pair(devices: list[str]) -> str:
+    """The kind of a device pair: "gpu/cpu" (a CPU tensor among them), "gpu/meta" (a meta tensor: an
+    offloaded weight's placeholder that accelerate never swapped for its data), else "gpu/gpu"."""
+    kinds = {device.split(":")[0] for device in devices}
+    return "gpu/cpu" if "cpu" in kinds else "gpu/meta" if "meta" in kinds else "gpu/gpu"
+
+
 def read_facts(text: str) -> dict[str, Any]:
     """The facts of a pasted text (`FACT_KEYS`).
 
@@ -307,8 +313,7 @@ def read_facts(text: str) -> dict[str, Any]:
     facts.update(_error(lines))
     devices = facts["devices"]
     if len(devices) >= 2 or (facts["error_kind"] == "index" and devices):
-        kinds = {"cpu" if device.startswith("cpu") else "gpu" for device in devices}
-        facts["device_pair"] = "gpu/cpu" if "cpu" in kinds else "gpu/gpu"
+        facts["device_pair"] = device_pair(devices)
     facts["frames"] = _frames(lines) or [
         {"file": match["file"], "line": int(match["line"]), "function": None, "code": None}
         for match in _FILE_LINE.finditer(joined)
