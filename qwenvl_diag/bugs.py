@@ -398,6 +398,18 @@ OMNI_APART_WORKAROUND = (
     "audio tower is the one apart"
 )
 
+VISION_SPLIT_TRIGGER = (
+    "a device map that puts the vision tower's patch_embed on one GPU and pos_embed on another (an "
+    "explicit map; accelerate's planner does it to a tiny model's budgets, never to the shipped "
+    "checkpoints' plans, which keep model.visual whole): the vision model has no hook of its own, so "
+    "grid_thw stays where the root hook put the inputs (patch_embed's GPU), and the interpolated position "
+    "embeddings meet the patches across two GPUs, in forward and generate alike."
+)
+VISION_SPLIT_WORKAROUND = (
+    "keep the vision tower's patch_embed and pos_embed on one GPU (map model.visual as one unit, or let "
+    "the planner place it), or run on one GPU (single_device)"
+)
+
 VIDEO_REFERENCES = (
     f"{TRANSFORMERS}/pull/37597",
     "https://github.com/QwenLM/Qwen3-VL/issues/270",
@@ -629,6 +641,49 @@ CATALOGUE: tuple[KnownBug, ...] = (
             f"{TRANSFORMERS}/blob/v4.52.4/src/transformers/models/qwen2_5_omni/modeling_qwen2_5_omni.py",
         ),
         workaround=OMNI_APART_WORKAROUND,
+    ),
+    KnownBug(
+        id="qwen3_5-vision-split-pos-embeds-add",
+        title="Qwen3.5 vision tower split after patch_embed: the position embeddings added on another GPU",
+        families=("qwen3_5", "qwen3_5_moe"),
+        affected=">=5.2.0,<5.9.0",
+        trigger=VISION_SPLIT_TRIGGER
+        + " 5.2.0-5.8.x interpolate on pos_embed's GPU and fail at the add; from 5.9.0 the interpolation "
+        "weights are built on grid_thw's device and the multiplication a line earlier fails "
+        "(qwen3_5-vision-split-pos-embed-weights).",
+        file="models/qwen3_5/modeling_qwen3_5.py",
+        copies=("models/qwen3_5_moe/modeling_qwen3_5_moe.py",),
+        function="forward",
+        code="hidden_states = hidden_states + pos_embeds",
+        fixed_in="5.9.0",
+        references=(f"{TRANSFORMERS}/blob/v5.8.1/src/transformers/models/qwen3_5/modeling_qwen3_5.py",),
+        signature=ErrorSignature(op="add", devices="gpu/gpu"),
+        scenario="qwen3.5-vision-split",
+        workaround=VISION_SPLIT_WORKAROUND,
+    ),
+    KnownBug(
+        id="qwen3_5-vision-split-pos-embed-weights",
+        title="Qwen3.5 vision tower split after patch_embed: interpolation weights and pos_embed on two GPUs",
+        families=("qwen3_5", "qwen3_5_moe", "qwen3_omni_moe"),
+        affected=">=5.9.0",
+        trigger=VISION_SPLIT_TRIGGER
+        + " From 5.9.0 (vision_utils builds the bilinear indices and weights on grid_thw's device, the "
+        "fix of the FSDP2 offload bug) the weights are on the root hook's GPU and pos_embed's output on "
+        "its own: the multiplication fails (5.2.0-5.8.x failed a line later, "
+        "qwen3_5-vision-split-pos-embeds-add). Qwen3-Omni's vision tower has the same line.",
+        file="models/qwen3_5/modeling_qwen3_5.py",
+        copies=(
+            "models/qwen3_5_moe/modeling_qwen3_5_moe.py",
+            "models/qwen3_omni_moe/modeling_qwen3_omni_moe.py",
+        ),
+        function="forward",
+        code="pos_embeds = (self.pos_embed(interp_indices) * interp_weights[:, :, None]).sum(1)",
+        variants=("pos_embeds = (self.pos_embed(bilinear_indices) * bilinear_weights[:, :, None]).sum(0)",),
+        fixed_in=None,  # open upstream: 5.25.0 still fails
+        references=(f"{TRANSFORMERS}/blob/v5.9.0/src/transformers/vision_utils.py",),
+        signature=ErrorSignature(op="mul", devices="gpu/gpu"),
+        scenario="qwen3.5-vision-split",
+        workaround=VISION_SPLIT_WORKAROUND,
     ),
     KnownBug(
         id="qwen3_5-offload-decode-conv1d-weight",

@@ -51,6 +51,8 @@ APART_BUGS = (
 )
 # the Qwen2.5-Omni thinker's: its audio tower apart from embed_tokens, which only one GPU avoids
 OMNI_APART_BUGS = ("qwen2_5_omni-rope-deltas-padding-delta", "qwen2_5_omni-text-generate-rope-deltas")
+# a vision tower split between patch_embed and pos_embed, which one GPU avoids
+VISION_SPLIT_BUGS = ("qwen3_5-vision-split-pos-embeds-add", "qwen3_5-vision-split-pos-embed-weights")
 # inputs left on the CPU: a one-GPU model's (usage), or those 5.18+'s generate encodes outside the hooks
 INPUTS_ON_CPU_BUGS = (
     *(bug.id for bug in BUGS if bug.kind == "usage"),
@@ -259,7 +261,7 @@ CATALOGUE: tuple[Fix, ...] = (
     Fix(
         "single_device",
         "Run the whole model on one GPU: device_map={'': 0}, inputs on cuda:0",
-        (*APART_BUGS, *OMNI_APART_BUGS, *INPUTS_ON_CPU_BUGS),
+        (*APART_BUGS, *OMNI_APART_BUGS, *VISION_SPLIT_BUGS, *INPUTS_ON_CPU_BUGS),
         "All weights and activations on one GPU (needs the whole model's memory there; the other GPUs sit "
         "idle); no transfers between GPUs, so per-token speed is the same or better.",
         "plan",

@@ -129,6 +129,24 @@ PRESETS = {
     "qwen3-vl-fsdp2-host-buffers": {"model": "Qwen/Qwen3-VL-8B-Instruct", **_HOST_BUFFERS},
     "qwen3.5-fsdp2-host-buffers": {"model": "Qwen/Qwen3.5-27B", **_HOST_BUFFERS},
     "qwen3-omni-fsdp2-host-buffers": {"model": "Qwen/Qwen3-Omni-30B-A3B-Instruct", **_HOST_BUFFERS},
+    # Qwen3.5-0.8B with the vision tower split after patch_embed (an explicit map), inputs moved as the
+    # model card does: the interpolated position embeddings and the patches on two GPUs.
+    "qwen3.5-vision-split": {
+        "model": "Qwen/Qwen3.5-0.8B",
+        "gpus": 2,
+        "strategy": {
+            "model.visual.patch_embed": 0,
+            "model.visual.pos_embed": 1,
+            "model.visual.rotary_pos_emb": 1,
+            "model.visual.blocks": 1,
+            "model.visual.merger": 1,
+            "model.language_model": 1,
+            "lm_head": 1,
+        },
+        "inputs": "image",
+        "inputs_on": "model",
+        "action": "forward",
+    },
     # Qwen3.5-27B on one 24 GiB GPU and a GPU server's RAM: most layers offloaded, text generate.
     "qwen3.5-offload-decode": {
         "model": "Qwen/Qwen3.5-27B",

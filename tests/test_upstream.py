@@ -31,8 +31,9 @@ def _reportable(bug) -> bool:
     )
 
 
-# the open entry where the installed release has it (5.x), else a layout bug of the legacy stack's 4.51.3
-ENTRY = sorted((b for b in CATALOGUE if _reportable(b)), key=lambda b: b.fixed_in is not None)[0]
+REPORTABLE = [b for b in CATALOGUE if _reportable(b)]
+# every open entry the installed release has (5.x), else a layout bug of the legacy stack's 4.51.3
+ENTRIES = [b for b in REPORTABLE if b.fixed_in is None] or REPORTABLE[:1]
 # runs a script as `python script.py` would, on the kit's simulated GPUs
 RUNNER = (
     "import runpy, sys, qwenvl_diag as qd\n"
@@ -41,24 +42,25 @@ RUNNER = (
 )
 
 
-def test_the_report_and_its_script_reproduce_the_entry_at_its_line(tmp_path, capsys):
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda b: b.id)
+def test_the_report_and_its_script_reproduce_the_entry_at_its_line(entry, tmp_path, capsys):
     script_file = tmp_path / "reproduce.py"
-    assert cli.main(["report", ENTRY.id, "--script", str(script_file)]) == 0
+    assert cli.main(["report", entry.id, "--script", str(script_file)]) == 0
     report = capsys.readouterr().out
-    path, line = find_in_source(ENTRY)
+    path, line = find_in_source(entry)
     releases = sorted(line_index(), key=lambda r: tuple(map(int, r.split("."))))
-    first = next(r for r in releases if ENTRY.affects(r))
+    first = next(r for r in releases if entry.affects(r))
     before = releases[releases.index(first) - 1]
-    assert report.startswith(f"# {ENTRY.title}\n")
+    assert report.startswith(f"# {entry.title}\n")
     assert f"first failing release {first}, {before} passes" in report
-    assert f'modeling_{ENTRY.families[0]}.py", line {line}, in {ENTRY.function}' in report
+    assert f'modeling_{entry.families[0]}.py", line {line}, in {entry.function}' in report
     script = script_file.read_text()
     assert f"```python\n{script.rstrip()}\n```" in report
     assert "qwenvl_diag" not in script.split('"""', 2)[2]  # the script's code needs no kit
     verdicts = re.findall(r"^- `(\w+)` .*: \*\*(.+?)\*\*", report, re.M)
     assert verdicts and all(verdict == "fixed" for _, verdict in verdicts), verdicts
 
-    preset = PRESETS[ENTRY.scenario]
+    preset = PRESETS[entry.scenario]
     model, processor = qd.twin(preset["model"])  # the checkpoint's module tree: its map applies name for name
     model.save_pretrained(tmp_path / "checkpoint")
     processor.save_pretrained(tmp_path / "checkpoint")
@@ -73,8 +75,8 @@ def test_the_report_and_its_script_reproduce_the_entry_at_its_line(tmp_path, cap
     frames = re.findall(r'File "([^"]+/transformers/[^"]+)", line (\d+), in (\w+)\n\s+(.+)', done.stderr)
     assert frames, done.stderr[-3000:]
     file, found, function, code = frames[-1]  # the library's last frame: where it raised
-    assert file == str(path) and int(found) == line and function == ENTRY.function, frames[-1]
-    assert ENTRY.quoted_in(code)
+    assert file == str(path) and int(found) == line and function == entry.function, frames[-1]
+    assert entry.quoted_in(code)
     assert "Expected all tensors to be on the same device" in done.stderr.splitlines()[-1]
 
 
