@@ -308,3 +308,22 @@ def test_hub_kernels_are_off_while_simulating_and_the_setting_is_put_back(monkey
             assert os.environ["USE_HUB_KERNELS"] == "0"
             raise RuntimeError("inside")
     assert os.environ.get("USE_HUB_KERNELS") == before
+
+
+def test_vmap_returns_its_results_on_the_gpu_of_its_inputs():
+    """functorch runs a vmapped function on the inputs' C++ (CPU) tensors; on a GPU its results live on
+    the inputs' device, so transformers' vmapped 4D masks (masking_utils, 4.53 on) must read as made there:
+    a padded batch on one GPU with the model cards' inputs passes, as it does on CUDA."""
+    vmap, func_vmap = torch.vmap, torch.func.vmap
+    with qd.simulated_gpus(2):
+        positions, keys = torch.arange(4, device="cuda:1"), torch.arange(3, device="cuda:1")
+        assert torch.vmap(lambda x: x > 1)(positions).device == torch.device("cuda", 1)
+        nested = torch.vmap(torch.vmap(lambda q, k: q >= k, in_dims=(None, 0)), in_dims=(0, None))
+        mask = nested(positions, keys)
+        assert mask.device == torch.device("cuda", 1) and mask.shape == (4, 3)
+        assert torch.equal(mask.cpu(), torch.arange(4)[:, None] >= torch.arange(3)[None, :])
+        assert torch.func.vmap(torch.sin)(torch.zeros(2, device="cuda:0")).device == torch.device("cuda", 0)
+        assert torch.vmap(torch.sin)(torch.zeros(2)).device == torch.device("cpu")
+    assert (torch.vmap, torch.func.vmap) == (vmap, func_vmap)
+    scenario = qd.Scenario("tiny/qwen2_5_vl", gpus=1, memory="1GiB", inputs="batch", inputs_on="model")
+    assert qd.run(scenario).ok

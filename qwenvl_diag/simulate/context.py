@@ -8,7 +8,7 @@ import threading
 from torch.overrides import TorchFunctionMode
 
 from ..errors import SimulationError
-from . import autograd, cuda_api, dtensor, state, streams
+from . import autograd, cuda_api, dtensor, state, streams, vmap
 from .calls import handle, is_simulated_call
 
 
@@ -79,6 +79,7 @@ class SimulatedGPUs:
             torch.cuda: {**cuda_api.shims(self.count), **streams.shims()},
             torch.accelerator: streams.accelerator_shims(),
             **dtensor.shims(),
+            **vmap.shims(),
         }
         saved = []
         for module, replacements in patched.items():
