@@ -204,7 +204,6 @@ def _rope_deltas_bug(
     code: str,
     scenario: str,
     *,
-    fixed_in: str = "4.53.0",
     trigger: str = ROPE_DELTAS_TRIGGER,
     references: tuple[str, ...] = ROPE_DELTAS_REFERENCES,
     workaround: str = ROPE_DELTAS_WORKAROUND,
@@ -219,7 +218,7 @@ def _rope_deltas_bug(
         file=f"models/{family}/modeling_{family}.py",
         function="forward",
         code=code,
-        fixed_in=fixed_in,
+        fixed_in="4.53.0",
         references=references,
         signature=ErrorSignature(op="add", devices="gpu/gpu"),
         scenario=scenario,
@@ -281,9 +280,16 @@ def _host_inv_freq_bug(
     )
 
 
-def _host_inv_freq_bugs(family: str, name: str, since: str, scenario: str, **copies) -> tuple[KnownBug, ...]:
+def _host_inv_freq_bugs(
+    family: str,
+    name: str,
+    since: str,
+    scenario: str,
+    moe: tuple[str, ...] = (),
+    copies: tuple[str, ...] = (),
+) -> tuple[KnownBug, ...]:
     """I in `family`, then again: PR 45861 fixed it in 5.9.0, 5.17.0 undid the fix, 5.19.0 redid it
-    (each range checked against the releases' wheels)."""
+    (each range checked against the releases' wheels). `moe` and `copies` as `_host_inv_freq_bug`'s."""
     return (
         _host_inv_freq_bug(
             family,
@@ -293,7 +299,8 @@ def _host_inv_freq_bugs(family: str, name: str, since: str, scenario: str, **cop
             (f"{TRANSFORMERS}/pull/45861", f"{TRANSFORMERS}/issues/45859"),
             "PR 45861 moves inv_freq to x.device (5.9.0)",
             scenario,
-            **copies,
+            moe=moe,
+            copies=copies,
         ),
         _host_inv_freq_bug(
             family,
@@ -304,7 +311,8 @@ def _host_inv_freq_bugs(family: str, name: str, since: str, scenario: str, **cop
             "5.17.0 dropped PR 45861's .to(x.device); 5.19.0's rotary multiplies by inv_freq.to(x.device)",
             scenario,
             again=True,
-            **copies,
+            moe=moe,
+            copies=copies,
         ),
     )
 

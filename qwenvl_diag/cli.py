@@ -53,7 +53,7 @@ def _add_doctor(commands) -> None:
     doctor.add_argument("--gpus", type=int, help=f"number of GPUs ({defaults.gpus})")
     doctor.add_argument("--memory", help=f"memory per GPU ({defaults.memory})")
     doctor.add_argument(
-        "--cpu-memory", help=f"host RAM the planner may offload to, e.g. 1TiB ({defaults.cpu_memory})"
+        "--cpu-memory", help=f"host RAM the planner may offload to, e.g. 1024GiB ({defaults.cpu_memory})"
     )
     doctor.add_argument("--strategy", help="auto, balanced, balanced_low_0, sequential, or a JSON map")
     doctor.add_argument("--inputs", choices=ALL_INPUT_KINDS, help=f"input kind ({defaults.inputs})")
@@ -120,7 +120,7 @@ def _add_sweep(commands) -> None:
     sweep.add_argument(
         "--cpu-memory",
         nargs="+",
-        help="host RAM the planner may offload to, e.g. 1TiB (available: this machine's)",
+        help="host RAM the planner may offload to, e.g. 1024GiB (available: this machine's)",
     )
     sweep.add_argument(
         "--strategy", nargs="+", help="auto, balanced, balanced_low_0, sequential or JSON maps (all four)"

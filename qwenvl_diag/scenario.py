@@ -36,7 +36,7 @@ class Scenario:
     `CPUOffloadPolicy` when `cpu_offload`; `host_buffers` keeps the non-persistent buffers, such as
     the rotary `inv_freq`, on the host, as trainers that offload do: see `qwenvl_diag.fsdp`).
     `cpu_memory` is the host RAM the planner may offload to ("available": what is free on this machine
-    now, as from_pretrained reads it when given no max_memory; or a size, "1TiB", for a GPU server's).
+    now, as from_pretrained reads it when given no max_memory; or a size, "1024GiB", for a GPU server's).
     `inputs_on` is where the inputs are when the model is called: "cpu", where the processor made them
     (accelerate's hooks move what they move; a model on one GPU has none), or "model", the model cards'
     `inputs = inputs.to(model.device)` after loading (what sweeps do by default).

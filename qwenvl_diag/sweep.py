@@ -144,7 +144,7 @@ def grid(
     (every shipped checkpoint, 1/2/4/8 GPUs, 24/40/80 GiB, the four strategies, the four input kinds
     every family takes, inputs moved the model cards' way ("model"; "cpu" leaves them where the
     processor made them, `Scenario.inputs_on`), both actions, and the CPU budget `cpu_memory`
-    ("available": this machine's free RAM, as from_pretrained; or sizes such as "1TiB"). Every value is
+    ("available": this machine's free RAM, as from_pretrained; or sizes such as "1024GiB"). Every value is
     checked here (the kit's errors), before anything runs."""
     return _scenarios(_axes(models, gpus, memory, strategies, inputs, actions, inputs_on, cpu_memory))
 

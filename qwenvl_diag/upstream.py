@@ -39,6 +39,13 @@ def _script_refusal(scenario: Scenario) -> str | None:
     return None
 
 
+class _Code(str):
+    """Source text that `pprint` writes as it is (its repr), not as a quoted string."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def _messages(scenario: Scenario, patch_size: int) -> str:
     """The script's `conversations`: a list of chat conversations, each image drawn in the script."""
     unit = 2 * patch_size  # the processor keeps sides that are multiples of patch_size * merge_size
@@ -47,10 +54,9 @@ def _messages(scenario: Scenario, patch_size: int) -> str:
         content = [{"type": "text", "text": text}]
         if sides is not None:
             size = (sides[1] * unit, sides[0] * unit)  # PIL: width, height
-            content.insert(0, {"type": "image", "image": f"@@Image.new('RGB', {size}, (200, 120, 40))@@"})
+            content.insert(0, {"type": "image", "image": _Code(f"Image.new('RGB', {size}, (200, 120, 40))")})
         conversations.append([{"role": "user", "content": content}])
-    text = pprint.pformat(conversations, width=100, sort_dicts=False)
-    return text.replace("'@@", "").replace("@@'", "").replace('"@@', "").replace('@@"', "")
+    return pprint.pformat(conversations, width=100, sort_dicts=False)
 
 
 def reproduction_script(scenario: Scenario, plan=None) -> str:
@@ -149,16 +155,17 @@ def _kit_version() -> str:
         return "(source tree)"
 
 
-def _first_failing(bug: KnownBug) -> tuple[str | None, str | None]:
-    """(the last release before the entry's range, its first release) among those the kit indexed."""
+def _releases_around(bug: KnownBug) -> tuple[str | None, str, str]:
+    """(the last release before the entry's range or None, its first, its newest) among the releases the
+    kit has indexed; the kit's error when none of them is in the range."""
     from .explain.lines import line_index
 
     releases = sorted(line_index(), key=Version)
     inside = [r for r in releases if bug.affects(r)]
     if not inside:
-        return None, None
+        raise InvalidArgumentError(f"No release the kit has indexed is in {bug.id}'s range {bug.affected}.")
     before = [r for r in releases if Version(r) < Version(inside[0])]
-    return (before[-1] if before else None), inside[0]
+    return (before[-1] if before else None), inside[0], inside[-1]
 
 
 def _verified(bug: KnownBug, scenario: Scenario) -> list[str]:
@@ -186,7 +193,6 @@ def upstream_report(bug: str | KnownBug) -> str:
     >>> print(qd.upstream_report("qwen3_vl-generate-split-vision-cpu-grid"))
     """
     from ._compat import TRANSFORMERS_VERSION
-    from .report import short_path
     from .running import run
 
     bug = get_bug(bug) if isinstance(bug, str) else bug
@@ -203,12 +209,10 @@ def upstream_report(bug: str | KnownBug) -> str:
                 else "it raises nothing, so there is no traceback to report; its trigger says what to show."
             )
         )
-    last_good, first_bad = _first_failing(bug)
+    last_good, first_bad, newest = _releases_around(bug)
     here = bug.affects(TRANSFORMERS_VERSION)
-    release = str(TRANSFORMERS_VERSION) if here else _newest_affected(bug)
-    scenario = Scenario.preset(bug.scenario, transformers=None if here else release)
+    scenario = Scenario.preset(bug.scenario, transformers=None if here else newest)
     diagnosis = run(scenario)
-    mismatch = diagnosis.first_mismatch or {}
     environment = diagnosis.environment
     try:
         script = reproduction_script(Scenario.preset(bug.scenario))
@@ -223,7 +227,7 @@ def upstream_report(bug: str | KnownBug) -> str:
             if bug.fixed_in
             else ", still failing on the newest the kit has seen"
         )
-        + (f"; first failing release {first_bad}, {last_good} passes" if first_bad and last_good else "")
+        + (f"; first failing release {first_bad}, {last_good} passes" if last_good else "")
         + ".",
         f"**Seen with**: transformers {environment.get('transformers')}, accelerate "
         f"{environment.get('accelerate')}, torch {environment.get('torch')} (GPUs simulated by qwenvl-diag, "
@@ -241,14 +245,7 @@ def upstream_report(bug: str | KnownBug) -> str:
         "",
         "## The error",
         "",
-        "```",
-        f"{diagnosis.error_type}: {diagnosis.error}" if diagnosis.error else "(the run passed)",
-        f'  File "{short_path(mismatch.get("file", "?"))}", line {mismatch.get("line")}, '
-        f"in {mismatch.get('function')}",
-        f"    {mismatch.get('code', '').strip()}",
-        "```",
-        "",
-        f"The op that mixed devices: `{mismatch.get('op')}` on {mismatch.get('devices')}.",
+        *_error_lines(diagnosis),
         "",
     ]
     verified = _verified(bug, scenario) if here else []
@@ -260,10 +257,19 @@ def upstream_report(bug: str | KnownBug) -> str:
     return "\n".join(lines)
 
 
-def _newest_affected(bug: KnownBug) -> str:
-    from .explain.lines import line_index
+def _error_lines(diagnosis) -> list[str]:
+    """The error and the library frame where devices mixed, or what the run did instead."""
+    from .report import short_path
 
-    inside = [r for r in line_index() if bug.affects(r)]
-    if not inside:
-        raise InvalidArgumentError(f"No release the kit has indexed is in {bug.id}'s range {bug.affected}.")
-    return str(max(inside, key=Version))
+    mismatch = diagnosis.first_mismatch
+    if diagnosis.error is None or mismatch is None:
+        return [f"The kit's run did not reproduce it here: {diagnosis.error or 'the run passed'}."]
+    return [
+        "```",
+        f"{diagnosis.error_type}: {diagnosis.error}",
+        f'  File "{short_path(mismatch["file"])}", line {mismatch["line"]}, in {mismatch["function"]}',
+        f"    {mismatch['code'].strip()}",
+        "```",
+        "",
+        f"The op that mixed devices: `{mismatch['op']}` on {mismatch['devices']}.",
+    ]

@@ -17,7 +17,7 @@ from qwenvl_diag._compat import TRANSFORMERS_VERSION
 from qwenvl_diag.bugs import CATALOGUE, find_in_source
 from qwenvl_diag.explain.lines import line_index
 from qwenvl_diag.presets import PRESETS
-from qwenvl_diag.upstream import SCRIPT_INPUTS
+from qwenvl_diag.upstream import SCRIPT_INPUTS, _error_lines
 
 
 def _reportable(bug) -> bool:
@@ -95,3 +95,5 @@ def test_what_is_not_a_transformers_bug_or_cannot_be_written_out_is_said():
         qd.reproduction_script(qd.Scenario.preset("seed-video"))
     with pytest.raises(qd.InvalidArgumentError, match="takes a qd.Scenario"):
         qd.reproduction_script("seed-batched")
+    passed = qd.run(qd.Scenario("tiny/qwen2_5_vl", gpus=1, memory="1GiB", inputs="text", inputs_on="model"))
+    assert passed.ok and _error_lines(passed) == ["The kit's run did not reproduce it here: the run passed."]

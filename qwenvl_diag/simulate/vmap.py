@@ -11,13 +11,15 @@ puts the outermost call's plain results on the one GPU its tensor arguments shar
 from __future__ import annotations
 
 import functools
+import threading
 
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
 from .tensor import adopt, device_of
 
-_depth = 0  # vmaps inside a vmapped function see functorch's wrappers: only the outermost call adopts
+# vmaps inside a vmapped function see functorch's wrappers: only the outermost call (per thread) adopts
+_nesting = threading.local()
 
 
 def _on_gpu(value, device: torch.device):
@@ -31,14 +33,14 @@ def _simulated(vmap):
 
         @functools.wraps(func)
         def call(*inputs, **named):
-            global _depth
+            depth = getattr(_nesting, "depth", 0)
             tensors = [x for x in tree_flatten((inputs, named))[0] if isinstance(x, torch.Tensor)]
-            devices = {device_of(t) for t in tensors} if _depth == 0 else set()
-            _depth += 1
+            devices = {device_of(t) for t in tensors} if depth == 0 else set()
+            _nesting.depth = depth + 1
             try:
                 out = vmapped(*inputs, **named)
             finally:
-                _depth -= 1
+                _nesting.depth = depth
             if len(devices) == 1 and next(iter(devices)).type == "cuda":
                 device = next(iter(devices))
                 return tree_map(lambda value: _on_gpu(value, device), out)
