@@ -111,6 +111,12 @@ class KnownBug:
         """`file`, then its `copies`."""
         return (self.file, *self.copies)
 
+    @property
+    def runs_in(self) -> tuple[str, ...]:
+        """The model directories its code runs in: its `families`, then those of its `copies`."""
+        copies = tuple(file.split("/")[1] for file in self.copies if file.startswith("models/"))
+        return tuple(dict.fromkeys(self.families + copies))
+
     def in_file(self, path: str) -> bool:
         """Whether `path` (any machine's) is one of the entry's `files`."""
         return any(same_file(path, file) for file in self.files)

@@ -21,7 +21,7 @@ import qwenvl_diag as qd
 from qwenvl_diag import versions
 from qwenvl_diag._compat import TRANSFORMERS_VERSION
 from qwenvl_diag.bugs import CATALOGUE, KNOWN_BUG_COLUMNS
-from qwenvl_diag.explain import FACT_KEYS, read_facts
+from qwenvl_diag.explain import ANSWER_KEYS, FACT_KEYS, read_facts
 from qwenvl_diag.models.families import FAMILIES
 from qwenvl_diag.presets import PRESETS
 
@@ -349,11 +349,16 @@ def test_unrelated_text_is_not_matched_and_says_what_would_help(name):
 def test_the_json_shape_is_stable(reproductions):
     bug = REPRODUCED[0]
     data = json.loads(qd.explain(_plain(reproductions[bug.id]) + "\n" + VERSIONS).to_json())
-    assert list(data) == list(qd.EXPLAIN_KEYS) == ["facts", "candidates", "scenario", "reply", "notes"]
+    assert (
+        list(data) == list(qd.EXPLAIN_KEYS) == ["facts", "answer", "candidates", "scenario", "reply", "notes"]
+    )
     assert data["notes"] == []  # 4.51.3 is indexed
     assert set(data["facts"]) == set(FACT_KEYS)
+    assert list(data["answer"]) == list(ANSWER_KEYS)
+    assert data["answer"]["label"] == bug.id and data["answer"]["confidence"] == "high"
+    extra = {"score", "evidence", "against", "confirm", "tier", "confidence", "tied"}
     for candidate in data["candidates"]:
-        assert set(KNOWN_BUG_COLUMNS) | {"score", "evidence", "against", "confirm"} == set(candidate)
+        assert set(KNOWN_BUG_COLUMNS) | extra == set(candidate)
     assert qd.Scenario.from_dict({k: v for k, v in data["scenario"].items() if k != "preset"}) == (
         qd.Scenario.preset(bug.scenario)
     )

@@ -18,24 +18,29 @@ from typing import Any
 from ..bugs import get_bug
 from ..errors import InvalidArgumentError
 from ..presets import PRESETS
+from .answer import ANSWER_KEYS, decide
 from .facts import ERROR_KINDS, FACT_KEYS, read_facts
 from .lines import index_note
-from .rank import rank
-from .reply import not_recognised, reply_for
+from .rank import CONFIDENCES, rank
+from .reply import beyond_catalogue, not_recognised, reply_for
+from .tools import TOOL_KEYS
 
-EXPLAIN_KEYS = ("facts", "candidates", "scenario", "reply", "notes")
-"""Keys of `Explanation.to_dict()` / `--format json`: `facts` (`FACT_KEYS`), `candidates` (catalogue
-rows, `KNOWN_BUG_COLUMNS`, plus `score`, `evidence`, `against`, `confirm`; best first), `scenario` (the
-`Scenario` fields that reproduce the best candidate, plus `preset`, or None), `reply` (markdown) and
-`notes` (what limited the answer, e.g. a reported release newer than the kit's line index; a list)."""
+EXPLAIN_KEYS = ("facts", "answer", "candidates", "scenario", "reply", "notes")
+"""Keys of `Explanation.to_dict()` / `--format json`: `facts` (`FACT_KEYS`), `answer` (`ANSWER_KEYS`, or
+None), `candidates` (catalogue rows, `KNOWN_BUG_COLUMNS`, plus `score`, `evidence`, `against`, `confirm`,
+`tier`, `confidence`, `tied`; best first), `scenario` (the `Scenario` fields that reproduce the answer,
+plus `preset`, or None), `reply` (markdown) and `notes` (what limited the answer, e.g. a reported release
+newer than the kit's line index; a list)."""
 
 
 @dataclass(frozen=True)
 class Explanation:
-    """What `explain` made of a text. `recognised` is False when no known bug fits: `reply` then says what
-    would help."""
+    """What `explain` made of a text: its `answer` (a catalogue entry, or whose code raised beyond the
+    catalogue) with a confidence, the ranked catalogue `candidates` and a `reply`. `recognised` is False
+    when the text shows nothing it can place: `reply` then says what would help."""
 
     facts: dict[str, Any]
+    answer: dict[str, Any] | None
     candidates: list[dict[str, Any]]
     scenario: dict[str, Any] | None
     reply: str
@@ -43,7 +48,7 @@ class Explanation:
 
     @property
     def recognised(self) -> bool:
-        return bool(self.candidates)
+        return self.answer is not None
 
     @property
     def best(self) -> dict[str, Any] | None:
@@ -52,6 +57,7 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         return {
             "facts": self.facts,
+            "answer": self.answer,
             "candidates": self.candidates,
             "scenario": self.scenario,
             "reply": self.reply,
@@ -85,14 +91,26 @@ class Explanation:
             lines.append(f"gpus: {facts['gpus']['count'] or '?'} x {facts['gpus']['type'] or '?'}")
         if facts["engine"]:
             lines.append(f"engine: {', '.join(facts['engine'])}")
+        if self.answer:
+            answer = self.answer
+            lines.append(
+                f"answer: {answer['label']} (confidence {answer['confidence']}): {answer['summary']}"
+            )
         for candidate in self.candidates:
-            lines.append(f"candidate {candidate['id']} (score {candidate['score']}): {candidate['title']}")
+            tie = ", tied" if candidate["tied"] else ""
+            lines.append(
+                f"candidate {candidate['id']} (score {candidate['score']}{tie}): {candidate['title']}"
+            )
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines) + "\n\n" + self.reply
 
 
-def _scenario(bug_id: str) -> dict[str, Any] | None:
-    preset = get_bug(bug_id).scenario
+def _scenario(answer: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any] | None:
+    """The preset that reproduces the answer: the entry's, or the nearest to a tool's mechanism."""
+    if answer["kind"] in ("bug", "usage"):
+        preset = get_bug(answer["label"]).scenario
+    else:
+        preset = next((t["scenario"] for t in facts["tools"] if f"tool:{t['tool']}" == answer["label"]), None)
     return {"preset": preset, **PRESETS[preset]} if preset else None
 
 
@@ -110,10 +128,25 @@ def explain(text: str) -> Explanation:
     facts = read_facts(text)
     candidates = rank(facts, text)
     notes = tuple(note for note in [index_note(facts["versions"].get("transformers"))] if note)
-    if not candidates:
-        return Explanation(facts, [], None, not_recognised(facts, notes), notes)
-    scenario = _scenario(candidates[0]["id"])
-    return Explanation(facts, candidates, scenario, reply_for(facts, candidates, scenario, notes), notes)
+    answer = decide(facts, candidates)
+    if answer is None:
+        return Explanation(facts, None, [], None, not_recognised(facts, notes), notes)
+    scenario = _scenario(answer, facts)
+    if answer["kind"] in ("bug", "usage"):
+        reply = reply_for(facts, candidates, scenario, notes)
+    else:
+        reply = beyond_catalogue(facts, answer, notes)
+    return Explanation(facts, answer, candidates, scenario, reply, notes)
 
 
-__all__ = ["ERROR_KINDS", "EXPLAIN_KEYS", "FACT_KEYS", "Explanation", "explain", "read_facts"]
+__all__ = [
+    "ANSWER_KEYS",
+    "CONFIDENCES",
+    "ERROR_KINDS",
+    "EXPLAIN_KEYS",
+    "FACT_KEYS",
+    "TOOL_KEYS",
+    "Explanation",
+    "explain",
+    "read_facts",
+]

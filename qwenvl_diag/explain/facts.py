@@ -14,8 +14,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
 from ..device_errors import convolution_type_mismatch, is_device_error, type_device
 from .text import clean_lines
+from .tools import tools_in
 
 FACT_KEYS = (
     "error_kind",
@@ -32,10 +35,15 @@ FACT_KEYS = (
     "model_type",
     "checkpoint",
     "versions",
+    "transformers_range",
     "transformers_commit",
     "python",
     "gpus",
     "engine",
+    "action",
+    "inputs",
+    "warnings",
+    "tools",
 )
 """Keys of `read_facts`' dict, always all present (None, [] or {} when the text does not say): `error_kind`
 one of `ERROR_KINDS` or None; `error` the error line; `devices` the devices it names, in its order
@@ -47,8 +55,15 @@ line, function, code}, outermost first; without a traceback, the files and lines
 and code None); `library_frame` the deepest one inside transformers (else the deepest outside torch and
 accelerate); `family` the Qwen-VL family ("qwen2_5_vl"), `model_type` the transformers model directory a
 frame runs in ("llama": not Qwen-VL); `checkpoint` a Qwen-VL checkpoint name; `versions` {package: version}
-for transformers, accelerate, torch, qwen-vl-utils; `transformers_commit` a source build's commit; `python`
-"3.10"; `gpus` {count, type}; `engine` a list of "device_map", "torchrun", "fsdp", "deepspeed", "vllm"."""
+for transformers, accelerate, torch, qwen-vl-utils; `transformers_range` a requirement on transformers
+stated instead of a version (">=4.57.1", from a pin like `transformers>=4.57.1`); `transformers_commit` a
+source build's commit; `python` "3.10"; `gpus` {count, type}; `engine` a list of "device_map", "torchrun",
+"fsdp", "deepspeed", "vllm"; `action` "training" or "inference" where the text says which (a trainer,
+`backward`, fine-tuning vs `generate`, an inference server; None when it says both or neither); `inputs`
+the inputs it names, a list of "video", "image", "batch", "text"; `warnings` the library warnings it quotes
+that say how the tensors got where they are (`WARNINGS`); `tools` the packages built on
+transformers it shows (`tools.TOOL_KEYS` rows: the tool, and whether its code raised, called the code that
+raised, or is only named)."""
 
 ERROR_KINDS = ("device", "type", "index", "masked_fill", "sdpa", "other")
 """`device`: "Expected all tensors to be on the same device"; `type`: the convolution's "Input type (...)
@@ -58,6 +73,35 @@ on cpu or on the same device as the indexed tensor"; `masked_fill`: its own devi
 devices (out of memory, shapes, ...)."""
 
 DEVICE_ERROR_KINDS = ("device", "type", "index", "masked_fill", "sdpa")
+
+# the op each of torch's own wordings comes from (device_errors.py names the ATen source of each): the
+# wrapper-less ones say no op, but only one op family writes each
+_WORDING_OPS = {
+    "type": "convolution",
+    "index": "index",
+    "masked_fill": "masked_fill",
+    "sdpa": "scaled_dot_product_attention",
+}
+# the warnings transformers and accelerate print before a device error, which say how it came about
+WARNINGS = {
+    # generation/utils.py _validate_model_kwargs' device check (4.x, 5.x)
+    "inputs-on-another-device": re.compile(
+        r"`?input_ids`? (?:is|are) on \w+, whereas the model is on \w+", re.IGNORECASE
+    ),
+    # accelerate big_modeling.py: a `.to()` on a model dispatched with hooks
+    "moved-dispatched-model": re.compile(
+        r"You shouldn't move a model that is dispatched using accelerate hooks"
+    ),
+}
+# a CUDA wrapper's name quoted in words ("a `wrapper_CUDA_bmm` mismatch") says the op of a device error
+_WRAPPER = re.compile(r"\b(?P<wrapper>wrapper_(?:CUDA|NPU|XPU|MPS|PrivateUse1)?_+\w+)")
+# what people write instead of the error: "tensors are not on the same device", "device mismatch"
+_PARAPHRASE = re.compile(
+    r"(?:not|n't|aren't|isn't|are not)\s+(?:all\s+)?(?:on|in)\s+the\s+same\s+(?:device|gpu)"
+    r"|(?:on|across)\s+(?:two|different|multiple)\s+(?:devices|gpus).{0,40}(?:error|fail)"
+    r"|device[- ]mismatch|mismatch(?:ed)?\s+devices|same[- ]device\s+error|不在同一(?:个)?设备|设备不一致",
+    re.IGNORECASE,
+)
 
 _DEVICE = r"(?:cuda|npu|xpu|mps|hpu|cpu|meta|privateuseone)(?::\d+)?"
 _ERRORS = (
@@ -116,17 +160,21 @@ _ARROW = re.compile(r"^\s*-+>\s*(?P<line>\d+)\s?(?P<code>.*)$")
 # a file and line quoted outside a traceback: "modeling_qwen2_5_vl.py:1334", "... modeling_x.py line 12"
 _FILE_LINE = re.compile(r"(?P<file>[\w./\\~-]*modeling_\w+\.py)(?::|,? line )(?P<line>\d+)")
 
-_FAMILIES = (  # most specific first; the Omni thinkers carry Qwen-VL's vision tower and M-RoPE
-    ("qwen3_omni_moe", re.compile(r"qwen3_omni_moe|Qwen3OmniMoe|Qwen3-Omni", re.IGNORECASE)),
-    ("qwen2_5_omni", re.compile(r"qwen2_5_omni|Qwen2_5Omni|Qwen2\.5-Omni", re.IGNORECASE)),
-    ("qwen4_exp", re.compile(r"qwen4_exp|Qwen4Exp|Qwen4-Exp|Qwen3\.8-", re.IGNORECASE)),
+# most specific first; the Omni thinkers carry Qwen-VL's vision tower and M-RoPE. Names as people write
+# them: "Qwen2.5-VL", "qwen2_5_vl", "Qwen2_5_VL...", "Qwen2.5vl", "qwen25vl", "Qwen2.5 VL"
+_SEP = r"[-_ ]?"
+_FAMILIES = (
+    ("qwen3_omni_moe", re.compile(rf"qwen3{_SEP}omni", re.IGNORECASE)),
+    ("qwen2_5_omni", re.compile(rf"qwen2[._]?5{_SEP}omni", re.IGNORECASE)),
+    ("qwen4_exp", re.compile(rf"qwen4{_SEP}exp|Qwen3\.8-", re.IGNORECASE)),
     ("qwen3_5_moe", re.compile(r"qwen3_5_moe|Qwen3_5Moe|Qwen3\.5-\d+B-A\d+B", re.IGNORECASE)),
-    ("qwen3_5", re.compile(r"qwen3_5|Qwen3_5|Qwen3\.5", re.IGNORECASE)),
+    ("qwen3_5", re.compile(r"qwen3[._]5(?!\d)", re.IGNORECASE)),
     ("qwen3_vl_moe", re.compile(r"qwen3_vl_moe|Qwen3VLMoe|Qwen3-VL-\d+B-A\d+B", re.IGNORECASE)),
-    ("qwen3_vl", re.compile(r"qwen3_vl|Qwen3VL|Qwen3-VL", re.IGNORECASE)),
-    ("qwen2_5_vl", re.compile(r"qwen2_5_vl|Qwen2_5_VL|Qwen2\.5-VL", re.IGNORECASE)),
-    ("qwen2_vl", re.compile(r"qwen2_vl|Qwen2VL|Qwen2-VL", re.IGNORECASE)),
+    ("qwen3_vl", re.compile(rf"qwen3{_SEP}vl", re.IGNORECASE)),
+    ("qwen2_5_vl", re.compile(rf"qwen2[._]?5{_SEP}vl", re.IGNORECASE)),
+    ("qwen2_vl", re.compile(rf"qwen2{_SEP}vl", re.IGNORECASE)),
 )
+_CLASS = re.compile(r"\bQwen\w*?(?:ForConditionalGeneration|Model|Processor)\b")
 _CHECKPOINT = re.compile(r"(?:Qwen/)?Qwen(?:(?:2\.5|2|3)-VL|3\.5|2\.5-Omni|3-Omni|3\.8)-[\w.]+(?:-[\w.]+)*")
 _MODEL_DIR = re.compile(r"transformers[/\\]models[/\\](?P<type>\w+)[/\\]")
 
@@ -164,7 +212,13 @@ _ENGINES = (
     ("deepspeed", re.compile(r"deepspeed", re.IGNORECASE)),
     ("vllm", re.compile(r"vllm", re.IGNORECASE)),
 )
-_TORCH_INTERNALS = re.compile(r"[/\\](?:torch|accelerate)[/\\]")
+_TORCH_INTERNALS = re.compile(r"[/\\](?:torch|torch_npu|intel_extension_for_pytorch|accelerate)[/\\]")
+
+
+def _op(wrapper: str) -> str:
+    """The ATen op of a wrapper: wrapper_CUDA__index_select, wrapper_CUDA_bmm, wrapper__index_select
+    (PrivateUse1 devices, an NPU's) -> index_select, bmm."""
+    return re.sub(r"^wrapper_(?:[A-Za-z0-9]+_)?_*", "", wrapper)
 
 
 def _error(lines: list[str]) -> dict[str, Any]:
@@ -184,7 +238,7 @@ def _error(lines: list[str]) -> dict[str, Any]:
                 "error": line.strip(),
                 "devices": devices,
                 "wrapper": wrapper,
-                "op": re.sub(r"^wrapper_[A-Za-z0-9]+_+", "", wrapper) if wrapper else None,
+                "op": _op(wrapper) if wrapper else _WORDING_OPS.get(kind),
                 "argument": groups.get("argument"),
                 "torch_wording": wording,
             }
@@ -196,11 +250,16 @@ def _error(lines: list[str]) -> dict[str, Any]:
                 "error": line.strip(),
                 "devices": [type_device(types[0]), type_device(types[2])],
             }
-            found.update(wrapper=None, op=None, argument=types[1], torch_wording=None)
+            found.update(wrapper=None, op="convolution", argument=types[1], torch_wording=None)
         elif not found and is_device_error(line):  # another of PyTorch's device texts
             found = {"error_kind": "device", "error": line.strip(), "devices": re.findall(_DEVICE, line)}
     if found:
         return found
+    for line in lines:
+        if _PARAPHRASE.search(line) or _WRAPPER.search(line):  # said in words: no devices read
+            wrapper = match["wrapper"] if (match := _WRAPPER.search("\n".join(lines))) else None
+            told = {"error_kind": "device", "error": line.strip(), "devices": [], "wrapper": wrapper}
+            return {**told, "op": _op(wrapper) if wrapper else None}
     for line in lines:
         match = _OTHER_ERROR.match(line)
         if match and match["name"] not in ("Traceback",):
@@ -265,6 +324,59 @@ def _versions(text: str) -> dict[str, str]:
     return versions
 
 
+_RANGE = re.compile(
+    r"(?<![\w-])transformers\s*(?P<spec>(?:>=|<=|~=|!=|>|<)\s*\d[\w.]*(?:\s*,\s*(?:>=|<=|~=|!=|>|<|==)\s*\d[\w.]*)*)",
+    re.IGNORECASE,
+)
+
+
+def _range(text: str) -> str | None:
+    """A requirement on transformers stated instead of a version ("transformers>=4.57.1"), as a
+    specifier set; None when none (or one that is not a valid specifier)."""
+    for match in _RANGE.finditer(text):
+        spec = re.sub(r"\s+", "", match["spec"])
+        try:
+            SpecifierSet(spec)
+        except InvalidSpecifier:
+            continue
+        return spec
+    return None
+
+
+# what a text says it was doing: training (a trainer, backward, fine-tuning) or inference (generate, a
+# server); frames outrank words, since a training log quotes the trainer and an inference one `generate`
+_TRAINING = re.compile(
+    r"Trainer\b|\btrainer\b|\.train\(|backward\(|fine-?tun|\bSFT\b|\bGRPO|\bDPO\b|\bPPO\b|\btraining\b"
+    r"|llamafactory-cli train|zero[-_ ]?3|fully_shard|FullyShardedDataParallel|\bfsdp|训练|微调",
+    re.IGNORECASE,
+)
+_INFERENCE = re.compile(
+    r"\.generate\(|\bgenerate\b|\binference\b|\bvllm\b|\bsglang\b|\blmdeploy\b|\.chat\(|\bserving\b"
+    r"|\bevaluat|\bbenchmark|推理|评测",
+    re.IGNORECASE,
+)
+_TRAINING_FRAME = re.compile(r"trainer\w*\.py|[/\\]autograd[/\\]|[/\\]optim[/\\]|training_step|train\b")
+_INFERENCE_FRAME = re.compile(r"generation[/\\]utils\.py|\bgenerate\b")
+_INPUTS = (
+    ("video", re.compile(r"video|pixel_values_videos|视频", re.IGNORECASE)),
+    ("image", re.compile(r"\bimages?\b|pixel_values\b|图片|图像", re.IGNORECASE)),
+    ("batch", re.compile(r"\bbatch(?:ed|es)?\b|batch_size|padding_side|批量", re.IGNORECASE)),
+    ("text", re.compile(r"text[- ]only|pure text|only text|without (?:an )?images?|纯文本", re.IGNORECASE)),
+)
+
+
+def _action(frames: list[dict[str, Any]], text: str) -> str | None:
+    """ "training" or "inference" where the frames (else the words) say only one of them."""
+    where = " ".join(f"{frame['file']} {frame['function']}" for frame in frames)
+    for training, inference in (
+        (_TRAINING_FRAME.search(where), _INFERENCE_FRAME.search(where)),
+        (_TRAINING.search(text), _INFERENCE.search(text)),
+    ):
+        if bool(training) != bool(inference):
+            return "training" if training else "inference"
+    return None
+
+
 def _gpus(lines: list[str], text: str) -> dict[str, Any]:
     count, kind = None, None
     listed = {int(m["index"]): m["type"] for line in lines if (m := _GPU_LINE.match(line))}
@@ -284,11 +396,14 @@ def _gpus(lines: list[str], text: str) -> dict[str, Any]:
 
 
 def _family(text: str, model_type: str | None) -> str | None:
+    """The family a frame's file runs in, else the one a class name says (`Qwen2VLForConditionalGeneration`
+    in code outranks "Qwen2.5-VL" in prose), else the first the words name."""
     if model_type:
         return model_type if any(model_type == family for family, _ in _FAMILIES) else None
-    for family, pattern in _FAMILIES:
-        if pattern.search(text):
-            return family
+    for source in (" ".join(_CLASS.findall(text)), text):
+        for family, pattern in _FAMILIES:
+            if pattern.search(source):
+                return family
     return None
 
 
@@ -325,6 +440,7 @@ def read_facts(text: str) -> dict[str, Any]:
     if match := _CHECKPOINT.search(joined):
         facts["checkpoint"] = match.group().removesuffix(".")
     facts["versions"] = _versions(joined)
+    facts["transformers_range"] = None if "transformers" in facts["versions"] else _range(joined)
     if match := _COMMIT.search(joined):
         facts["transformers_commit"] = match["commit"] or match["c2"]
     for pattern in _PYTHON:
@@ -336,4 +452,8 @@ def read_facts(text: str) -> dict[str, Any]:
     facts["engine"] = [
         engine for engine, pattern in _ENGINES if pattern.search(text) or pattern.search(joined)
     ]
+    facts["action"] = _action(facts["frames"], joined)
+    facts["inputs"] = [name for name, pattern in _INPUTS if pattern.search(joined)]
+    facts["warnings"] = [name for name, pattern in WARNINGS.items() if pattern.search(joined)]
+    facts["tools"] = tools_in(facts["frames"], joined)
     return facts

@@ -1,51 +1,95 @@
 """Which catalogue entries a pasted failure's facts point to, best first, each with a score, the evidence
-it rests on and what would confirm it. Pure data: the catalogue (`qwenvl_diag.bugs`) and `read_facts`."""
+it rests on, what speaks against it, what would confirm it and a confidence. Pure data: the catalogue
+(`qwenvl_diag.bugs`), its presets and `read_facts`.
+
+The score adds points per piece of evidence, in tiers so that stronger evidence wins:
+
+1. **Where it failed, exactly** (`LINE`, 100): the entry's line in the reported release's file (or in a
+   generated copy of it), or its code line in a frame; the code quoted elsewhere in the text counts
+   `CODE_QUOTED` (95), a line number that is the entry's line in some release, with no release reported,
+   `LINE_SOME_RELEASE` (90).
+2. **The function it failed in** (`FUNCTION`, 30): the traceback ends in the entry's function in its file
+   (and the frame shows no other code line); a function of its own name, quoted in words, `NAMED`, 20.
+3. **The error** against the entry's signature: its op (`OP`, 10; every torch wording is mapped to its
+   op, a wrapper's to the wrapper's, a wrapper quoted in words too) and its kind of device pair
+   (`DEVICES`, 10; `npu`, `xpu`, `mps` and `hpu` count as GPUs); each is -10 when it differs.
+4. **The context**: the family (`FAMILY`, 15, from a checkpoint, a file, a class name; another family
+   `FAMILY_OTHER`, -60); the release (`RELEASE`, 15 when affected; `RELEASE_NOT`, -65 when not, so that a
+   function with the op, the devices and the family is then no candidate; a stated range `RANGE`, 8, when
+   it holds an affected release, `RANGE_NOT`, -30, when it cannot); the cues (`CUE`, 5 each: video, a
+   batch, text only, FSDP, a distinctive name of its code line mentioned, transformers' warning that the
+   inputs are on another device for a usage entry; an inference report against an FSDP2 training bug,
+   `CUE_AGAINST`, -20).
+
+A function with every piece of context does not outscore a line with nothing against it, so the line wins
+whatever the rest says. An entry without where it failed is a candidate only with its op named in its
+family (or, with no family said, an op no other family's entries raise in), or, for a device error told in
+words (or a warning that says how it came about), with its family and an affected release or a cue. Equal
+scores at the top are said as a tie (`tied`), never silently ordered.
+
+Confidence: "high" for a line (tier 1) with nothing against it and no tie; "medium" for a line with
+something against it or tied, or for the function or the error's op with the family and nothing against
+it; "low" for the rest (context and cues only). `benchmarks/bench_explain.py` measures what each level
+means on the corpus of real pastes (`tests/data/explain_corpus`).
+"""
 
 from __future__ import annotations
 
+import functools
+import re
+from collections import Counter
 from typing import Any
 
+from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from ..bugs import CATALOGUE, KnownBug
-from .lines import line_in, releases_with_line
+from ..presets import PRESETS
+from .lines import line_in, line_index, releases_with_line
 
-# Points per piece of evidence. An entry is a candidate only with evidence of *where* it failed (its
-# library line, its function, or its code quoted) or, from the error line alone, its signature with the
-# op named or the family known.
-WHERE_LINE, WHERE_FUNCTION, CODE_QUOTED = 50, 25, 35
-SIGNATURE_DEVICES, SIGNATURE_OP, FAMILY = 10, 10, 10
-VERSION_AFFECTED, VERSION_UNAFFECTED = 15, -45
-FAMILY_OTHER = -60
+LINE, CODE_QUOTED, LINE_SOME_RELEASE, FUNCTION, NAMED = 100, 95, 90, 30, 20
+OP, DEVICES = 10, 10
+FAMILY, FAMILY_OTHER = 15, -60
+RELEASE, RELEASE_NOT, RANGE, RANGE_NOT = 15, -65, 8, -30
+CUE, CUE_AGAINST = 5, -20
+CONFIDENCES = ("high", "medium", "low")
 
 
 def _where(bug: KnownBug, facts: dict[str, Any], text: str) -> tuple[int, list[str]]:
-    """Points and evidence for where it failed: the deepest library frame, any frame (its code, or its
-    line number in the reported release or, with none reported, in any release), the quoted code."""
+    """Points and evidence for where it failed: any frame of its file with its code, or its line in the
+    reported release (with none reported, in any release); the code quoted; the function it ended in."""
     frames = [facts["library_frame"]] if facts["library_frame"] else []
     frames += [frame for frame in facts["frames"] if frame is not facts["library_frame"]]
     reported = facts["versions"].get("transformers")
     release = _release(reported)
+    best: tuple[int, list[str]] = (0, [])
     for frame in frames:
-        if not _in_file(frame["file"], bug) or frame["function"] not in (None, bug.function):
+        if not _in_file(frame["file"], bug):
             continue
-        if bug.quoted_in(frame["code"] or ""):
-            return WHERE_LINE, [f"the traceback ends at its line: {bug.function} in {bug.file}: {bug.code}"]
+        own_function = frame["function"] in (None, bug.function)
+        if own_function and bug.quoted_in(frame["code"] or ""):
+            return LINE, [f"the traceback runs through its line: {bug.function} in {bug.file}: {bug.code}"]
         if frame["line"] is not None and release:
+            # the release's own file has its code on that line, whatever the frame calls the function
             if line_in(bug.id, release) == frame["line"]:
-                return WHERE_LINE, [
-                    f"line {frame['line']} of {bug.file} in {reported} is its line ({bug.code})"
-                ]
-        elif frame["line"] is not None and (fitting := releases_with_line(bug.id, frame["line"])):
-            return WHERE_LINE, [
-                f"line {frame['line']} of {bug.file} is its line in transformers {_span(fitting)}"
-            ]
-        # only where it ended: every traceback runs through some forward of the file
-        if frame is facts["library_frame"] and frame["function"] == bug.function:
-            return WHERE_FUNCTION, [f"the traceback ends in {bug.function} in {bug.file}"]
-    if bug.quoted_in(text):
+                return LINE, [f"line {frame['line']} of {bug.file} in {reported} is its line ({bug.code})"]
+        elif (
+            own_function
+            and frame["line"] is not None
+            and (fitting := releases_with_line(bug.id, frame["line"]))
+        ):
+            evidence = [f"line {frame['line']} of {bug.file} is its line in transformers {_span(fitting)}"]
+            best = max(best, (LINE_SOME_RELEASE, evidence))
+        # only where it ended: every traceback runs through some forward of the file, so a frame that
+        # shows another code line there is not this bug's
+        shown = frame["code"] not in (None, "", "...")
+        if frame is facts["library_frame"] and frame["function"] == bug.function and not shown:
+            best = max(best, (FUNCTION, [f"the traceback ends in {bug.function} in {bug.file}"]))
+    if best[0] < CODE_QUOTED and bug.quoted_in(text):
         return CODE_QUOTED, [f"the text quotes its line: {bug.code}"]
-    return 0, []
+    if not best[0] and bug.function != "forward" and re.search(rf"\b{bug.function}\b", text):
+        return NAMED, [f"the text names its function, {bug.function}"]
+    return best
 
 
 def _in_file(path: str, bug: KnownBug) -> bool:
@@ -69,73 +113,166 @@ def _span(releases: list[str]) -> str:
     return releases[0] if len(releases) == 1 else f"{releases[0]} to {releases[-1]}"
 
 
+def _same_op(reported: str, op: str) -> bool:
+    """Whether the error's op is the signature's: `masked_scatter_` is `masked_scatter`, a convolution's
+    type check (`convolution`) any `conv*`, indexing's wording any `index*` op."""
+    reported, op = reported.rstrip("_"), op.rstrip("_")
+    if reported == "convolution":
+        return op.startswith("conv")
+    if reported == "index":
+        return op.startswith("index")
+    return reported == op
+
+
 def _signature(bug: KnownBug, facts: dict[str, Any]) -> tuple[int, list[str], list[str], bool]:
     """Points, evidence and contradictions from the error line against the entry's signature, and
     whether the error names the entry's op."""
     points, evidence, against, op_named = 0, [], [], False
-    if facts["error_kind"] != "device":
+    if facts["error_kind"] in (None, "other"):
         return points, evidence, against, op_named
     signature = bug.signature
-    if facts["device_pair"] == signature.devices:
-        points += SIGNATURE_DEVICES
+    if not facts["device_pair"]:
+        pass
+    elif facts["device_pair"] == signature.devices:
+        points += DEVICES
         evidence.append(
             f"the error mixes {facts['device_pair']} devices ({', '.join(facts['devices'])}), as it does"
         )
     elif facts["device_pair"]:
+        points -= DEVICES
         against.append(f"the error mixes {facts['device_pair']} devices; this bug mixes {signature.devices}")
-    if facts["op"] and facts["op"].rstrip("_") == signature.op.rstrip("_"):
-        points += SIGNATURE_OP
+    if facts["op"] and _same_op(facts["op"], signature.op):
+        points += OP
         op_named = True
         evidence.append(f"the error names its op, {facts['op']}")
-    elif facts["wrapper"] and signature.wrapper is None:
-        against.append(f"the error names {facts['wrapper']}; this bug's op ({signature.op}) names no wrapper")
+    elif facts["op"]:
+        points -= OP
+        against.append(f"the error is {facts['op']}'s; this bug's op is {signature.op}")
     return points, evidence, against, op_named
+
+
+def _release_points(bug: KnownBug, facts: dict[str, Any]) -> tuple[int, list[str], list[str], list[str]]:
+    """Points, evidence, contradictions and what to confirm from the reported release or range."""
+    reported = facts["versions"].get("transformers")
+    release = _release(reported)
+    if release is not None:
+        if bug.affects(release):
+            return RELEASE, [f"transformers {reported} is affected ({bug.affected})"], [], []
+        fixed = f", fixed in {bug.fixed_in}" if bug.fixed_in else ""
+        return RELEASE_NOT, [], [f"transformers {reported} is not affected ({bug.affected}{fixed})"], []
+    confirm = ["the transformers version (`transformers env` or `pip show transformers`)"]
+    if spec := facts.get("transformers_range"):
+        stated = SpecifierSet(spec)
+        if any(stated.contains(r) and bug.affects(r) for r in line_index()):
+            return RANGE, [f"transformers{spec} includes affected releases ({bug.affected})"], [], confirm
+        return RANGE_NOT, [], [f"transformers{spec} includes no affected release ({bug.affected})"], confirm
+    return 0, [], [], confirm
+
+
+def _cues(bug: KnownBug, facts: dict[str, Any], text: str) -> tuple[int, list[str], list[str]]:
+    """Points from what the text says was run against what the entry's scenario runs."""
+    preset = PRESETS.get(bug.scenario, {})
+    points, evidence, against = 0, [], []
+    if preset.get("engine") == "fsdp2":
+        if "fsdp" in facts["engine"]:
+            points += CUE
+            evidence.append("the text shows FSDP, which it needs")
+        elif facts["action"] == "inference":
+            points += CUE_AGAINST
+            against.append("the report is inference; this bug needs FSDP2 training with CPU offload")
+    wanted = preset.get("inputs")
+    if wanted in ("video", "batch", "text") and wanted in facts["inputs"]:
+        points += CUE
+        evidence.append(f"the text names {wanted} inputs, which it needs")
+    if mentioned := [name for name in _distinctive_names(bug.id) if re.search(rf"\b{name}\b", text)]:
+        points += CUE
+        evidence.append(f"the text mentions {', '.join(mentioned)}, of its line")
+    if bug.kind == "usage" and "inputs-on-another-device" in facts["warnings"]:
+        points += CUE
+        evidence.append("transformers warned that the inputs are on another device than the model")
+    return points, evidence, against
+
+
+@functools.cache
+def _families_raising(op: str) -> frozenset[str]:
+    """The families whose catalogue entries raise in `op`."""
+    return frozenset(bug.families[0] for bug in CATALOGUE if bug.signature and bug.signature.op == op)
+
+
+@functools.cache
+def _distinctive_names(bug_id: str) -> tuple[str, ...]:
+    """The names in an entry's code line that few entries' lines hold (at most three): `second_per_grid_t`,
+    `rope_deltas`, `pos_embed`; not `self`, `hidden_states` or `torch`."""
+    counts = Counter(name for bug in CATALOGUE for name in set(_names(bug.code)))
+    bug = next(bug for bug in CATALOGUE if bug.id == bug_id)
+    return tuple(name for name in _names(bug.code) if counts[name] <= 3 and len(name) >= 6 and "_" in name)
+
+
+def _names(code: str) -> list[str]:
+    return list(dict.fromkeys(re.findall(r"[A-Za-z_]\w*", code)))
 
 
 def _candidate(bug: KnownBug, facts: dict[str, Any], text: str) -> dict[str, Any] | None:
     where, evidence = _where(bug, facts, text)
     points, signature_evidence, against, op_named = _signature(bug, facts)
     family = facts["family"]
-    if family in bug.families:
+    in_family = family in bug.runs_in
+    if in_family:
         points += FAMILY
         evidence.append(f"the model is {family}")
     elif family:
         points += FAMILY_OTHER
-        against.append(f"the model is {family}; this bug is in {', '.join(bug.families)}")
-    # without where it failed, only a signature that names the op (a wrapper's message does), or one
-    # seen in this bug's family, points to it; and not when a traceback says it ended somewhere else
+        against.append(f"the model is {family}; this bug is in {', '.join(bug.runs_in)}")
+    release_points, release_evidence, release_against, confirm = _release_points(bug, facts)
+    cue_points, cue_evidence, cue_against = _cues(bug, facts, text)
+    # without where it failed: the op named, or the devices seen in its family; or, for a device error
+    # told without its devices, its family in an affected release; never when a traceback ended elsewhere
     ended = facts["library_frame"] is not None and facts["library_frame"]["function"] is not None
-    if not where and (ended or not (signature_evidence and (op_named or family in bug.families))):
+    told = (facts["error_kind"] == "device" and not facts["devices"]) or bool(facts["warnings"])
+    # an op only one family's entries raise with points to it without the family (masked_scatter_:
+    # Qwen2-VL's image merge); a common one (index_select, bmm) needs the family
+    known = in_family or (not family and op_named and len(_families_raising(bug.signature.op)) == 1)
+    if not where and (
+        ended
+        or not known
+        or not (op_named or signature_evidence or (told and (release_points > 0 or cue_points > 0)))
+    ):
         return None
-    release = _release(facts["versions"].get("transformers"))
-    confirm = []
-    if release is None:
-        confirm.append("the transformers version (`transformers env` or `pip show transformers`)")
-    elif bug.affects(release):
-        points += VERSION_AFFECTED
-        evidence.append(f"transformers {facts['versions']['transformers']} is affected ({bug.affected})")
-    else:
-        points += VERSION_UNAFFECTED
-        fixed = f", fixed in {bug.fixed_in}" if bug.fixed_in else ""
-        against.append(
-            f"transformers {facts['versions']['transformers']} is not affected ({bug.affected}{fixed})"
-        )
-    if where < WHERE_LINE:
+    if where < LINE_SOME_RELEASE:
         confirm.append(f"the traceback's last transformers frame: {bug.function} at `{bug.code}`")
     if bug.scenario:
         confirm.append(f"reproduce it: qwenvl-diag explain --run (the kit's scenario {bug.scenario!r})")
+    against += release_against + cue_against
     return {
         **bug.row(),
-        "score": where + points,
-        "evidence": evidence + signature_evidence,
+        "score": where + points + release_points + cue_points,
+        "evidence": evidence + signature_evidence + release_evidence + cue_evidence,
         "against": against,
         "confirm": confirm,
+        "tier": _tier(where, op_named),
     }
 
 
+def _tier(where: int, op_named: bool) -> str:
+    """The strongest kind of evidence: "line", "function" (also its name quoted), "op" or "context"."""
+    if where >= LINE_SOME_RELEASE:
+        return "line"
+    return "function" if where else "op" if op_named else "context"
+
+
+def _confidence(candidate: dict[str, Any], tied: bool) -> str:
+    if candidate["tier"] == "line":
+        return "high" if not candidate["against"] and not tied else "medium"
+    if candidate["tier"] in ("function", "op") and not candidate["against"] and not tied:
+        return "medium"
+    return "low"
+
+
 def rank(facts: dict[str, Any], text: str) -> list[dict[str, Any]]:
-    """The catalogue entries `facts` (read from `text`) point to, best first; [] when the text shows an
-    error that is not about devices, or a model that is not Qwen-VL."""
+    """The catalogue entries `facts` (read from `text`) point to, best first, each with its `tier` (the
+    strongest evidence: "line", "function", "op" or "context"), `confidence` and `tied` (True when another
+    shares the best score); [] when the text shows an error that is not
+    about devices, or a model that is not Qwen-VL."""
     if facts["error_kind"] == "other":
         return []
     if facts["model_type"] and not facts["family"]:
@@ -143,5 +280,10 @@ def rank(facts: dict[str, Any], text: str) -> list[dict[str, Any]]:
     # a silent bug raises nothing, so no pasted error is one
     raising = (bug for bug in CATALOGUE if bug.signature is not None)
     candidates = [c for bug in raising if (c := _candidate(bug, facts, text)) is not None]
-    candidates = [c for c in candidates if c["score"] > 0]
-    return sorted(candidates, key=lambda c: -c["score"])
+    candidates = sorted((c for c in candidates if c["score"] > 0), key=lambda c: -c["score"])
+    top = candidates[0]["score"] if candidates else None
+    tied = sum(c["score"] == top for c in candidates) > 1
+    for candidate in candidates:
+        candidate["tied"] = tied and candidate["score"] == top
+        candidate["confidence"] = _confidence(candidate, candidate["tied"])
+    return candidates

@@ -35,6 +35,7 @@ def reply_for(
     lines = [
         f"This looks like a known {what}, **{best['id']}**: {best['title']}.",
         "",
+        f"- **Confidence**: {best['confidence']} ({_why(best)}).",
         f"- **What happens**: {best['trigger']}",
         f"- **Where**: `{best['code']}` in `{best['location']}`.",
         f"- **Affected**: {affected} ({references}).",
@@ -55,9 +56,74 @@ def reply_for(
     if scenario:
         check.append(f"or `qwenvl-diag doctor --preset {scenario['preset']}`")
     lines.append(f"- **How to check** (no GPU needed): {' '.join(check)}.")
+    if tools := [tool for tool in facts["tools"] if tool["where"] != "named"]:
+        lines.append(f"- **Reached through**: {', '.join(tool['tool'] for tool in tools)}.")
+    if best["tied"]:
+        tied = [c["id"] for c in candidates if c["tied"]]
+        lines += [
+            "",
+            f"**A tie**: {', '.join(tied)} fit the text equally (score {best['score']}); the order above is "
+            "the catalogue's, not the evidence's. The full traceback or the transformers version tells them "
+            "apart.",
+        ]
     if len(candidates) > 1:
         others = ", ".join(f"{c['id']} (score {c['score']})" for c in candidates[1:])
         lines += ["", f"Other candidates: {others}."]
+    return "\n".join(lines)
+
+
+def _why(best: dict[str, Any]) -> str:
+    """What the confidence rests on, in a few words."""
+    basis = {
+        "line": "the text shows its line",
+        "function": "the traceback ends in its function",
+        "op": "the error names its op",
+        "context": "only the family, the release and what was run point to it",
+    }[best["tier"]]
+    if best["against"]:
+        basis += ", but something speaks against it"
+    if best["tied"]:
+        basis += ", tied with another entry"
+    return basis
+
+
+def beyond_catalogue(facts: dict[str, Any], answer: dict[str, Any], notes: tuple[str, ...] = ()) -> str:
+    """The reply when the answer is not a catalogue entry: whose code raised, the mechanism, where to
+    report it and the nearest scenario the kit runs."""
+    lines = [f"Not a known transformers bug of the catalogue: {answer['summary']}.", ""]
+    lines.append(f"- **Confidence**: {answer['confidence']}.")
+    if answer["kind"] == "tool":
+        tool = next((t for t in facts["tools"] if f"tool:{t['tool']}" == answer["label"]), None)
+        if tool:
+            lines.append(f"- **What such code does**: {tool['mechanism']}.")
+            lines.append(f"- **Report it to**: {tool['report']}, with the whole traceback and the versions.")
+            if tool["scenario"]:
+                lines.append(
+                    "- **The nearest scenario the kit runs**: "
+                    f"`qwenvl-diag doctor --preset {tool['scenario']}` (the same kind of device mix, in "
+                    "transformers' own code)."
+                )
+        else:
+            lines.append(f"- **Report it to**: {answer['whose']}'s issue tracker, with the whole traceback.")
+    elif answer["kind"] == "transformers":
+        lines += [
+            "- **What it is**: transformers' own code hands an op tensors on two devices, at a place no "
+            "catalogued bug raises; it may be a new bug.",
+            "- **Report it to**: https://github.com/huggingface/transformers/issues, with the whole "
+            "traceback, `transformers env`, the `device_map` (or `model.hf_device_map`) and what was run.",
+            "- **Find it on simulated GPUs**: `qwenvl-diag sweep` over the family's layouts, or "
+            "`qwenvl-diag doctor` with the reported layout.",
+        ]
+    else:
+        lines += [
+            "- **What it is**: the code that handed the op its tensors is the caller's, not a library's: "
+            "move the inputs to the device of the module that takes them (`inputs.to(model.device)` for a "
+            "model on one device; the first module's device under a `device_map`).",
+            "- **How to check**: `qwenvl-diag doctor --preset inputs-on-cpu` shows the same mix.",
+        ]
+    if reported := _reported(facts):
+        lines.append(f"- **Your report**: {reported}.")
+    lines += [f"- **Note**: {note}." for note in notes]
     return "\n".join(lines)
 
 

@@ -1,0 +1,117 @@
+"""The one answer `explain` gives: a catalogue entry, or, beyond the catalogue, whose code raised (a tool
+built on transformers, transformers itself in a bug the kit does not know, the caller's own code). Pure
+data: the facts and the ranked candidates.
+
+The order, strongest first: a catalogue entry whose line the text shows; a tool whose own code raised; a
+tool whose code called the code that raised, when it is one that moves weights or inputs itself (a
+quantizer, a pipeline, a node, ZeRO-3, a server, remote code); any other catalogue candidate; a tool that
+called or is named; then where the raising frame is (transformers' code, a device error no entry
+explains; the caller's code).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .facts import DEVICE_ERROR_KINDS
+
+ANSWER_KEYS = ("label", "kind", "confidence", "whose", "summary")
+"""Keys of `Explanation.answer`: `label` the catalogue id, "tool:<package>", "transformers:uncatalogued" or
+"user"; `kind` "bug", "usage", "tool", "transformers" or "user"; `confidence` "high", "medium" or "low";
+`whose` whose code raised or is at fault ("transformers", the tool, "the caller"); `summary` one line."""
+
+# tools that move weights or inputs themselves: their frame in the stack is the cause even where
+# transformers' code raised
+_MOVERS = ("quantizer", "quantized weights", "pipeline", "node", "zero3", "server", "remote code")
+_TRANSFORMERS = re.compile(r"[/\\]transformers[/\\]")
+_INTERNALS = re.compile(r"[/\\](?:torch|torch_npu|intel_extension_for_pytorch|accelerate)[/\\]")
+_PACKAGE = re.compile(r"[/\\](?:site|dist)-packages[/\\](?P<package>[\w.-]+)")
+
+
+def raising_frame(facts: dict[str, Any]) -> dict[str, Any] | None:
+    """The deepest frame outside torch and accelerate: the code that handed the op its tensors."""
+    return next((f for f in reversed(facts["frames"]) if not _INTERNALS.search(f["file"])), None)
+
+
+def _from_candidate(best: dict[str, Any]) -> dict[str, Any]:
+    usage = best["kind"] == "usage"
+    return {
+        "label": best["id"],
+        "kind": "usage" if usage else "bug",
+        "confidence": best["confidence"],
+        "whose": "the caller" if usage else "transformers",
+        "summary": best["title"],
+    }
+
+
+def _from_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    confidence = {"raised": "high", "called": "medium", "named": "low"}[tool["where"]]
+    verb = {"raised": "raised in", "called": "runs through", "named": "names"}[tool["where"]]
+    return {
+        "label": f"tool:{tool['tool']}",
+        "kind": "tool",
+        "confidence": confidence,
+        "whose": tool["tool"],
+        "summary": f"the failure {verb} {tool['tool']} ({tool['role']})",
+    }
+
+
+def decide(facts: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The answer (`ANSWER_KEYS`) for `facts` and their ranked `candidates`; None when the text shows no
+    device error it can place (or one in another model's code)."""
+    best = candidates[0] if candidates else None
+    tools = [tool for tool in facts["tools"] if tool["where"] != "listed"]
+    weak = best is None or best["tier"] in ("op", "context")
+    if best and best["tier"] == "line":
+        return _from_candidate(best)
+    for tool in tools:
+        if (
+            (tool["where"] == "raised" and tool["role"] != "remote code")
+            or (tool["where"] == "called" and tool["role"] in _MOVERS)
+            or (tool["where"] == "named" and tool["role"] in _MOVERS and weak)
+        ):
+            return _from_tool(tool)
+    if remote := next((tool for tool in tools if tool["where"] == "raised"), None):
+        return _from_tool(remote)
+    if best and best["tier"] == "context" and facts["op"] and facts["family"]:
+        # the error names an op no entry of the family raises with: a bug the catalogue lacks
+        return _uncatalogued(facts, f"{facts['family']}'s code, at {facts['op']}")
+    if best:
+        return _from_candidate(best)
+    if tools:
+        return _from_tool(tools[0])
+    if facts["error_kind"] not in DEVICE_ERROR_KINDS:
+        return None
+    frame = raising_frame(facts)
+    if frame is None or (facts["model_type"] and not facts["family"]):
+        return None
+    where = f"{frame['file'].replace(chr(92), '/').rsplit('/', 1)[-1]}:{frame['line']} in {frame['function']}"
+    if _TRANSFORMERS.search(frame["file"]):
+        return _uncatalogued(facts, f"transformers' {where}")
+    if package := _PACKAGE.search(frame["file"]):
+        name = package["package"].removesuffix(".py")
+        return {
+            "label": f"tool:{name}",
+            "kind": "tool",
+            "confidence": "medium",
+            "whose": name,
+            "summary": f"the failure raised in {name}'s code ({where})",
+        }
+    return {
+        "label": "user",
+        "kind": "user",
+        "confidence": "medium",
+        "whose": "the caller",
+        "summary": f"the caller's own code mixes devices at {where}",
+    }
+
+
+def _uncatalogued(facts: dict[str, Any], where: str) -> dict[str, Any]:
+    return {
+        "label": "transformers:uncatalogued",
+        "kind": "transformers",
+        "confidence": "medium" if facts["family"] and facts["frames"] else "low",
+        "whose": "transformers",
+        "summary": f"a device error in {where} that no catalogued bug explains",
+    }

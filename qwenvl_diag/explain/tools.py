@@ -1,0 +1,279 @@
+"""The packages built on transformers that a pasted failure runs through (quantizers, pipelines, ComfyUI
+nodes, serving engines, trainers, evaluation kits, DeepSpeed): whose code raised, what such code does to
+devices (the mechanism, in the kit's words), where to report it and the kit's nearest scenario. Pure text.
+
+A tool's frame is where its package sits in a path (`.../site-packages/awq/quantize/quantizer.py`); a tool
+only named in the words ("quantizing with AutoAWQ") counts as named.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+TOOL_KEYS = ("tool", "role", "where", "mechanism", "report", "scenario")
+"""Keys of each `facts["tools"]` row: `tool` the package ("autoawq"), `role` ("quantizer", "pipeline",
+"node", "server", "trainer", "evaluation", "zero3", "remote code", "preprocessing"), `where` "raised" (the
+deepest frame outside torch and accelerate is the tool's), "called" (the tool's frame called the code that
+raised), "named" (the text names it, no frame) or "listed" (only in a list of versions, `deepspeed:
+0.16.5`, `DeepSpeed version: not installed`: installed is not used), `mechanism`, `report` (where to
+report it), `scenario` (the kit's preset nearest to it, or None when the kit cannot run that code)."""
+
+# what each role's code does to devices, the mechanisms the kit simulates named in its words
+_MECHANISMS = {
+    "quantizer": (
+        "a layer-by-layer quantizer moves one block at a time to the GPU and calls it with what it "
+        "captured before (hidden states, the rotary's position embeddings, the attention mask) on another "
+        "device, or moves modules with `.to()` after `device_map` dispatch while accelerate's hooks still "
+        "send inputs to the old device; a weight or a buffer (the rotary's `inv_freq`) left on the CPU "
+        "meets inputs on the GPU"
+    ),
+    "quantized weights": (
+        "the quantized weights' state (`quant_state`, absmax, scales) or an unquantized module stays on "
+        "another device than the layer's input, usually after moving a quantized model with `.to()` or "
+        "offloading part of it to the CPU"
+    ),
+    "pipeline": (
+        "the pipeline puts its components on different devices (`enable_model_cpu_offload`, a "
+        "`device_map`, a text encoder loaded on its own) and hands one component's output to the next on "
+        "another device, or a component's weights stay on the CPU while its inputs go to the GPU"
+    ),
+    "node": (
+        "the node loads the model on one device (or ComfyUI's model management offloads it to the CPU "
+        "between runs) and moves its inputs to another; a weight, a buffer or the processor's tensors stay "
+        "on the CPU"
+    ),
+    "server": (
+        "the serving engine runs its own model code and places it itself (its workers, tensor "
+        "parallelism); transformers' device_map and modeling code are not the code that raised"
+    ),
+    "trainer": (
+        "the trainer's own code (its patch of the model, its collator, its sharding or offload settings) "
+        "puts a tensor on another device than the module that takes it"
+    ),
+    "evaluation": (
+        "the evaluation kit loads the model with its own `device_map` and moves the inputs to a device of "
+        "its choosing (often `cuda` or the first GPU), not to the device of the module that takes them"
+    ),
+    "zero3": (
+        "ZeRO-3 partitions the parameters and gathers each module's around its forward; a parameter or a "
+        "buffer read outside its module's forward (or a buffer ZeRO-3 does not manage, left on the CPU) "
+        "meets the gathered GPU tensors"
+    ),
+    "remote code": (
+        "the checkpoint's own modeling code (`trust_remote_code=True`, run from `transformers_modules`), "
+        "not transformers', places tensors on the device it chose"
+    ),
+    "preprocessing": (
+        "the preprocessing returns tensors on the CPU (or on the device it was given), and they meet the "
+        "model's GPU tensors unmoved"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class _Tool:
+    name: str
+    role: str
+    package: str  # the folder its code sits in, as a path component (a regex)
+    named: str  # how a text names it (a regex)
+    report: str
+    scenario: str | None
+
+
+_ISSUES = "https://github.com/{}/issues"
+_TOOLS = (
+    _Tool(
+        "autoawq",
+        "quantizer",
+        r"awq",
+        r"\bAutoAWQ\b|\bawq\b",
+        _ISSUES.format("casper-hansen/AutoAWQ"),
+        "inputs-on-cpu",
+    ),
+    _Tool(
+        "gptqmodel",
+        "quantizer",
+        r"gptqmodel",
+        r"GPTQModel",
+        _ISSUES.format("ModelCloud/GPTQModel"),
+        "inputs-on-cpu",
+    ),
+    _Tool(
+        "auto-gptq",
+        "quantizer",
+        r"auto_gptq",
+        r"auto[-_]?gptq",
+        _ISSUES.format("AutoGPTQ/AutoGPTQ"),
+        "inputs-on-cpu",
+    ),
+    _Tool(
+        "llm-compressor",
+        "quantizer",
+        r"llmcompressor",
+        r"llm-?compressor",
+        _ISSUES.format("vllm-project/llm-compressor"),
+        "inputs-on-cpu",
+    ),
+    _Tool(
+        "optimum",
+        "quantizer",
+        r"optimum",
+        r"\boptimum\b",
+        _ISSUES.format("huggingface/optimum"),
+        "inputs-on-cpu",
+    ),
+    _Tool(
+        "bitsandbytes",
+        "quantized weights",
+        r"bitsandbytes",
+        r"bitsandbytes|load_in_[48]bit|\bbnb\b",
+        _ISSUES.format("bitsandbytes-foundation/bitsandbytes"),
+        "inputs-on-cpu",
+    ),
+    _Tool(
+        "diffusers",
+        "pipeline",
+        r"diffusers",
+        r"\bdiffusers\b",
+        _ISSUES.format("huggingface/diffusers"),
+        "inputs-on-cpu",
+    ),
+    _Tool(
+        "comfyui",
+        "node",
+        r"ComfyUI|comfy|custom_nodes",
+        r"ComfyUI|\bcomfy",
+        _ISSUES.format("comfyanonymous/ComfyUI") + " (or the custom node's repository)",
+        "inputs-on-cpu",
+    ),
+    _Tool(
+        "vllm-ascend",
+        "server",
+        r"vllm_ascend",
+        r"vllm[-_]ascend",
+        _ISSUES.format("vllm-project/vllm-ascend"),
+        None,
+    ),
+    _Tool(
+        "vllm-omni",
+        "server",
+        r"vllm_omni",
+        r"vllm[-_]omni|vllm serve .*--omni\b",
+        _ISSUES.format("vllm-project/vllm-omni"),
+        None,
+    ),
+    _Tool("vllm", "server", r"vllm", r"\bvllm\b", _ISSUES.format("vllm-project/vllm"), None),
+    _Tool("sglang", "server", r"sglang", r"\bsglang\b", _ISSUES.format("sgl-project/sglang"), None),
+    _Tool("lmdeploy", "server", r"lmdeploy", r"\blmdeploy\b", _ISSUES.format("InternLM/lmdeploy"), None),
+    _Tool(
+        "deepspeed",
+        "zero3",
+        r"deepspeed",
+        r"deepspeed|\bzero[-_ ]?3\b",
+        _ISSUES.format("deepspeedai/DeepSpeed"),
+        "qwen3-vl-fsdp2-offload",
+    ),
+    _Tool(
+        "llamafactory",
+        "trainer",
+        r"llamafactory|llmtuner",
+        r"LLaMA-?Factory|LlamaFactory|llamafactory",
+        _ISSUES.format("hiyouga/LLaMA-Factory"),
+        "qwen3-vl-fsdp2-offload",
+    ),
+    _Tool(
+        "ms-swift",
+        "trainer",
+        r"swift",
+        r"ms-swift|\bswift\b",
+        _ISSUES.format("modelscope/ms-swift"),
+        "qwen3-vl-fsdp2-offload",
+    ),
+    _Tool(
+        "verl", "trainer", r"verl", r"\bverl\b", _ISSUES.format("volcengine/verl"), "qwen3-vl-fsdp2-offload"
+    ),
+    _Tool(
+        "trl",
+        "trainer",
+        r"trl",
+        r"\btrl\b|GRPOTrainer|SFTTrainer|DPOTrainer",
+        _ISSUES.format("huggingface/trl"),
+        "qwen3-vl-fsdp2-offload",
+    ),
+    _Tool(
+        "peft", "trainer", r"peft", r"\bpeft\b", _ISSUES.format("huggingface/peft"), "qwen3-vl-fsdp2-offload"
+    ),
+    _Tool("unsloth", "trainer", r"unsloth(?:_zoo)?", r"\bunsloth", _ISSUES.format("unslothai/unsloth"), None),
+    _Tool(
+        "lmms-eval",
+        "evaluation",
+        r"lmms_eval",
+        r"lmms[-_]eval",
+        _ISSUES.format("EvolvingLMMs-Lab/lmms-eval"),
+        "inputs-on-cpu",
+    ),
+    _Tool(
+        "vlmevalkit",
+        "evaluation",
+        r"vlmeval",
+        r"VLMEvalKit|\bvlmeval\b",
+        _ISSUES.format("open-compass/VLMEvalKit"),
+        "inputs-on-cpu",
+    ),
+    _Tool(
+        "remote-code",
+        "remote code",
+        r"transformers_modules",
+        r"trust_remote_code",
+        "the checkpoint's repository (its modeling file)",
+        None,
+    ),
+    _Tool(
+        "qwen-vl-utils",
+        "preprocessing",
+        r"qwen_vl_utils",
+        r"(?!)",
+        _ISSUES.format("QwenLM/Qwen3-VL"),
+        "inputs-on-cpu",
+    ),
+)
+# what follows a package's name in a list of versions: ": 0.16.5", "==0.7.2", " version: not installed"
+_VERSION_AFTER = re.compile(
+    r"[`'\"]?(?:\s+version)?(?:\s*\([^)]*\))?\s*(?:[:=]=?|\s)\s*[`'\"]?(?:v?\d+\.\d+|not installed)",
+    re.IGNORECASE,
+)
+_INTERNALS = re.compile(r"[/\\](?:torch|torch_npu|intel_extension_for_pytorch|accelerate)[/\\]")
+
+
+def _frame_of(tool: _Tool, frame: dict[str, Any]) -> bool:
+    return re.search(rf"[/\\](?:{tool.package})[/\\]", frame["file"]) is not None
+
+
+def tools_in(frames: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """The tools `text` runs through, the one whose code raised first, then those that called it (deepest
+    first), then those only named (`TOOL_KEYS` rows)."""
+    raising = next((frame for frame in reversed(frames) if not _INTERNALS.search(frame["file"])), None)
+    found = []
+    for tool in _TOOLS:
+        own = [index for index, frame in enumerate(frames) if _frame_of(tool, frame)]
+        if raising is not None and _frame_of(tool, raising):
+            where, depth = "raised", len(frames)
+        elif own:
+            where, depth = "called", own[-1]
+        elif mentions := list(re.finditer(tool.named, text, re.IGNORECASE)):
+            listed = all(_VERSION_AFTER.match(text, mention.end()) for mention in mentions)
+            where, depth = ("listed", -2) if listed else ("named", -1)
+        else:
+            continue
+        row = {
+            "tool": tool.name,
+            "role": tool.role,
+            "where": where,
+            "mechanism": _MECHANISMS[tool.role],
+            "report": tool.report,
+            "scenario": tool.scenario,
+        }
+        found.append((depth, row))
+    return [row for _, row in sorted(found, key=lambda pair: -pair[0])]

@@ -1,0 +1,101 @@
+"""`explain` against what people really paste: the corpus of real public reports (`explain_corpus.py`,
+`tests/data/explain_corpus/`), its accuracy floor on both splits, the meaning of a "high" answer, and one
+report of each kind of miss the kit used to make, answered right. Pure text: no torch."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import explain_corpus
+import pytest
+
+import qwenvl_diag as qd
+from qwenvl_diag.bugs import CATALOGUE
+from qwenvl_diag.explain import CONFIDENCES
+
+ITEMS = explain_corpus.load()
+BY_ID = {item["id"]: item for item in ITEMS}
+# the floors, measured when the ranking was last changed (dev 21/57, held 8/14 top-1; before the
+# evidence tiers, tools and confidence: dev 4/57, held 2/14); raise them as the ranking improves
+FLOORS = {"dev": {"top1": 0.36, "top3": 0.40}, "held": {"top1": 0.57, "top3": 0.57}}
+
+
+@pytest.fixture(scope="module")
+def measured() -> dict:
+    return explain_corpus.evaluate(ITEMS)
+
+
+def test_the_corpus_is_real_reports_with_their_answers_and_a_fifth_held_aside():
+    assert len(ITEMS) >= 60
+    assert len(BY_ID) == len(ITEMS), "ids are unique"
+    catalogue = {bug.id for bug in CATALOGUE}
+    for item in ITEMS:
+        assert set(item) == {"id", "url", "text", "expected", "thread_reached", "evidence", "split"}, item[
+            "id"
+        ]
+        assert re.match(r"https://\S+$", item["url"]), item["id"]
+        assert item["text"].strip() and item["thread_reached"].strip(), item["id"]
+        expected = item["expected"]
+        assert expected in catalogue or re.match(r"(tool|transformers):[\w.-]+$|user$", expected), expected
+        # the split is the id's hash, fixed when the item was added: never chosen by how the kit does
+        held = int(hashlib.sha1(item["id"].encode()).hexdigest(), 16) % 5 == 0
+        assert item["split"] == ("held" if held else "dev"), item["id"]
+    held = sum(item["split"] == "held" for item in ITEMS)
+    assert 0.12 <= held / len(ITEMS) <= 0.28
+    # at most two items per thread
+    assert max(sum(i["url"] == item["url"] for i in ITEMS) for item in ITEMS) <= 2
+
+
+@pytest.mark.parametrize("split", explain_corpus.SPLITS)
+def test_accuracy_holds_its_floor(measured, split):
+    counts = measured["splits"][split]
+    top1, top3 = counts["top1"] / counts["n"], counts["top3"] / counts["n"]
+    assert top1 >= FLOORS[split]["top1"] and top3 >= FLOORS[split]["top3"], (counts, measured["misses"])
+    assert top3 >= top1
+
+
+def test_a_high_confidence_answer_is_right(measured):
+    high = measured["confidence"]["high"]
+    assert high["n"] >= 5 and high["right"] / high["n"] >= 0.9, high
+    # and the levels mean something: high is right more often than low
+    low = measured["confidence"]["low"]
+    assert high["right"] / high["n"] > low["right"] / low["n"]
+
+
+# one public report of each kind of miss the kit used to make (issue 25), answered right now
+KINDS = {
+    # an exact library frame in a generated copy of the file (Qwen3-VL-MoE's), no version
+    "generated-copy": "up-tf-41536",
+    "generated-copy-through-a-trainer": "tr-verl-5571",
+    # a release and a line that are exactly a catalogued bug's line in that release
+    "release-and-line": "tr-llamafactory-7463",
+    # torch's other wordings: indexing's "indices should be either on cpu or ..."
+    "indexing-wording": "up-tf-35762",
+    # the device error told in words, with the wrapper named
+    "told-in-words": "up-tf-45861",
+    # an Omni thinker's failure the catalogue does not hold: transformers' code, said so
+    "omni-beyond-the-catalogue": "up-qo25-20",
+    # tools built on transformers: whose code raised, on an NPU too
+    "serving-engine-on-npu": "tl-vllm-ascend-2051",
+    "comfyui-node-raised": "tl-hidream-89",
+    "quantizer-named": "tl-autoawq-641",
+    "quantizer-named-bmm": "tl-deepseek-r1-554",
+    "pipeline-raised": "tl-directeddiffusion-1",
+    "trainer-raised": "tr-ms-swift-5842",
+    "qwen3.5-in-a-comfyui-node": "tl-comfyui-gguf-19",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_kind_of_miss_is_answered_from_a_public_report(kind):
+    item = BY_ID[KINDS[kind]]
+    result = qd.explain(item["text"])
+    labels = explain_corpus.labels(result)
+    assert labels and explain_corpus._same(item["expected"], labels[0]), (labels, item["url"])
+    assert result.recognised and result.answer["confidence"] in CONFIDENCES
+    reply = result.reply
+    assert f"**Confidence**: {result.answer['confidence']}" in reply
+    if result.answer["kind"] == "tool":
+        # whose code, the mechanism and where to report it: never a bare "not recognised"
+        assert "Report it to" in reply and "What such code does" in reply and "Not recognised" not in reply
