@@ -506,10 +506,12 @@ class TriagePanel(_Panel):
 
 
 def _triage_html(explanation: Explanation) -> str:
-    """The facts that were found, the candidates, and the reply (as text to copy)."""
+    """The answer and the facts that were found, the candidates, and the reply (as text to copy)."""
     facts = explanation.facts
     frame = facts["library_frame"]
+    answer = explanation.answer
     shown = {
+        "answer": answer and f"{answer['label']} (confidence {answer['confidence']}): {answer['summary']}",
         "error": facts["error"],
         "devices": ", ".join(facts["devices"]) or None,
         "op": facts["wrapper"] and f"{facts['op']} ({facts['wrapper']}, argument {facts['argument']})",
@@ -528,7 +530,8 @@ def _triage_html(explanation: Explanation) -> str:
     if explanation.candidates:
         import pandas as pd
 
-        table = pd.DataFrame(explanation.candidates)[["id", "score", "fixed_in", "evidence", "against"]]
+        columns = ["id", "score", "confidence", "fixed_in", "evidence", "against"]
+        table = pd.DataFrame(explanation.candidates)[columns]
         parts.append("<h4>Known bugs it points to</h4>" + style_frame(table).hide(axis="index").to_html())
     parts.append(f"<h4>Reply</h4><pre style='white-space:pre-wrap'>{html.escape(explanation.reply)}</pre>")
     return "".join(parts)

@@ -256,6 +256,41 @@ def test_an_error_line_alone_names_its_devices_op_and_argument_in_both_torch_wor
 def test_every_device_error_wording_is_read(text, kind, devices, pair):
     facts = read_facts(text)
     assert (facts["error_kind"], facts["devices"], facts["device_pair"]) == (kind, devices, pair)
+    # and each wording says its op: the wrapper's (a PrivateUse1 device's too), else the wording's own
+    op = {"device": None, "type": "convolution", "index": "index", "masked_fill": "masked_fill"}[kind]
+    assert facts["op"] == ("index_select" if "index_select" in text else op)
+
+
+def test_a_device_error_told_in_words_or_by_its_wrapper_is_a_device_error_with_no_devices():
+    told = read_facts(
+        "Qwen2.5-VL 7B, transformers 4.51.3: tensors are not on the same device in batch inference"
+    )
+    assert (told["error_kind"], told["devices"], told["family"]) == ("device", [], "qwen2_5_vl")
+    assert told["inputs"] == ["batch"]
+    wrapper = read_facts("the M-RoPE matmul raises a CUDA-vs-CPU `wrapper_CUDA_bmm` mismatch in Qwen3VL")
+    assert (wrapper["error_kind"], wrapper["op"]) == ("device", "bmm")
+
+
+def test_a_range_a_class_name_and_the_action_are_read():
+    facts = read_facts(
+        '"transformers>=4.57.1",\nmodel = Qwen2VLForConditionalGeneration.from_pretrained(...)'
+        "  # a Qwen2.5-VL blog post\nout = model.generate(**inputs)"
+    )
+    assert facts["transformers_range"] == ">=4.57.1" and facts["versions"] == {}
+    assert facts["family"] == "qwen2_vl"  # the class in the code outranks the prose
+    assert facts["action"] == "inference"
+    training = read_facts("[rank0]: trainer.train()\n[rank0]: loss.backward()")
+    assert training["action"] == "training"
+
+
+def test_tools_are_read_from_frames_words_and_version_lists():
+    text = (
+        'File "/usr/lib/python3.10/site-packages/awq/quantize/quantizer.py", line 2, in quantize\n'
+        'File "/usr/lib/python3.10/site-packages/transformers/models/qwen2_vl/modeling_qwen2_vl.py", '
+        "line 1, in forward\n- DeepSpeed version: not installed\nI use ComfyUI"
+    )
+    tools = {tool["tool"]: tool["where"] for tool in read_facts(text)["tools"]}
+    assert tools == {"autoawq": "called", "deepspeed": "listed", "comfyui": "named"}
 
 
 def test_a_dtype_mismatch_on_one_device_is_not_a_device_error():
@@ -589,3 +624,43 @@ def test_the_new_families_files_are_qwen_vision_language_code_not_another_model(
 def test_the_new_families_are_read_from_checkpoint_names(text, family, checkpoint):
     facts = read_facts(text)
     assert (facts["family"], facts["checkpoint"]) == (family, checkpoint)
+
+
+def test_equal_evidence_is_said_as_a_tie_and_gets_no_high_confidence():
+    # the host inv_freq line is the same in its first range and its second
+    text = (
+        "freqs = (inv_freq_expanded.float() @ position_ids_expanded.float()).transpose(2, 3)\n"
+        "RuntimeError: Expected all tensors to be on the same device, but got mat2 is on cpu, different from "
+        "other tensors on cuda:0 (when checking argument in method wrapper_CUDA_bmm)\nQwen3-VL-8B, FSDP2"
+    )
+    result = qd.explain(text)
+    tied = [c["id"] for c in result.candidates if c["tied"]]
+    assert tied[:2] == ["qwen3_vl-fsdp2-host-inv-freq", "qwen3_vl-fsdp2-host-inv-freq-again"], tied
+    assert result.answer["confidence"] == "medium" and "**A tie**" in result.reply
+
+
+def test_an_inference_report_ranks_the_usage_entry_above_an_fsdp2_training_bug():
+    error = (
+        "RuntimeError: Expected all tensors to be on the same device, but got index is on cpu, different "
+        "from other tensors on cuda:0 (when checking argument in method wrapper_CUDA__index_select)"
+    )
+    inference = qd.explain(f"Qwen3-VL-8B-Instruct\nmodel.generate(**inputs)\n{error}")
+    training = qd.explain(f"Qwen3-VL-8B-Instruct, verl with FSDP2 CPU offload, trainer.fit()\n{error}")
+    assert inference.best["id"] == "qwen3_vl-inputs-on-cpu"
+    fsdp = next(c for c in inference.candidates if c["id"] == "qwen3_vl-fsdp2-offload-pos-embed-index")
+    assert any("needs FSDP2 training" in reason for reason in fsdp["against"])
+    assert training.best["id"] == "qwen3_vl-fsdp2-offload-pos-embed-index"
+
+
+def test_a_stated_range_counts_for_the_entries_it_holds():
+    error = (
+        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, cuda:1 "
+        "and cuda:0! (when checking argument for argument mask in method wrapper_CUDA__masked_scatter_)"
+    )
+    holds, misses = (
+        qd.explain(f"Qwen2-VL-7B\ntransformers>=4.45.0\n{error}"),
+        qd.explain(f"Qwen2-VL-7B\ntransformers>=4.50\n{error}"),
+    )
+    assert holds.best["id"] == "qwen2_vl-image-mask-device"
+    assert any("includes affected releases" in e for e in holds.best["evidence"])
+    assert all(c["id"] != "qwen2_vl-image-mask-device" or c["against"] for c in misses.candidates)

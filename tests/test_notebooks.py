@@ -456,6 +456,7 @@ def test_fix_and_verify_gives_each_fix_its_verdict(executed):
 
 TRIAGE_PROBE = {
     "best": "result.best['id']",
+    "answer": "result.answer",
     "scenario": "result.scenario",
     "facts": "{key: result.facts[key] for key in ('devices', 'device_pair', 'family', 'versions', 'engine')}",
     "library_frame": "result.facts['library_frame']",
@@ -474,6 +475,7 @@ def test_triage_explains_reproduces_and_bisects_the_report(executed):
     run = executed("04_triage.ipynb")
     values, context = run.values, run.context()
     assert values["best"] == BATCHED_BUG and values["scenario"]["preset"] == "seed-batched", context
+    assert (values["answer"]["label"], values["answer"]["confidence"]) == (BATCHED_BUG, "high"), context
     assert values["facts"] == {
         "devices": ["cuda:1", "cuda:0"],
         "device_pair": "gpu/gpu",
@@ -504,13 +506,17 @@ def test_triage_explains_reproduces_and_bisects_the_report(executed):
     assert values["bisection"] == ["4.51.3", "4.52.1"], context  # the catalogue's "fixed in", found
     assert "**qwen2_5_vl-batched-causal-mask**" in values["reply"] and "fixed in 4.52.1" in values["reply"]
     assert values["panel"] == {"best": BATCHED_BUG, "reproducible": True}, context
-    best = {row["pasted"]: row["best"] for row in values["partial"]}
-    assert best == {
-        "the error and the quoted line": VIDEO_BUG,
-        "a file and line, and a release": BATCHED_BUG,
-        "out of memory": "not recognised",
-        "another model": "not recognised",
+    answers = {row["pasted"]: (row["answer"], row["confidence"]) for row in values["partial"]}
+    assert answers == {
+        "the error and the quoted line": (VIDEO_BUG, "high"),
+        "a file and line, and a release": (BATCHED_BUG, "high"),
+        "told in words": (BATCHED_BUG, "low"),
+        "through a quantizer": ("tool:autoawq", "medium"),
+        "out of memory": ("not recognised", None),
+        "another model": ("not recognised", None),
     }, context
+    [quantizer] = [row for row in values["partial"] if row["pasted"] == "through a quantizer"]
+    assert quantizer["first line of the reply"].startswith("Not a known transformers bug of the catalogue")
     _assert_shows(
         run, ["application/vnd.jupyter.widget-view+json", "last failing: 4.51.3, first passing: 4.52.1"]
     )

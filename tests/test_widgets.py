@@ -217,6 +217,7 @@ def test_the_triage_panel_explains_what_is_pasted_and_reproduces_it(monkeypatch)
     assert not panel.buttons["reproduce"].disabled
     shown = panel.result.value
     assert "Known bugs it points to" in shown and "fixed in 4.52.1" in shown and "cuda:0, cpu" in shown
+    assert "qwen2_5_vl-video-second-per-grid-ts (confidence " in shown
     assert qd.widgets.PANEL_CLASS in panel.widget._dom_classes
     if TRANSFORMERS_VERSION != Version("4.51.3"):
         versions.side_env("4.51.3")  # made beforehand, as `make lab` does: the panel builds none

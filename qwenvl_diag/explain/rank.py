@@ -85,7 +85,9 @@ def _where(bug: KnownBug, facts: dict[str, Any], text: str) -> tuple[int, list[s
         shown = frame["code"] not in (None, "", "...")
         if frame is facts["library_frame"] and frame["function"] == bug.function and not shown:
             best = max(best, (FUNCTION, [f"the traceback ends in {bug.function} in {bug.file}"]))
-    if best[0] < CODE_QUOTED and bug.quoted_in(text):
+    # its code quoted, unless only under a frame of another file (the same line in another model's code)
+    elsewhere = [f for f in frames if bug.quoted_in(f["code"] or "") and not _in_file(f["file"], bug)]
+    if best[0] < CODE_QUOTED and bug.quoted_in(text) and not elsewhere:
         return CODE_QUOTED, [f"the text quotes its line: {bug.code}"]
     if not best[0] and bug.function != "forward" and re.search(rf"\b{bug.function}\b", text):
         return NAMED, [f"the text names its function, {bug.function}"]

@@ -88,7 +88,7 @@ _TOOLS = (
         "autoawq",
         "quantizer",
         r"awq",
-        r"\bAutoAWQ\b|\bawq\b",
+        r"AutoAWQ|\bimport awq\b|\bfrom awq\b",
         _ISSUES.format("casper-hansen/AutoAWQ"),
         "inputs-on-cpu",
     ),
@@ -106,6 +106,14 @@ _TOOLS = (
         r"auto_gptq",
         r"auto[-_]?gptq",
         _ISSUES.format("AutoGPTQ/AutoGPTQ"),
+        "inputs-on-cpu",
+    ),
+    _Tool(
+        "auto-round",
+        "quantizer",
+        r"auto_round",
+        r"auto[-_]round",
+        _ISSUES.format("intel/auto-round"),
         "inputs-on-cpu",
     ),
     _Tool(
