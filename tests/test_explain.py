@@ -287,10 +287,14 @@ def test_tools_are_read_from_frames_words_and_version_lists():
     text = (
         'File "/usr/lib/python3.10/site-packages/awq/quantize/quantizer.py", line 2, in quantize\n'
         'File "/usr/lib/python3.10/site-packages/transformers/models/qwen2_vl/modeling_qwen2_vl.py", '
-        "line 1, in forward\n- DeepSpeed version: not installed\nI use ComfyUI"
+        "line 1, in forward\n- DeepSpeed version: not installed\n- vllm: 0.11.0\nI use ComfyUI"
     )
     tools = {tool["tool"]: tool["where"] for tool in read_facts(text)["tools"]}
-    assert tools == {"autoawq": "called", "deepspeed": "listed", "comfyui": "named"}
+    # not installed is no mention; a version in a list is installed, not used
+    assert tools == {"autoawq": "called", "vllm": "listed", "comfyui": "named"}
+    # unless the text speaks of what the tool does
+    serving = read_facts("- vllm: 0.11.0\nwe serve Qwen2.5-VL with it")["tools"]
+    assert [(tool["tool"], tool["where"]) for tool in serving] == [("vllm", "named")]
 
 
 def test_a_dtype_mismatch_on_one_device_is_not_a_device_error():

@@ -24,6 +24,8 @@ ANSWER_KEYS = ("label", "kind", "confidence", "whose", "summary")
 # tools that move weights or inputs themselves: their frame in the stack is the cause even where
 # transformers' code raised
 _MOVERS = ("quantizer", "quantized weights", "pipeline", "node", "zero3", "server", "remote code")
+# the evidence that a candidate's own trigger was seen (`rank._cues`): it outweighs an op no entry raises in
+_CUED = ("the text names", "the text mentions", "the text shows FSDP", "transformers warned")
 _TRANSFORMERS = re.compile(r"[/\\]transformers[/\\]")
 _INTERNALS = re.compile(r"[/\\](?:torch|torch_npu|intel_extension_for_pytorch|accelerate)[/\\]")
 _PACKAGE = re.compile(r"[/\\](?:site|dist)-packages[/\\](?P<package>[\w.-]+)")
@@ -74,7 +76,8 @@ def decide(facts: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str,
             return _from_tool(tool)
     if remote := next((tool for tool in tools if tool["where"] == "raised"), None):
         return _from_tool(remote)
-    if best and best["tier"] == "context" and facts["op"] and facts["family"]:
+    cued = best is not None and any(e.startswith(_CUED) for e in best["evidence"])
+    if best and best["tier"] == "context" and facts["op"] and facts["family"] and not cued:
         # the error names an op no entry of the family raises with: a bug the catalogue lacks
         return _uncatalogued(facts, f"{facts['family']}'s code, at {facts['op']}")
     if best:

@@ -179,20 +179,31 @@ def _cues(bug: KnownBug, facts: dict[str, Any], text: str) -> tuple[int, list[st
         if "fsdp" in facts["engine"]:
             points += CUE
             evidence.append("the text shows FSDP, which it needs")
-        elif facts["action"] == "inference":
+        elif facts["action"] == "inference":  # a text silent about it says nothing against it
             points += CUE_AGAINST
             against.append("the report is inference; this bug needs FSDP2 training with CPU offload")
     wanted = preset.get("inputs")
     if wanted in ("video", "batch", "text") and wanted in facts["inputs"]:
         points += CUE
         evidence.append(f"the text names {wanted} inputs, which it needs")
-    if mentioned := [name for name in _distinctive_names(bug.id) if re.search(rf"\b{name}\b", text)]:
+    if mentioned := _mentioned(bug, text):
         points += CUE
         evidence.append(f"the text mentions {', '.join(mentioned)}, of its line")
     if bug.kind == "usage" and "inputs-on-another-device" in facts["warnings"]:
         points += CUE
         evidence.append("transformers warned that the inputs are on another device than the model")
     return points, evidence, against
+
+
+def _mentioned(bug: KnownBug, text: str) -> list[str]:
+    """The distinctive names of the entry's line that the text mentions."""
+    return [name for name in _distinctive_names(bug.id) if re.search(rf"\b{name}\b", text)]
+
+
+@functools.cache
+def _families_naming(name: str) -> frozenset[str]:
+    """The families whose catalogue entries' lines hold `name`."""
+    return frozenset(bug.families[0] for bug in CATALOGUE if name in _names(bug.code))
 
 
 @functools.cache
@@ -227,17 +238,26 @@ def _candidate(bug: KnownBug, facts: dict[str, Any], text: str) -> dict[str, Any
         against.append(f"the model is {family}; this bug is in {', '.join(bug.runs_in)}")
     release_points, release_evidence, release_against, confirm = _release_points(bug, facts)
     cue_points, cue_evidence, cue_against = _cues(bug, facts, text)
-    # without where it failed: the op named, or the devices seen in its family; or, for a device error
-    # told without its devices, its family in an affected release; never when a traceback ended elsewhere
+    # without where it failed: the op named, or the devices seen, in its family; or a device error told
+    # in words (or a warning that says how it came about, or a name of its line mentioned) in its family,
+    # with an affected release or a cue; never when a traceback ended elsewhere
     ended = facts["library_frame"] is not None and facts["library_frame"]["function"] is not None
+    mentioned = _mentioned(bug, text)
     told = (facts["error_kind"] == "device" and not facts["devices"]) or bool(facts["warnings"])
-    # an op only one family's entries raise with points to it without the family (masked_scatter_:
-    # Qwen2-VL's image merge); a common one (index_select, bmm) needs the family
-    known = in_family or (not family and op_named and len(_families_raising(bug.signature.op)) == 1)
+    told = told or (facts["error_kind"] is None and bool(mentioned))
+    # with no family said, an op or a name that only one family's entries hold stands for it
+    # (masked_scatter_: Qwen2-VL's image merge; second_per_grid_t: Qwen2.5-VL's video rope)
+    only_ones = [_families_raising(bug.signature.op)] if op_named else []
+    only_ones += [_families_naming(name) for name in mentioned]
+    known = in_family or (not family and any(len(families) == 1 for families in only_ones))
     if not where and (
         ended
         or not known
-        or not (op_named or signature_evidence or (told and (release_points > 0 or cue_points > 0)))
+        or not (
+            op_named
+            or signature_evidence
+            or (told and release_points >= 0 and (release_points > 0 or cue_points > 0))
+        )
     ):
         return None
     if where < LINE_SOME_RELEASE:

@@ -252,6 +252,20 @@ _VERSION_AFTER = re.compile(
     r"[`'\"]?(?:\s+version)?(?:\s*\([^)]*\))?\s*(?:[:=]=?|\s)\s*[`'\"]?(?:v?\d+\.\d+|not installed)",
     re.IGNORECASE,
 )
+_NOT_INSTALLED = re.compile(r"[`'\"]?(?:\s+version)?\s*[:=]?\s*not installed", re.IGNORECASE)
+# what each role's tool is used for, in words: a listed tool whose activity the text speaks of is named
+_ACTIVITIES = {
+    "quantizer": r"quantiz",
+    "quantized weights": r"quantiz|\b(?:4|8)-?bit\b",
+    "pipeline": r"\bpipeline\b",
+    "node": r"\bnodes?\b|\bworkflow",
+    "server": r"\bserv(?:e|er|ing)\b",
+    "trainer": r"\btrain|fine-?tun",
+    "evaluation": r"\beval|benchmark",
+    "zero3": r"zero[-_ ]?3",
+    "remote code": r"trust_remote_code",
+    "preprocessing": r"process_vision_info",
+}
 _INTERNALS = re.compile(r"[/\\](?:torch|torch_npu|intel_extension_for_pytorch|accelerate)[/\\]")
 
 
@@ -270,8 +284,12 @@ def tools_in(frames: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
             where, depth = "raised", len(frames)
         elif own:
             where, depth = "called", own[-1]
-        elif mentions := list(re.finditer(tool.named, text, re.IGNORECASE)):
-            listed = all(_VERSION_AFTER.match(text, mention.end()) for mention in mentions)
+        elif mentions := [
+            m for m in re.finditer(tool.named, text, re.IGNORECASE) if not _NOT_INSTALLED.match(text, m.end())
+        ]:
+            # a version in a list says installed, not used, unless the text speaks of what the tool does
+            listed = all(_VERSION_AFTER.match(text, m.end()) for m in mentions)
+            listed = listed and not re.search(_ACTIVITIES[tool.role], text, re.IGNORECASE)
             where, depth = ("listed", -2) if listed else ("named", -1)
         else:
             continue
