@@ -31,6 +31,7 @@ _EXPORTS = {
         "PlacementError",
         "QwenVLDiagError",
         "SimulationError",
+        "SweepError",
         "UnknownCheckpointError",
         "UnknownFamilyError",
         "UnknownFixError",

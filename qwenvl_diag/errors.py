@@ -65,3 +65,8 @@ class VersionLabError(QwenVLDiagError, RuntimeError):
 
 class EngineError(QwenVLDiagError, RuntimeError):
     """A training engine (FSDP2) cannot run as asked (a process group already running, no distributed)."""
+
+
+class SweepError(QwenVLDiagError, RuntimeError):
+    """A sweep's worker processes could not finish: one died (killed, out of memory) or could not start (a
+    script that sweeps without an `if __name__ == "__main__":` guard)."""

@@ -23,6 +23,7 @@ import itertools
 import json
 import math
 import os
+import re
 import subprocess
 import threading
 import time
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .choices import ACTIONS, INPUT_KINDS
-from .errors import InvalidArgumentError, QwenVLDiagError
+from .errors import InvalidArgumentError, QwenVLDiagError, SweepError
 from .scenario import AVAILABLE, Scenario
 
 SWEEP_COLUMNS = [
@@ -299,18 +300,62 @@ def _chunks(runs: list[_Run], workers: int) -> list[list[int]]:
 
 
 def _pool_results(chunks, payload, workers: int):
-    """Results of every chunk from a pool of spawned workers, as they finish. On Ctrl-C (or any
-    error) the pool is terminated."""
+    """Results of every chunk from spawned worker processes, as they finish. A worker that dies (killed,
+    out of memory, or failing to start) ends the sweep with `SweepError`, never a wait; on Ctrl-C (or any
+    error) the workers are stopped."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
-    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+    _check_main_guard()
+    # an executor, not multiprocessing.Pool: a Pool replaces a dead worker and waits forever for the chunk
+    # it held (or respawns workers that die at start forever); the executor fails what is pending instead
+    spawn = multiprocessing.get_context("spawn")
+    executor = ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init)
+    done = 0
     try:
-        for result in pool.imap_unordered(_run_chunk, [payload(chunk) for chunk in chunks]):
-            yield from result
-        pool.close()
+        futures = [executor.submit(_run_chunk, payload(chunk)) for chunk in chunks]
+        for future in as_completed(futures):
+            results = future.result()
+            done += len(results)
+            yield from results
+    except BrokenProcessPool as error:
+        raise SweepError(
+            f"a sweep worker process died after {done} run(s) (killed, out of memory, or it could not start: "
+            'a script that sweeps must do so under `if __name__ == "__main__":`, since each worker '
+            "re-imports it). Run again with fewer processes, or processes=1 to run in this process."
+        ) from error
     finally:
-        pool.terminate()
-        pool.join()
+        executor.shutdown(wait=False, cancel_futures=True)
+        # the executor has no public way to stop busy workers before Python 3.14's terminate_workers()
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            process.terminate()
+            process.join()
+
+
+# the guard that keeps a spawned worker, which imports the main script, from running its sweep again
+_MAIN_GUARD = re.compile(
+    r"""^\s*if\s+(?:__name__\s*==\s*["']__main__["']|["']__main__["']\s*==\s*__name__)""", re.M
+)
+
+
+def _check_main_guard() -> None:
+    """Refuse to spawn workers from a main script without an `if __name__ == "__main__":` guard: each
+    worker imports the script, runs its sweep again and dies trying to start workers of its own. A
+    notebook, `python -c` and an interactive session have no script to import."""
+    import sys
+    from pathlib import Path
+
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path or not path.endswith(".py") or not os.path.isfile(path):
+        return
+    if _MAIN_GUARD.search(Path(path).read_text(errors="replace")):
+        return
+    raise SweepError(
+        f'{path} sweeps with worker processes but has no `if __name__ == "__main__":` guard: each '
+        "spawned worker imports it and would run the sweep again. Put the script's code under "
+        '`if __name__ == "__main__":`, or sweep with processes=1.'
+    )
 
 
 def _local_results(chunks, payload):
@@ -477,7 +522,9 @@ def sweep(
 
     `processes` worker processes run the scenarios (None: one per core; 1: in this process); several
     releases share them. The workers are spawned, so a script that sweeps with several must do so
-    under `if __name__ == "__main__":` (notebooks and `python -c` need nothing).
+    under `if __name__ == "__main__":` (notebooks and `python -c` need nothing); without it, `SweepError`
+    says so before any worker starts. A worker that dies (killed, out of memory) ends the sweep with
+    `SweepError`, never a wait.
     `progress` shows a tqdm bar; `on_row(row)` is called with each row (a dict) as its run finishes, in
     the order they finish. `cache` and `build` choose the side environments as in
     `run_in_versions`. Ctrl-C returns the rows done so far. `attrs` holds `timings` (one dict per release:

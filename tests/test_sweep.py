@@ -159,6 +159,51 @@ def test_worker_processes_give_the_rows_one_process_gives():
     assert spread[columns].astype(str).equals(here[columns].astype(str))
 
 
+def test_a_worker_that_dies_ends_the_sweep_with_a_clear_error_not_a_wait():
+    killed = []
+
+    def kill_a_worker(row: dict) -> None:  # at the first row, a worker is lost as to the OOM killer
+        workers = [c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())]
+        if not killed and workers:
+            killed.append(workers[0].pid)
+            workers[0].kill()
+
+    axes = dict(gpus=[1, 2, 4], memory=["1GiB", "2GiB"], strategies=["balanced", "sequential"])
+    with pytest.raises(qd.SweepError, match="a sweep worker process died after") as raised:
+        qd.sweep(
+            "tiny/qwen2_5_vl",
+            inputs=["text", "image"],
+            actions="forward",
+            processes=2,
+            progress=False,
+            on_row=kill_a_worker,
+            **axes,
+        )
+    assert killed and "processes=1" in str(raised.value)
+    workers = [c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())]
+    assert not workers, "no worker is left behind"
+
+
+def test_a_script_without_a_main_guard_is_refused_before_any_worker_starts(tmp_path):
+    script = tmp_path / "sweep_script.py"
+    script.write_text(
+        "import qwenvl_diag as qd\n"
+        'qd.sweep("tiny/qwen2_5_vl", gpus=[1, 2], inputs="text", actions="forward", processes=2, '
+        "progress=False)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "SweepError" in done.stderr and 'has no `if __name__ == "__main__":` guard' in done.stderr
+    # guarded, the same sweep runs
+    script.write_text(
+        'if __name__ == "__main__":\n    import qwenvl_diag as qd\n'
+        '    frame = qd.sweep("tiny/qwen2_5_vl", gpus=[1, 2], memory="1GiB", strategies="balanced", '
+        'inputs="text", actions="forward", processes=2, progress=False)\n    print(len(frame))\n'
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "2", done.stderr[-2000:]
+
+
 def test_a_sweep_over_two_releases_runs_the_other_in_its_side_environment():
     frame = qd.sweep(
         CHECKPOINT,
