@@ -125,6 +125,24 @@ def _coloured(failure: dict) -> str:
     return "\n".join(f"{ESC}[31m{line}{ESC}[0m" for line in _plain(failure).splitlines())
 
 
+def _rich(failure: dict) -> str:
+    """rich's boxed traceback (`accelerate launch`, typer): `path:line in function`, long paths wrapped
+    at the box's width, the line that ran marked `❱` with indentation guides in the code."""
+    width = 78
+
+    def boxed(text: str) -> str:
+        return f"│ {text:<{width}} │"
+
+    lines = ["╭" + "─" * (width + 2) + "╮"]
+    for frame in failure["frames"]:
+        where = f"{frame['file']}:{frame['line']} in {frame['function']}"
+        lines += [boxed(where[i : i + width]) for i in range(0, len(where), width)]
+        number = frame["line"]
+        lines += [boxed(""), boxed(f"  {number - 1} │   │   previous = line")]
+        lines += [boxed(f"❱ {number} │   │   {frame['code']}"), boxed("")]
+    return "\n".join(lines + ["╰" + "─" * (width + 2) + "╯", failure["error"]])
+
+
 def _cut(failure: dict) -> str:
     """Only the last frame and the error, and a release in words."""
     return _plain({**failure, "frames": failure["frames"][-1:]}) + f"\nI am on transformers {RELEASE}"
@@ -138,6 +156,7 @@ FORMATS = {
     "logging": _prefixed("2025-05-02 10:11:12,345 - root - ERROR - "),
     "windows": _windows,
     "colour": _coloured,
+    "rich": _rich,
     "cut": _cut,
 }
 VERSIONS = f"transformers=={RELEASE}\naccelerate==1.6.0\ntorch==2.6.0+cu124\n"

@@ -157,6 +157,12 @@ _PLAIN_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<f
 _IPYTHON_FRAME = re.compile(r"File (?P<file>\S+?\.py):(?P<line>\d+), in (?P<function>[\w.<>]+)")
 _OLD_IPYTHON_FRAME = re.compile(r"^(?P<file>\S+?\.py) in (?P<function>[\w.<>]+)\(")
 _ARROW = re.compile(r"^\s*-+>\s*(?P<line>\d+)\s?(?P<code>.*)$")
+# rich's tracebacks: "path.py:1687 in forward", the line that ran marked "❱ 1687 │   │   code" (older: ">")
+_RICH_FRAME = re.compile(
+    r"^\s*(?P<file>(?:[A-Za-z]:)?[^\s:]+?\.py):(?P<line>\d+) in (?P<function>[\w.<>]+)\s*$"
+)
+_RICH_ARROW = re.compile(r"^\s*(?:❱|>)\s*(?P<line>\d+)\s(?P<code>.*)$")
+_RICH_WRAPPED = re.compile(r"^\s*\S*[/\\]\S*$")  # a long path rich wrapped: its first part alone
 # a file and line quoted outside a traceback: "modeling_qwen2_5_vl.py:1334", "... modeling_x.py line 12"
 _FILE_LINE = re.compile(r"(?P<file>[\w./\\~-]*modeling_\w+\.py)(?::|,? line )(?P<line>\d+)")
 
@@ -267,11 +273,30 @@ def _error(lines: list[str]) -> dict[str, Any]:
     return found
 
 
+def _unwrap(lines: list[str]) -> list[str]:
+    """`lines` with the frame lines rich wrapped at its box's width joined: ".../qwen2_vl/modelin" +
+    "g_qwen2_vl.py:1687 in forward", or "...py:1687 in forwar" + "d"."""
+    joined: list[str] = []
+    for line in lines:
+        previous = joined[-1].strip() if joined else ""
+        whole = previous + line.strip()
+        cut = _RICH_WRAPPED.match(previous) or (
+            _RICH_FRAME.match(previous) and re.fullmatch(r"\S+", line.strip())
+        )
+        if cut and _RICH_FRAME.match(whole):
+            joined[-1] = whole
+        else:
+            joined.append(line)
+    return joined
+
+
 def _frames(lines: list[str]) -> list[dict[str, Any]]:
     """The traceback's frames, outermost first, each with the code line shown under it (or None)."""
     frames: list[dict[str, Any]] = []
+    lines = _unwrap(lines)
+    starts = (_PLAIN_FRAME, _IPYTHON_FRAME, _OLD_IPYTHON_FRAME, _RICH_FRAME)
     for index, line in enumerate(lines):
-        match = _PLAIN_FRAME.search(line) or _IPYTHON_FRAME.search(line) or _OLD_IPYTHON_FRAME.search(line)
+        match = next((m for pattern in starts if (m := pattern.search(line))), None)
         if not match:
             continue
         groups = match.groupdict()
@@ -286,14 +311,16 @@ def _frames(lines: list[str]) -> list[dict[str, Any]]:
             code = following[0].strip() if following else ""
             if code and not _PLAIN_FRAME.search(code) and not _OTHER_ERROR.match(code):
                 frame["code"] = code
-        else:  # IPython: the arrow marks the line that ran
+        else:  # IPython and rich: the arrow marks the line that ran
+            arrow_pattern = _RICH_ARROW if match.re is _RICH_FRAME else _ARROW
             for candidate in following:
-                if _PLAIN_FRAME.search(candidate) or _IPYTHON_FRAME.search(candidate):
+                if any(pattern.search(candidate) for pattern in starts):
                     break
-                arrow = _ARROW.match(candidate)
+                arrow = arrow_pattern.match(candidate)
                 if arrow:
                     frame["line"] = frame["line"] or int(arrow["line"])
-                    frame["code"] = arrow["code"].strip()
+                    # rich draws indentation guides in the code: "│   │   code"
+                    frame["code"] = re.sub(r"^[\s│]+", "", arrow["code"]).strip()
                     break
         frames.append(frame)
     return frames

@@ -1,6 +1,6 @@
 """What a pasted text is made of, line by line: the noise around each line (colour codes, torchrun's
-`[rank3]:` and Ray's `(pid=..)` prefixes, logging timestamps and levels) taken off, so that a traceback
-reads the same however it was printed."""
+`[rank3]:` and Ray's `(pid=..)` prefixes, logging timestamps and levels, rich's box borders) taken off,
+so that a traceback reads the same however it was printed."""
 
 from __future__ import annotations
 
@@ -20,8 +20,13 @@ _PREFIXES = (
 )
 
 
+# rich's boxed tracebacks (`accelerate launch`, typer CLIs): "│ <content> │"
+_BOX = re.compile(r"^\s*[│┃]\s?(?P<content>.*?)\s*[│┃]\s*$")
+
+
 def clean_line(line: str) -> str:
-    """`line` without colour codes and the prefixes launchers and loggers put before each line."""
+    """`line` without colour codes, the prefixes launchers and loggers put before each line, and the
+    borders of rich's boxed tracebacks."""
     line = _ANSI.sub("", line).rstrip("\r\n")
     changed = True
     while changed:
@@ -30,6 +35,8 @@ def clean_line(line: str) -> str:
             stripped = prefix.sub("", line, count=1)
             if stripped != line:
                 line, changed = stripped, True
+    if box := _BOX.match(line):
+        line = box["content"]
     return line
 
 
