@@ -687,3 +687,18 @@ def test_a_stated_range_counts_for_the_entries_it_holds():
     assert holds.best["id"] == "qwen2_vl-image-mask-device"
     assert any("includes affected releases" in e for e in holds.best["evidence"])
     assert all(c["id"] != "qwen2_vl-image-mask-device" or c["against"] for c in misses.candidates)
+
+
+def test_a_release_written_with_two_parts_is_its_first_patch_release():
+    from qwenvl_diag.explain.lines import line_in
+
+    bug = next(bug for bug in RAISING if bug.id == "qwen2_5_vl-video-second-per-grid-ts")
+    line = line_in(bug.id, "4.50.0")
+    text = (
+        f'File "/x/site-packages/transformers/{bug.file}", line {line}, in {bug.function}\n'
+        "    ...\nRuntimeError: Expected all tensors to be on the same device, but found at least two "
+        "devices, cuda:0 and cpu!\nI use transformers 4.50"
+    )
+    result = qd.explain(text)
+    assert result.best["id"] == bug.id and result.best["tier"] == "line"
+    assert result.best["evidence"][0] == f"line {line} of {bug.file} in 4.50 is its line ({bug.code})"

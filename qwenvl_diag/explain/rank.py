@@ -104,11 +104,13 @@ def _in_file(path: str, bug: KnownBug) -> bool:
 
 def _release(version: str | None) -> str | None:
     """A reported transformers version as the release it is or leads to ("4.51.3"; "4.45.0.dev0" ->
-    "4.45.0", as the index and `KnownBug.affects` count it); None when none, or not a version."""
+    "4.45.0", as the index and `KnownBug.affects` count it; "4.49", as people write it, -> "4.49.0");
+    None when none, or not a version."""
     try:
-        return Version(version).base_version if version else None
+        release = Version(version) if version else None
     except InvalidVersion:
         return None
+    return None if release is None else ".".join(map(str, (*release.release, 0, 0)[:3]))
 
 
 def _span(releases: list[str]) -> str:
