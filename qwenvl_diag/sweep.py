@@ -331,6 +331,7 @@ def _pool_results(chunks, payload, workers: int):
         for process in list((getattr(executor, "_processes", None) or {}).values()):
             process.terminate()
             process.join()
+        multiprocessing.active_children()  # reaps a worker that died (no zombie left behind)
 
 
 # the guard that keeps a spawned worker, which imports the main script, from running its sweep again

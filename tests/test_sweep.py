@@ -163,7 +163,7 @@ def test_a_worker_that_dies_ends_the_sweep_with_a_clear_error_not_a_wait():
     killed = []
 
     def kill_a_worker(row: dict) -> None:  # at the first row, a worker is lost as to the OOM killer
-        workers = [c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())]
+        workers = _pool_workers()
         if not killed and workers:
             killed.append(workers[0].pid)
             workers[0].kill()
@@ -180,8 +180,19 @@ def test_a_worker_that_dies_ends_the_sweep_with_a_clear_error_not_a_wait():
             **axes,
         )
     assert killed and "processes=1" in str(raised.value)
-    workers = [c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())]
-    assert not workers, "no worker is left behind"
+    assert not _pool_workers(), "no worker is left behind"
+
+
+def _pool_workers() -> list[psutil.Process]:
+    """This process's live spawned workers (a zombie is dead: only not yet reaped)."""
+    workers = []
+    for child in psutil.Process().children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(child.cmdline()):
+                workers.append(child)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return workers
 
 
 def test_a_script_without_a_main_guard_is_refused_before_any_worker_starts(tmp_path):
