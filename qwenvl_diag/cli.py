@@ -37,7 +37,7 @@ from .running import run
 from .scenario import PRESETS, Scenario
 
 FORMATS = ("markdown", "json", "text")
-SWEEP_FORMATS = ("csv", "json", "markdown", "jsonl")
+SWEEP_FORMATS = ("csv", "json", "markdown", "jsonl", "summary")
 
 
 def _add_doctor(commands) -> None:
@@ -144,7 +144,8 @@ def _add_sweep(commands) -> None:
         "--format",
         choices=SWEEP_FORMATS,
         default="markdown",
-        help="csv, json (a list of rows), markdown, or jsonl (one row a line, as each finishes) (markdown)",
+        help="csv, json (a list of rows), markdown, jsonl (one row a line, as each finishes), or summary "
+        "(the findings per release, as markdown: the README's table) (markdown)",
     )
 
 
@@ -262,7 +263,7 @@ def _explain(options: argparse.Namespace) -> int:
 
 
 def _sweep(options: argparse.Namespace) -> int:
-    from .sweep import SWEEP_COLUMNS, sweep, sweep_rows
+    from .sweep import SUMMARY_COLUMNS, SWEEP_COLUMNS, sweep, sweep_rows, sweep_summary
 
     strategies = options.strategy and [json.loads(s) if s.startswith("{") else s for s in options.strategy]
     axes = dict(
@@ -286,6 +287,11 @@ def _sweep(options: argparse.Namespace) -> int:
             sys.stdout.write(frame.assign(flags=frame["flags"].map(";".join)).to_csv(index=False))
         elif options.format == "json":
             sys.stdout.write(json.dumps(sweep_rows(frame), indent=2, default=str) + "\n")
+        elif options.format == "summary":
+            from .report import markdown_table
+
+            summary = sweep_summary(frame)
+            sys.stdout.write(markdown_table(summary, SUMMARY_COLUMNS, max_rows=len(summary)) + "\n")
         else:
             from .report import markdown_table
 

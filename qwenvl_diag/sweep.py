@@ -617,6 +617,52 @@ def _timing(timing: dict, frame: pd.DataFrame, version: str) -> dict:
     }
 
 
+SUMMARY_COLUMNS = [
+    "transformers",
+    "scenarios",
+    "unique_runs",
+    "seconds",
+    "passed",
+    "failed",
+    "kit_error",
+    "failing",
+]
+"""Columns of `sweep_summary`, one row per release: `scenarios` (rows), `unique_runs` (runs made, the rest
+reused), `seconds` (the release's planning and running, from `attrs["timings"]`; None when the frame has
+none), the count of each outcome, and `failing`: each catalogue entry the failed rows name (or "not in
+the catalogue") with its count, most first ("qwen3_5-inputs-on-cpu 126, qwen2_5_omni-inputs-on-cpu 42")."""
+
+
+def sweep_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """What a sweep found, per release (`SUMMARY_COLUMNS`): the findings table of the README, from one
+    sweep's frame; `qwenvl-diag sweep --format summary` writes it as markdown.
+
+    >>> qd.sweep_summary(qd.sweep("tiny/qwen3_5", gpus=[1, 2], progress=False))
+    """
+    if not isinstance(frame, pd.DataFrame) or not set(SWEEP_COLUMNS) <= set(frame.columns):
+        raise InvalidArgumentError("sweep_summary takes the frame qd.sweep returns (its SWEEP_COLUMNS).")
+    timings = {t.get("transformers"): t for t in frame.attrs.get("timings", [])}
+    rows = []
+    for release, done in frame.groupby("transformers", sort=False):
+        outcomes = done["outcome"].value_counts()
+        failed = done[done["outcome"] == "failed"]["known_bug"].fillna("not in the catalogue").value_counts()
+        timing = timings.get(release)
+        seconds = None if timing is None else timing.get("plan_s", 0) + timing.get("run_s", 0)
+        rows.append(
+            {
+                "transformers": release,
+                "scenarios": len(done),
+                "unique_runs": int((~done["reused"].astype(bool) & done["layout"].notna()).sum()),
+                "seconds": None if seconds is None else round(seconds),
+                "passed": int(outcomes.get("passed", 0)),
+                "failed": int(outcomes.get("failed", 0)),
+                "kit_error": int(outcomes.get("kit error", 0)),
+                "failing": ", ".join(f"{bug} {count}" for bug, count in failed.items()),
+            }
+        )
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
 def sweep_rows(frame: pd.DataFrame) -> list[dict]:
     """A sweep frame's rows as JSON-ready dicts (None for missing values)."""
     return json.loads(frame.to_json(orient="records"))

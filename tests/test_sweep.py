@@ -159,6 +159,59 @@ def test_worker_processes_give_the_rows_one_process_gives():
     assert spread[columns].astype(str).equals(here[columns].astype(str))
 
 
+def test_the_summary_is_the_findings_table_of_one_sweep(tmp_path):
+    axes = dict(
+        gpus=[1, 2], memory="1GiB", strategies="balanced", inputs=["text", "image"], actions="forward"
+    )
+    frame = qd.sweep("tiny/qwen2_5_vl", inputs_on=["model", "cpu"], processes=1, progress=False, **axes)
+    [row] = qd.sweep_summary(frame).to_dict("records")
+    outcomes = frame["outcome"].value_counts()
+    assert list(row) == qd.SUMMARY_COLUMNS and row["scenarios"] == len(frame) == 8
+    assert (row["passed"], row["failed"], row["kit_error"]) == (
+        outcomes.get("passed", 0),
+        outcomes.get("failed", 0),
+        outcomes.get("kit error", 0),
+    )
+    failed = frame[frame["outcome"] == "failed"]["known_bug"].value_counts()
+    assert row["failing"] == ", ".join(f"{bug} {count}" for bug, count in failed.items()) and len(failed)
+    assert row["unique_runs"] == frame.attrs["timings"][0]["unique_runs"] and row["seconds"] is not None
+    with pytest.raises(qd.InvalidArgumentError, match="takes the frame qd.sweep returns"):
+        qd.sweep_summary(frame.drop(columns="outcome"))
+    # the CLI writes it as the README's markdown table
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qwenvl_diag.cli",
+            "sweep",
+            "--model",
+            "tiny/qwen2_5_vl",
+            "--gpus",
+            "1",
+            "2",
+            "--memory",
+            "1GiB",
+            "--strategy",
+            "balanced",
+            "--inputs",
+            "text",
+            "--action",
+            "forward",
+            "--processes",
+            "1",
+            "--no-progress",
+            "--format",
+            "summary",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    header, rule, line = done.stdout.strip().splitlines()
+    assert header == "| " + " | ".join(qd.SUMMARY_COLUMNS) + " |", done.stderr[-2000:]
+    assert line.split(" | ")[1] == "2", line  # two scenarios
+
+
 def test_a_worker_that_dies_ends_the_sweep_with_a_clear_error_not_a_wait():
     killed = []
 
