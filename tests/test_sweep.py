@@ -159,7 +159,7 @@ def test_worker_processes_give_the_rows_one_process_gives():
     assert spread[columns].astype(str).equals(here[columns].astype(str))
 
 
-def test_the_summary_is_the_findings_table_of_one_sweep(tmp_path):
+def test_the_summary_is_the_findings_table_of_one_sweep():
     axes = dict(
         gpus=[1, 2], memory="1GiB", strategies="balanced", inputs=["text", "image"], actions="forward"
     )
@@ -177,39 +177,6 @@ def test_the_summary_is_the_findings_table_of_one_sweep(tmp_path):
     assert row["unique_runs"] == frame.attrs["timings"][0]["unique_runs"] and row["seconds"] is not None
     with pytest.raises(qd.InvalidArgumentError, match="takes the frame qd.sweep returns"):
         qd.sweep_summary(frame.drop(columns="outcome"))
-    # the CLI writes it as the README's markdown table
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "qwenvl_diag.cli",
-            "sweep",
-            "--model",
-            "tiny/qwen2_5_vl",
-            "--gpus",
-            "1",
-            "2",
-            "--memory",
-            "1GiB",
-            "--strategy",
-            "balanced",
-            "--inputs",
-            "text",
-            "--action",
-            "forward",
-            "--processes",
-            "1",
-            "--no-progress",
-            "--format",
-            "summary",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    header, rule, line = done.stdout.strip().splitlines()
-    assert header == "| " + " | ".join(qd.SUMMARY_COLUMNS) + " |", done.stderr[-2000:]
-    assert line.split(" | ")[1] == "2", line  # two scenarios
 
 
 def test_a_worker_that_dies_ends_the_sweep_with_a_clear_error_not_a_wait():
@@ -373,7 +340,7 @@ def test_the_heatmap_has_a_cell_per_scenario_coloured_by_outcome_and_named_by_it
         qd.plot_sweep(seed_sweep[["model", "outcome"]])
 
 
-def test_the_cli_prints_the_sweep_as_json_csv_or_markdown_and_says_whether_all_passed(capsys):
+def test_the_cli_prints_the_sweep_as_json_csv_markdown_or_its_summary_and_says_whether_all_passed(capsys):
     from qwenvl_diag import cli
 
     args = [
@@ -407,6 +374,9 @@ def test_the_cli_prints_the_sweep_as_json_csv_or_markdown_and_says_whether_all_p
     assert row["layout"] == rows[1]["layout"] and row["outcome"] == "passed"
     assert cli.main([*args, "--format", "markdown"]) == 1
     assert capsys.readouterr().out.startswith("| " + " | ".join(qd.SWEEP_COLUMNS))
+    assert cli.main([*args, "--format", "summary"]) == 1  # the findings: the README's table
+    header, _, line = capsys.readouterr().out.strip().splitlines()
+    assert header == "| " + " | ".join(qd.SUMMARY_COLUMNS) + " |" and line.split(" | ")[1] == "2", line
     assert cli.main(["sweep", "--model", "Qwen/nothing", "--no-progress"]) == 2
     assert "No config for 'Qwen/nothing'" in capsys.readouterr().err
 
