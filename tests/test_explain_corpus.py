@@ -16,10 +16,10 @@ from qwenvl_diag.explain import CONFIDENCES
 
 ITEMS = explain_corpus.load()
 BY_ID = {item["id"]: item for item in ITEMS}
-# the floors, measured when the ranking or the corpus last changed (81 items; top-1 dev 30/64, held
-# 12/17; top-3 31/64, 12/17; before the evidence tiers, tools and confidence, on the first 71: dev 4/57,
+# the floors, measured when the ranking or the corpus last changed (81 items; top-1 dev 32/64, held
+# 12/17; top-3 33/64, 12/17; before the evidence tiers, tools and confidence, on the first 71: dev 4/57,
 # held 2/14); raise them as it improves
-FLOORS = {"dev": {"top1": 0.46, "top3": 0.48}, "held": {"top1": 0.70, "top3": 0.70}}
+FLOORS = {"dev": {"top1": 0.50, "top3": 0.51}, "held": {"top1": 0.70, "top3": 0.70}}
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +71,9 @@ KINDS = {
     "generated-copy-through-a-trainer": "tr-verl-5571",
     # a release and a line that are exactly a catalogued bug's line in that release
     "release-and-line": "tr-llamafactory-7463",
+    # an inference report (generate, transformers' warning that the inputs are on the CPU, the traceback
+    # cut in the caller's script): the usage entry, not a training engine's bug
+    "inference-report-inputs-on-cpu": "up-qv3-1647",
     # torch's other wordings: indexing's "indices should be either on cpu or ..."
     "indexing-wording": "up-tf-35762",
     # the device error told in words, with the wrapper named

@@ -47,6 +47,7 @@ from ..bugs import CATALOGUE, KnownBug
 from ..presets import PRESETS
 from .lines import line_in, line_index, releases_with_line
 
+_TRANSFORMERS = re.compile(r"[/\\]transformers[/\\]")
 LINE, CODE_QUOTED, LINE_SOME_RELEASE, FUNCTION, NAMED = 100, 95, 90, 30, 20
 OP, DEVICES = 10, 10
 FAMILY, FAMILY_OTHER = 15, -60
@@ -243,7 +244,9 @@ def _candidate(bug: KnownBug, facts: dict[str, Any], text: str) -> dict[str, Any
     # without where it failed: the op named, or the devices seen, in its family; or a device error told
     # in words (or a warning that says how it came about, or a name of its line mentioned) in its family,
     # with an affected release or a cue; never when a traceback ended elsewhere
-    ended = facts["library_frame"] is not None and facts["library_frame"]["function"] is not None
+    # a traceback that ended in transformers ended there; one cut in the caller's code says nothing
+    frame = facts["library_frame"]
+    ended = frame is not None and frame["function"] is not None and _TRANSFORMERS.search(frame["file"])
     mentioned = _mentioned(bug, text)
     told = (facts["error_kind"] == "device" and not facts["devices"]) or bool(facts["warnings"])
     told = told or (facts["error_kind"] is None and bool(mentioned))
