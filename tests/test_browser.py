@@ -398,7 +398,7 @@ def test_triage_panel_explains_a_paste_in_jupyterlab(tmp_path, chromium, committ
         box.fill(PASTED)
         panel.get_by_role("button", name="Explain").click()
         expect(result).to_contain_text("qwen2_5_vl-video-second-per-grid-ts", timeout=60_000)
-        expect(result).to_contain_text("the traceback ends at its line: get_rope_index")
+        expect(result).to_contain_text("the traceback runs through its line: get_rope_index")
         expect(result).not_to_contain_text("qwen2_5_vl-batched-causal-mask")
         expect(panel.get_by_role("button", name="Reproduce")).to_be_enabled()
         screenshot_element(page, panel, OUTPUT / "04-panel-after-explain.png")
