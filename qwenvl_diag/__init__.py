@@ -75,7 +75,7 @@ _EXPORTS = {
     "scenario": ("Scenario",),
     "simulate": ("SimulatedGPUs", "simulated_gpus"),
     "tables": ("VERDICT_COLOURS", "style_frame", "style_verify"),
-    "sweep": ("SUMMARY_COLUMNS", "SWEEP_COLUMNS", "sweep", "sweep_summary"),
+    "sweep": ("SWEEP_COLUMNS", "SWEEP_SUMMARY_COLUMNS", "sweep", "sweep_summary"),
     "trace": ("Trace", "trace_devices"),
     "upstream": ("reproduction_script", "upstream_report"),
     "verify": ("VERDICTS", "VERIFY_COLUMNS", "verify"),

@@ -263,7 +263,7 @@ def _explain(options: argparse.Namespace) -> int:
 
 
 def _sweep(options: argparse.Namespace) -> int:
-    from .sweep import SUMMARY_COLUMNS, SWEEP_COLUMNS, sweep, sweep_rows, sweep_summary
+    from .sweep import SWEEP_COLUMNS, SWEEP_SUMMARY_COLUMNS, sweep, sweep_rows, sweep_summary
 
     strategies = options.strategy and [json.loads(s) if s.startswith("{") else s for s in options.strategy]
     axes = dict(
@@ -291,7 +291,7 @@ def _sweep(options: argparse.Namespace) -> int:
             from .report import markdown_table
 
             summary = sweep_summary(frame)
-            sys.stdout.write(markdown_table(summary, SUMMARY_COLUMNS, max_rows=len(summary)) + "\n")
+            sys.stdout.write(markdown_table(summary, SWEEP_SUMMARY_COLUMNS, max_rows=len(summary)) + "\n")
         else:
             from .report import markdown_table
 

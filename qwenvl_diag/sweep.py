@@ -617,7 +617,7 @@ def _timing(timing: dict, frame: pd.DataFrame, version: str) -> dict:
     }
 
 
-SUMMARY_COLUMNS = [
+SWEEP_SUMMARY_COLUMNS = [
     "transformers",
     "scenarios",
     "unique_runs",
@@ -634,7 +634,7 @@ the catalogue") with its count, most first ("qwen3_5-inputs-on-cpu 126, qwen2_5_
 
 
 def sweep_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """What a sweep found, per release (`SUMMARY_COLUMNS`): the findings table of the README, from one
+    """What a sweep found, per release (`SWEEP_SUMMARY_COLUMNS`): the findings table of the README, from one
     sweep's frame; `qwenvl-diag sweep --format summary` writes it as markdown.
 
     >>> qd.sweep_summary(qd.sweep("tiny/qwen3_5", gpus=[1, 2], progress=False))
@@ -660,7 +660,7 @@ def sweep_summary(frame: pd.DataFrame) -> pd.DataFrame:
                 "failing": ", ".join(f"{bug} {count}" for bug, count in failed.items()),
             }
         )
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return pd.DataFrame(rows, columns=SWEEP_SUMMARY_COLUMNS)
 
 
 def sweep_rows(frame: pd.DataFrame) -> list[dict]:

@@ -167,3 +167,12 @@ def test_every_benchmark_imports_what_it_runs():
         [sys.executable, "-c", "\n".join(lines)], capture_output=True, text=True, cwd=PACKAGE.parent
     )
     assert len(BENCHMARKS) >= 8 and done.returncode == 0, done.stderr[-800:]
+
+
+def test_no_two_modules_export_the_same_public_name():
+    """A name exported twice would silently be the last module's (a sweep's summary columns once hid the
+    placement summary's)."""
+    from qwenvl_diag import _EXPORTS
+
+    names = [name for exported in _EXPORTS.values() for name in exported]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})

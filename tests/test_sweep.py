@@ -166,7 +166,7 @@ def test_the_summary_is_the_findings_table_of_one_sweep():
     frame = qd.sweep("tiny/qwen2_5_vl", inputs_on=["model", "cpu"], processes=1, progress=False, **axes)
     [row] = qd.sweep_summary(frame).to_dict("records")
     outcomes = frame["outcome"].value_counts()
-    assert list(row) == qd.SUMMARY_COLUMNS and row["scenarios"] == len(frame) == 8
+    assert list(row) == qd.SWEEP_SUMMARY_COLUMNS and row["scenarios"] == len(frame) == 8
     assert (row["passed"], row["failed"], row["kit_error"]) == (
         outcomes.get("passed", 0),
         outcomes.get("failed", 0),
@@ -376,7 +376,7 @@ def test_the_cli_prints_the_sweep_as_json_csv_markdown_or_its_summary_and_says_w
     assert capsys.readouterr().out.startswith("| " + " | ".join(qd.SWEEP_COLUMNS))
     assert cli.main([*args, "--format", "summary"]) == 1  # the findings: the README's table
     header, _, line = capsys.readouterr().out.strip().splitlines()
-    assert header == "| " + " | ".join(qd.SUMMARY_COLUMNS) + " |" and line.split(" | ")[1] == "2", line
+    assert header == "| " + " | ".join(qd.SWEEP_SUMMARY_COLUMNS) + " |" and line.split(" | ")[1] == "2", line
     assert cli.main(["sweep", "--model", "Qwen/nothing", "--no-progress"]) == 2
     assert "No config for 'Qwen/nothing'" in capsys.readouterr().err
 
