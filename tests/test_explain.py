@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -127,8 +128,9 @@ def _coloured(failure: dict) -> str:
 
 def _rich(failure: dict) -> str:
     """rich's boxed traceback (`accelerate launch`, typer): `path:line in function`, long paths wrapped
-    at the box's width, the line that ran marked `❱` with indentation guides in the code."""
-    width = 78
+    at the box's width (narrow here: each frame's line wraps two or more times, wherever the paths
+    are), the line that ran marked `❱` with indentation guides in the code."""
+    width = 37
 
     def boxed(text: str) -> str:
         return f"│ {text:<{width}} │"
@@ -136,7 +138,8 @@ def _rich(failure: dict) -> str:
     lines = ["╭" + "─" * (width + 2) + "╮"]
     for frame in failure["frames"]:
         where = f"{frame['file']}:{frame['line']} in {frame['function']}"
-        lines += [boxed(where[i : i + width]) for i in range(0, len(where), width)]
+        # as rich wraps: words kept whole where they fit, a long path folded
+        lines += [boxed(part) for part in textwrap.wrap(where, width, break_on_hyphens=False)]
         number = frame["line"]
         lines += [boxed(""), boxed(f"  {number - 1} │   │   previous = line")]
         lines += [boxed(f"❱ {number} │   │   {frame['code']}"), boxed("")]

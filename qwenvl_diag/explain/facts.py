@@ -163,6 +163,7 @@ _RICH_FRAME = re.compile(
 )
 _RICH_ARROW = re.compile(r"^\s*(?:❱|>)\s*(?P<line>\d+)\s(?P<code>.*)$")
 _RICH_WRAPPED = re.compile(r"^\s*\S*[/\\]\S*$")  # a long path rich wrapped: its first part alone
+_RICH_PARTIAL = re.compile(r"^\s*(?:[A-Za-z]:)?[^\s:]+?\.py:\d+(?: in)?\s*$")  # "path.py:1687 in", cut
 # a file and line quoted outside a traceback: "modeling_qwen2_5_vl.py:1334", "... modeling_x.py line 12"
 _FILE_LINE = re.compile(r"(?P<file>[\w./\\~-]*modeling_\w+\.py)(?::|,? line )(?P<line>\d+)")
 
@@ -274,19 +275,28 @@ def _error(lines: list[str]) -> dict[str, Any]:
 
 
 def _unwrap(lines: list[str]) -> list[str]:
-    """`lines` with the frame lines rich wrapped at its box's width joined: ".../qwen2_vl/modelin" +
-    "g_qwen2_vl.py:1687 in forward", or "...py:1687 in forwar" + "d"."""
+    """`lines` with the frame lines rich wrapped at its box's width joined, however many times: a long
+    path folded (".../site-packages/transf" + "ormers/models/qwen2_vl/modelin" + "g_qwen2_vl.py:1687 in"),
+    the words after it on the next line ("forward")."""
     joined: list[str] = []
     for line in lines:
-        previous = joined[-1].strip() if joined else ""
-        whole = previous + line.strip()
-        cut = _RICH_WRAPPED.match(previous) or (
-            _RICH_FRAME.match(previous) and re.fullmatch(r"\S+", line.strip())
-        )
-        if cut and _RICH_FRAME.match(whole):
-            joined[-1] = whole
-        else:
+        previous, piece = (joined[-1].strip() if joined else ""), line.strip()
+        whole = None
+        fragment = bool(re.fullmatch(r"\S+", piece))
+        if previous and fragment and _RICH_FRAME.match(previous):
+            whole = previous + piece  # a function name longer than the box, folded
+        elif previous and piece and (_RICH_WRAPPED.match(previous) or _RICH_PARTIAL.match(previous)):
+            # cut inside a word (a path) or at a space, which the wrap dropped
+            for candidate in (previous + piece, f"{previous} {piece}"):
+                if _RICH_FRAME.match(candidate) or _RICH_PARTIAL.match(candidate):
+                    whole = candidate
+                    break
+            if whole is None and _RICH_WRAPPED.match(previous) and fragment:
+                whole = previous + piece  # more of the path
+        if whole is None:
             joined.append(line)
+        else:
+            joined[-1] = whole
     return joined
 
 
