@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from .facts import DEVICE_ERROR_KINDS
+from .text import IN_TRANSFORMERS, raising_frame
 
 ANSWER_KEYS = ("label", "kind", "confidence", "whose", "summary")
 """Keys of `Explanation.answer`: `label` the catalogue id, "tool:<package>", "transformers:uncatalogued" or
@@ -26,14 +27,7 @@ ANSWER_KEYS = ("label", "kind", "confidence", "whose", "summary")
 _MOVERS = ("quantizer", "quantized weights", "pipeline", "node", "zero3", "server", "remote code")
 # the evidence that a candidate's own trigger was seen (`rank._cues`): it outweighs an op no entry raises in
 _CUED = ("the text names", "the text mentions", "the text shows FSDP", "transformers warned")
-_TRANSFORMERS = re.compile(r"[/\\]transformers[/\\]")
-_INTERNALS = re.compile(r"[/\\](?:torch|torch_npu|intel_extension_for_pytorch|accelerate)[/\\]")
 _PACKAGE = re.compile(r"[/\\](?:site|dist)-packages[/\\](?P<package>[\w.-]+)")
-
-
-def raising_frame(facts: dict[str, Any]) -> dict[str, Any] | None:
-    """The deepest frame outside torch and accelerate: the code that handed the op its tensors."""
-    return next((f for f in reversed(facts["frames"]) if not _INTERNALS.search(f["file"])), None)
 
 
 def _from_candidate(best: dict[str, Any]) -> dict[str, Any]:
@@ -86,11 +80,11 @@ def decide(facts: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str,
         return _from_tool(tools[0])
     if facts["error_kind"] not in DEVICE_ERROR_KINDS:
         return None
-    frame = raising_frame(facts)
+    frame = raising_frame(facts["frames"])
     if frame is None or (facts["model_type"] and not facts["family"]):
         return None
     where = f"{frame['file'].replace(chr(92), '/').rsplit('/', 1)[-1]}:{frame['line']} in {frame['function']}"
-    if _TRANSFORMERS.search(frame["file"]):
+    if IN_TRANSFORMERS.search(frame["file"]):
         return _uncatalogued(facts, f"transformers' {where}")
     if package := _PACKAGE.search(frame["file"]):
         name = package["package"].removesuffix(".py")

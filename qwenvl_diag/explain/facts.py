@@ -17,7 +17,7 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from ..device_errors import convolution_type_mismatch, is_device_error, type_device
-from .text import clean_lines
+from .text import INTERNALS, clean_lines
 from .tools import tools_in
 
 FACT_KEYS = (
@@ -219,7 +219,6 @@ _ENGINES = (
     ("deepspeed", re.compile(r"deepspeed", re.IGNORECASE)),
     ("vllm", re.compile(r"vllm", re.IGNORECASE)),
 )
-_TORCH_INTERNALS = re.compile(r"[/\\](?:torch|torch_npu|intel_extension_for_pytorch|accelerate)[/\\]")
 
 
 def _op(wrapper: str) -> str:
@@ -340,7 +339,7 @@ def _library_frame(frames: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The deepest frame inside transformers, else the deepest outside torch and accelerate."""
     for inside in (
         lambda f: re.search(r"[/\\]transformers[/\\]", f["file"]),
-        lambda f: not _TORCH_INTERNALS.search(f["file"]),
+        lambda f: not INTERNALS.search(f["file"]),
     ):
         chosen = [frame for frame in frames if inside(frame)]
         if chosen:

@@ -46,8 +46,8 @@ from packaging.version import InvalidVersion, Version
 from ..bugs import CATALOGUE, KnownBug
 from ..presets import PRESETS
 from .lines import line_in, line_index, releases_with_line
+from .text import IN_TRANSFORMERS
 
-_TRANSFORMERS = re.compile(r"[/\\]transformers[/\\]")
 LINE, CODE_QUOTED, LINE_SOME_RELEASE, FUNCTION, NAMED = 100, 95, 90, 30, 20
 OP, DEVICES = 10, 10
 FAMILY, FAMILY_OTHER = 15, -60
@@ -246,7 +246,7 @@ def _candidate(bug: KnownBug, facts: dict[str, Any], text: str) -> dict[str, Any
     # with an affected release or a cue; never when a traceback ended elsewhere
     # a traceback that ended in transformers ended there; one cut in the caller's code says nothing
     frame = facts["library_frame"]
-    ended = frame is not None and frame["function"] is not None and _TRANSFORMERS.search(frame["file"])
+    ended = frame is not None and frame["function"] is not None and IN_TRANSFORMERS.search(frame["file"])
     mentioned = _mentioned(bug, text)
     told = (facts["error_kind"] == "device" and not facts["devices"]) or bool(facts["warnings"])
     told = told or (facts["error_kind"] is None and bool(mentioned))

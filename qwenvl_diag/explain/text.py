@@ -43,3 +43,13 @@ def clean_line(line: str) -> str:
 def clean_lines(text: str) -> list[str]:
     """The lines of `text`, each cleaned (`clean_line`)."""
     return [clean_line(line) for line in text.replace("\r\n", "\n").split("\n")]
+
+
+# where the code of a frame lives: torch and accelerate (the op's machinery, never the cause) or transformers
+INTERNALS = re.compile(r"[/\\](?:torch|torch_npu|intel_extension_for_pytorch|accelerate)[/\\]")
+IN_TRANSFORMERS = re.compile(r"[/\\]transformers[/\\]")
+
+
+def raising_frame(frames: list[dict]) -> dict | None:
+    """The deepest frame outside torch and accelerate: the code that handed the op its tensors."""
+    return next((frame for frame in reversed(frames) if not INTERNALS.search(frame["file"])), None)

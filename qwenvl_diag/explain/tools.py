@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .text import raising_frame
+
 TOOL_KEYS = ("tool", "role", "where", "mechanism", "report", "scenario")
 """Keys of each `facts["tools"]` row: `tool` the package ("autoawq"), `role` ("quantizer", "pipeline",
 "node", "server", "trainer", "evaluation", "zero3", "remote code", "preprocessing"), `where` "raised" (the
@@ -266,7 +268,6 @@ _ACTIVITIES = {
     "remote code": r"trust_remote_code",
     "preprocessing": r"process_vision_info",
 }
-_INTERNALS = re.compile(r"[/\\](?:torch|torch_npu|intel_extension_for_pytorch|accelerate)[/\\]")
 
 
 def _frame_of(tool: _Tool, frame: dict[str, Any]) -> bool:
@@ -276,7 +277,7 @@ def _frame_of(tool: _Tool, frame: dict[str, Any]) -> bool:
 def tools_in(frames: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
     """The tools `text` runs through, the one whose code raised first, then those that called it (deepest
     first), then those only named (`TOOL_KEYS` rows)."""
-    raising = next((frame for frame in reversed(frames) if not _INTERNALS.search(frame["file"])), None)
+    raising = raising_frame(frames)
     found = []
     for tool in _TOOLS:
         own = [index for index, frame in enumerate(frames) if _frame_of(tool, frame)]
