@@ -145,7 +145,7 @@ def _add_sweep(commands) -> None:
         choices=SWEEP_FORMATS,
         default="markdown",
         help="csv, json (a list of rows), markdown, jsonl (one row a line, as each finishes), or summary "
-        "(the findings per release, as markdown: the README's table) (markdown)",
+        "(the findings per release, as markdown: the tables of docs/findings.md) (markdown)",
     )
 
 

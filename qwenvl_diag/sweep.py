@@ -634,8 +634,8 @@ the catalogue") with its count, most first ("qwen3_5-inputs-on-cpu 126, qwen2_5_
 
 
 def sweep_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """What a sweep found, per release (`SWEEP_SUMMARY_COLUMNS`): the findings table of the README, from one
-    sweep's frame; `qwenvl-diag sweep --format summary` writes it as markdown.
+    """What a sweep found, per release (`SWEEP_SUMMARY_COLUMNS`): the findings tables of
+    docs/findings.md, from one sweep's frame; `qwenvl-diag sweep --format summary` writes it as markdown.
 
     >>> qd.sweep_summary(qd.sweep("tiny/qwen3_5", gpus=[1, 2], progress=False))
     """

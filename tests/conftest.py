@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -40,6 +43,15 @@ SEED_FIX_VERDICTS = {
         "rope_deltas_to_cache_device": "not fixed",
     },
 }
+
+
+def load_script(name: str) -> ModuleType:
+    """`scripts/<name>.py` as a module (the scripts are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def family_available(family: str) -> bool:

@@ -338,18 +338,3 @@ def test_each_entry_reproduces_on_simulated_gpus_and_is_matched(bug):
             assert [m["id"] for m in matches] == [bug.id]
         else:
             assert torch.equal(run().cpu(), reference)
-
-
-def test_the_readme_catalogue_table_says_what_the_catalogue_says():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## Known bugs: the catalogue", 1)[1].split("\n## ", 1)[0]
-    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `")]
-    found = {row[0].strip("| `"): row for row in rows}
-    assert list(found) == [bug.id for bug in CATALOGUE]
-    fixes = qd.fixes().set_index("name")["addresses"]
-    for bug in CATALOGUE:
-        _, kind, affected, fixed_in, where, scenario, named = found[bug.id]
-        assert (kind, affected.replace(" ", ""), fixed_in) == (bug.kind, bug.affected, bug.fixed_in or "—")
-        assert where.strip("`") == bug.location.rsplit("/", 1)[-1] and scenario.strip("`") == bug.scenario
-        listed = [name.strip("` |") for name in named.split(",")]
-        assert listed == [name for name, addressed in fixes.items() if bug.id in addressed], bug.id

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import nbformat
 import pytest
 import transformers
-from conftest import MASK_CODE, SEED_FIX_VERDICTS, SEED_LINES_4_51_3, VIDEO_CODE
+from conftest import MASK_CODE, SEED_FIX_VERDICTS, SEED_LINES_4_51_3, VIDEO_CODE, load_script
 from nbclient import NotebookClient
 
 import qwenvl_diag as qd
@@ -39,6 +38,7 @@ SAME_DEVICE = "Expected all tensors to be on the same device, but found at least
 QWEN25_FILE = "models/qwen2_5_vl/modeling_qwen2_5_vl.py"
 BATCHED_BUG, VIDEO_BUG = "qwen2_5_vl-batched-causal-mask", "qwen2_5_vl-video-second-per-grid-ts"
 MASK_FUNCTION = "_prepare_4d_causal_attention_mask_with_cache_position"
+executed_notebooks = load_script("notebooks")
 
 
 @dataclass
@@ -64,23 +64,21 @@ def _probe_source(probe: dict[str, str]) -> str:
 
 
 def _execute(path: Path, probe: dict[str, str]) -> Executed:
-    """Execute the notebook in a fresh kernel of this interpreter, then, in the same kernel, evaluate
-    `probe`'s expressions (the probe cell is not part of the notebook's text)."""
-    notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": path.parent}}
-    )
-    # the kernel must be this stack's interpreter, not whatever "python3" means elsewhere
-    client.km_kwargs = {"kernel_cmd": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]}
+    """Execute the notebook in a fresh kernel of this interpreter (scripts/notebooks.py, which keeps the
+    run for the documentation site), then, in the same kernel, evaluate `probe`'s expressions (the
+    probe cell is not part of the notebook's text)."""
     probe_cell = nbformat.v4.new_code_cell(_probe_source(probe))
+    ran = {}
+
+    def read_probe(client: NotebookClient) -> None:
+        ran["seconds"] = time.perf_counter() - started
+        client.nb.cells.append(probe_cell)  # nbclient writes each executed cell back into the notebook
+        client.execute_cell(probe_cell, len(client.nb.cells) - 1)
+        client.nb.cells.pop()
+
     started = time.perf_counter()
-    with client.setup_kernel():
-        for index, cell in enumerate(notebook.cells):
-            client.execute_cell(cell, index)
-        seconds = time.perf_counter() - started
-        notebook.cells.append(probe_cell)  # nbclient writes each executed cell back into the notebook
-        client.execute_cell(probe_cell, len(notebook.cells) - 1)
-        notebook.cells.pop()
+    notebook = executed_notebooks.execute(path, after=read_probe)
+    seconds = ran["seconds"]
     text = "\n".join(
         output.get("text", "") + json.dumps(output.get("data", {}))
         for cell in notebook.cells
