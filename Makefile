@@ -13,11 +13,12 @@ $(CURRENT)/.installed: pyproject.toml requirements/current.txt
 	$(CURRENT)/bin/pip install $(PIP_FLAGS) -r requirements/current.txt -e ".[notebooks,test,docs]"
 	touch $@
 
-# The "legacy" stack: transformers 4.51.3 + accelerate 1.6.0, where the seed's failures live.
+# The "legacy" stack: transformers 4.51.3 + accelerate 1.6.0, where the seed's failures live; it also runs
+# the Ray tests (the cluster extra), the shorter of the two stacks' runs.
 $(LEGACY)/.installed: pyproject.toml requirements/legacy.txt
 	test -x $(LEGACY)/bin/python || $(PYTHON) -m venv $(LEGACY)
 	$(LEGACY)/bin/pip install $(PIP_FLAGS) --upgrade pip
-	$(LEGACY)/bin/pip install $(PIP_FLAGS) -r requirements/legacy.txt -e ".[notebooks,test,docs]"
+	$(LEGACY)/bin/pip install $(PIP_FLAGS) -r requirements/legacy.txt -e ".[notebooks,test,docs,cluster]"
 	touch $@
 
 # The version lab's side environment of transformers 4.51.3 (where the seed's failures live), made once

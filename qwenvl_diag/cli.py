@@ -139,6 +139,14 @@ def _add_sweep(commands) -> None:
         "--transformers", nargs="+", help="releases to run under (installed; e.g. installed 4.57.6 latest)"
     )
     sweep.add_argument("--processes", type=int, help="worker processes (one per core)")
+    sweep.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run the grid as Ray tasks: on the cluster at ADDRESS, else $RAY_ADDRESS, else a local Ray "
+        "(needs pip install 'qwenvl-diag[cluster]')",
+    )
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.add_argument(
         "--format",
@@ -278,6 +286,8 @@ def _sweep(options: argparse.Namespace) -> int:
         transformers=options.transformers,
         processes=options.processes,
         progress=not options.no_progress,
+        cluster=None if options.ray is None else "ray",
+        address=options.ray or None,
     )
     if options.format == "jsonl":  # each row as its run finishes (what a sweep in another release reads)
         frame = sweep(**axes, on_row=lambda row: print(json.dumps(row, default=str), flush=True))

@@ -516,6 +516,8 @@ def sweep(
     on_row: Callable[[dict], None] | None = None,
     cache=None,
     build: bool = True,
+    cluster: str | None = None,
+    address: str | None = None,
 ) -> pd.DataFrame:
     """Run every scenario of the grid (see `grid` for the axes and their defaults) under each release in
     `transformers` (None: the installed one; else releases as `qd.run_in_versions` takes them) and
@@ -531,6 +533,11 @@ def sweep(
     `run_in_versions`. Ctrl-C returns the rows done so far. `attrs` holds `timings` (one dict per release:
     scenarios, layouts, unique runs, seconds planning and running), `seconds` (the whole sweep),
     `interrupted` and `processes`.
+
+    `cluster="ray"` runs the same grid as Ray tasks (`qwenvl_diag.cluster`): on the cluster at `address`
+    (else $RAY_ADDRESS, else a local Ray of `processes` CPUs), each release's tasks in a runtime
+    environment that installs that release on the node; the rows are the local sweep's. Needs the
+    `cluster` extra (`pip install 'qwenvl-diag[cluster]'`).
 
     >>> frame = qd.sweep(["Qwen/Qwen2.5-VL-7B-Instruct"], gpus=[1, 8], memory="24GiB",
     ...                  strategies="balanced", inputs=["batch", "text"], actions="generate")
@@ -549,8 +556,10 @@ def sweep(
     releases = list(
         dict.fromkeys(resolve_version(v) for v in _axis("transformers", transformers, ["installed"]))
     )
+    if cluster not in (None, "ray"):
+        raise InvalidArgumentError(f'cluster is None (this machine) or "ray"; got {cluster!r}.')
     here = str(TRANSFORMERS_VERSION)
-    envs = {v: side_env(v, cache=cache, build=build) for v in releases if v != here}
+    envs = {} if cluster else {v: side_env(v, cache=cache, build=build) for v in releases if v != here}
     share = max(1, processes // len(releases))
 
     rows: list[dict] = []
@@ -576,9 +585,13 @@ def sweep(
     threads = [threading.Thread(target=there, args=(v,), daemon=True) for v in envs]
     interrupted = False
     try:
+        if cluster:
+            from .cluster import sweep_on_ray
+
+            timings.update(sweep_on_ray(scenarios, releases, emit, address=address, cpus=processes))
         for thread in threads:
             thread.start()
-        if here in releases:
+        if here in releases and not cluster:
             timings[here] = _sweep_here(scenarios, share, emit)
         for thread in threads:
             while thread.is_alive():
