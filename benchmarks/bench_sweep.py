@@ -3,7 +3,12 @@ scenarios (goal: <= 0.3x), and the wall time of the realistic sweep (every shipp
 1/2/4/8 GPUs x 24/40/80 GiB x the four strategies x image/batch/video/text x forward/generate, on the
 installed release and the newest 4.x; goal: under 15 minutes on a 2-core machine).
 
-Run: .venv/bin/python benchmarks/bench_sweep.py [--no-realistic] [--newest-4x 4.57.6] [--save FILE.json]
+With `--ray` (needs the cluster extra: `.venv-legacy` has it), the same 24-scenario grid also runs on a
+local Ray of as many CPUs as the pool has processes: Ray's time per scenario against the local pool's,
+once cold (Ray started, the release's runtime environment built) and once warm (the same Ray again):
+Ray's overhead as a ratio.
+
+Run: .venv/bin/python benchmarks/bench_sweep.py [--no-realistic] [--ray] [--newest-4x 4.57.6] [--save F.json]
 
 Both small measurements start in fresh Python processes that have imported the kit, torch and
 transformers, so that each pays what a user's first call pays (twin, processor, planner, worker
@@ -68,6 +73,31 @@ def small() -> None:
     )
 
 
+def ray_overhead() -> None:
+    pool = _fresh(
+        f"t = time.perf_counter(); f = qd.sweep(**{SMALL!r}, processes=2, progress=False)\n"
+        "print(json.dumps({'s': time.perf_counter() - t, 'n': len(f)}))"
+    )
+    on_ray = _fresh(
+        "import ray; from qwenvl_diag.cluster import job_env\n"
+        "t = time.perf_counter(); ray.init(num_cpus=2, runtime_env=job_env(), include_dashboard=False, "
+        "log_to_driver=False)\n"
+        f"f = qd.sweep(**{SMALL!r}, cluster='ray', progress=False); cold = time.perf_counter() - t\n"
+        f"t = time.perf_counter(); g = qd.sweep(**{SMALL!r}, cluster='ray', progress=False)\n"
+        "warm = time.perf_counter() - t; ray.shutdown()\n"
+        "same = f[['outcome', 'known_bug']].astype(str).equals(g[['outcome', 'known_bug']].astype(str))\n"
+        "print(json.dumps({'cold': cold, 'warm': warm, 'n': len(f), 'same': same}))"
+    )
+    per_pool = pool["s"] / pool["n"]
+    for label in ("cold", "warm"):
+        per = on_ray[label] / on_ray["n"]
+        print(
+            f"Ray ({label}) {on_ray[label]:.1f} s for {on_ray['n']} scenarios, {per:.2f} s per scenario; "
+            f"local pool (2 processes) {per_pool:.2f} s per scenario; overhead ratio {per / per_pool:.2f}x"
+        )
+    print(f"Ray's two runs gave the same outcomes and bugs: {on_ray['same']}")
+
+
 def realistic(newest_4x: str, save: str | None) -> None:
     import warnings
 
@@ -101,8 +131,11 @@ def main() -> int:
     parser.add_argument("--no-realistic", action="store_true", help="only the 24-scenario measurement")
     parser.add_argument("--newest-4x", default="4.57.6", help="the newest 4.x release (4.57.6)")
     parser.add_argument("--save", help="write the realistic sweep's rows and attrs to this JSON file")
+    parser.add_argument("--ray", action="store_true", help="also Ray's overhead on the 24-scenario grid")
     options = parser.parse_args()
     small()
+    if options.ray:
+        ray_overhead()
     if not options.no_realistic:
         realistic(options.newest_4x, options.save)
     return 0

@@ -9,6 +9,8 @@ more transformers releases), one row per scenario, as cheaply as the kit can run
   tensor back on the CPU between runs, the model's attributes put back by `diagnose`).
 - Another release runs in its side environment's Python, as one `qwenvl-diag sweep --format jsonl`
   process per release; several releases run side by side.
+- `cluster="ray"` runs the same grid as Ray tasks instead, each release's in a runtime environment that
+  makes on the node (`cluster.py`).
 - A KeyboardInterrupt stops the sweep and returns the rows done so far (`attrs["interrupted"]`).
 
 >>> frame = qd.sweep(["Qwen/Qwen2.5-VL-7B-Instruct"], gpus=[1, 8], inputs=["batch", "text"],
@@ -535,8 +537,8 @@ def sweep(
     `interrupted` and `processes`.
 
     `cluster="ray"` runs the same grid as Ray tasks (`qwenvl_diag.cluster`): on the cluster at `address`
-    (else $RAY_ADDRESS, else a local Ray of `processes` CPUs), each release's tasks in a runtime
-    environment that installs that release on the node; the rows are the local sweep's. Needs the
+    (else $RAY_ADDRESS, else a local Ray of `processes` CPUs), each release's tasks in its side
+    environment made on the node (`cache` there, if given); the rows are the local sweep's. Needs the
     `cluster` extra (`pip install 'qwenvl-diag[cluster]'`).
 
     >>> frame = qd.sweep(["Qwen/Qwen2.5-VL-7B-Instruct"], gpus=[1, 8], memory="24GiB",
@@ -588,7 +590,9 @@ def sweep(
         if cluster:
             from .cluster import sweep_on_ray
 
-            timings.update(sweep_on_ray(scenarios, releases, emit, address=address, cpus=processes))
+            timings.update(
+                sweep_on_ray(scenarios, releases, emit, address=address, cpus=processes, cache=cache)
+            )
         for thread in threads:
             thread.start()
         if here in releases and not cluster:
