@@ -14,6 +14,7 @@ import html
 from pathlib import Path
 
 import pytest
+from conftest import lab_runs_here
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
@@ -27,8 +28,9 @@ from qwenvl_diag.models.families import FAMILIES
 CACHE = Path(__file__).resolve().parents[1] / "test-output"
 LAB_ENTRIES = [bug for bug in CATALOGUE if bug.kind != "usage"]
 # Each entry's lab runs on one stack (each stack builds its own side environments): the legacy stack runs
-# the entries whose ends are all 4.x releases, the current stack the others; the other stack checks the
-# entry's ends as releases of the index, and runs its own release.
+# the entries whose ends are all before conftest.LAB_SPLIT (5.13: the releases its test_releases runs, so
+# the side environments are shared), the current stack the others; the other stack checks the entry's ends
+# as releases of the index, and runs its own release.
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -71,9 +73,8 @@ UNAFFECTED_ENDS = ("first fixed", "last unaffected")
 
 
 def lab_here(bug) -> bool:
-    """Whether this stack runs the entry's ends in the version lab: the legacy stack when they are all 4.x
-    releases (the 4.x side environments its version lab builds anyway), else the current stack."""
-    return all(Version(release).major == 4 for release in ends(bug).values()) != TRANSFORMERS_5
+    """Whether this stack runs the entry's ends in the version lab (`conftest.lab_runs_here`)."""
+    return lab_runs_here(*ends(bug).values())
 
 
 def _check_affected(bug, release: str, diagnosis, line: int | None = None) -> None:

@@ -6,8 +6,8 @@ run by the side environment's Python). Each release is its newest indexed patch,
 the test cache.
 
 Each minor release runs once, the sweep split between the stacks so that they take the two cores about
-equally and both drive the version lab: the 4.x releases on the legacy stack (its side environments are
-its own, built on its site-packages), the 5.x ones on the current stack.
+equally and both drive the version lab (conftest.LAB_SPLIT): 4.45 to 5.12 on the legacy stack (its side
+environments are its own, built on its site-packages), 5.13 on on the current stack.
 """
 
 from __future__ import annotations
@@ -17,19 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import checkpoint_family_name
+from conftest import checkpoint_family_name, lab_runs_here
 from packaging.version import Version
 
 import qwenvl_diag as qd
 from qwenvl_diag import versions, workers
-from qwenvl_diag._compat import TRANSFORMERS_5
 from qwenvl_diag.explain.lines import line_index, newest_indexed
 from qwenvl_diag.models.families import FAMILIES
 
 # the minor releases the kit knows (its version lab's table, which `make refresh` extends), not the package
 # index's: a release of this week that the kit has not seen is not swept until the kit is refreshed
 MINORS = sorted(versions.ACCELERATE_FOR, key=Version)
-SWEPT = [m for m in MINORS if (Version(m).major >= 5) == TRANSFORMERS_5]
+SWEPT = [m for m in MINORS if lab_runs_here(m)]
 CACHE = Path(__file__).resolve().parents[1] / "test-output" / "envs"
 TESTS = Path(__file__).resolve().parent
 # one checkpoint per family and release, in turn, so that the sweep runs every shipped checkpoint
@@ -145,7 +144,8 @@ def test_every_minor_release_is_swept_by_one_of_the_stacks():
     assert MINORS[0] == "4.45" and set(MINORS) == indexed  # the lab's table and the line index agree
     newest = Version(newest_indexed())
     assert MINORS[-1] == f"{newest.major}.{newest.minor}" and len(MINORS) >= 39  # 4.45 to 5.25 at least
-    assert SWEPT == [m for m in MINORS if m.startswith("5.") == TRANSFORMERS_5] and len(SWEPT) >= 13
+    other = [m for m in MINORS if not lab_runs_here(m)]  # the other stack's share
+    assert sorted(SWEPT + other, key=Version) == MINORS and len(SWEPT) >= 13 and len(other) >= 13
     assert {c for cs in BY_FAMILY.values() for c in cs if not c.startswith("tiny/")} | set(
         PLANNED_ONLY
     ) == set(TWINS)
