@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -485,6 +486,120 @@ def _sweep_there(env, axes: dict, expected: int, processes: int, emit, started: 
     }
 
 
+# ---- on a Ray cluster (cluster.py: connecting, shipping the kit, the tasks) -------------------------
+
+TASK_SCENARIOS = 64
+"""At most about how many scenarios a Ray task takes (whole layouts; a layout larger than this is one
+task); fewer when the grid is small, so that every CPU of the cluster gets two tasks."""
+
+
+def _task_chunks(scenarios: list[Scenario], size: int = TASK_SCENARIOS) -> list[list[int]]:
+    """Scenario indices in tasks of whole layouts (a task plans each of its layouts once and runs each
+    distinct map once, as a local sweep does), about `size` each, in grid order."""
+    layouts: dict[str, list[int]] = {}
+    for index, scenario in enumerate(scenarios):
+        layouts.setdefault(_layout_key(scenario), []).append(index)
+    chunks: list[list[int]] = [[]]
+    for members in layouts.values():
+        if chunks[-1] and len(chunks[-1]) + len(members) > size:
+            chunks.append([])
+        chunks[-1].extend(members)
+    return [chunk for chunk in chunks if chunk]
+
+
+def _sweep_task(scenario_dicts: list[dict], release: str, cache: str | None) -> tuple[list[dict], dict]:
+    """A Ray task on a node: the local sweep of these scenarios under `release`, one process: here when it
+    is the node's transformers, else by the Python of its side environment, made on the node as the
+    version lab makes it here (Ray's `pip` runtime environment is not used: over a virtualenv it clones
+    the whole environment, a CUDA torch included, 7 GB per release and node)."""
+    from ._compat import TRANSFORMERS_VERSION
+    from .versions import side_env
+
+    if release == str(TRANSFORMERS_VERSION):
+        return _sweep_scenarios(scenario_dicts)
+    env = side_env(release, cache=cache)
+    kit = str(Path(__file__).resolve().parents[1])  # the shipped kit first, as in this worker
+    path = os.pathsep.join(filter(None, [kit, os.environ.get("PYTHONPATH")]))
+    code = "import sys; from qwenvl_diag.sweep import scenarios_main; sys.exit(scenarios_main())"
+    done = subprocess.run(
+        [env.python, "-c", code],
+        input=json.dumps(scenario_dicts),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = "\n".join(done.stderr.strip().splitlines()[-6:])
+        raise SweepError(f"The sweep under transformers {release} did not finish on its node:\n{tail}")
+    result = json.loads(lines[-1])
+    return result["rows"], result["timing"]
+
+
+def _sweep_scenarios(scenario_dicts: list[dict]) -> tuple[list[dict], dict]:
+    """The local sweep of these scenarios in this Python's transformers, one process: (rows, timing)."""
+    _worker_init()
+    rows: list[dict] = []
+    timing = _sweep_here([Scenario.from_dict(data) for data in scenario_dicts], 1, rows.append)
+    return rows, timing
+
+
+def scenarios_main() -> int:
+    """A side environment's Python, started by a Ray task: the scenario dicts on stdin, the rows and
+    timing as one JSON line on stdout."""
+    import sys
+
+    rows, timing = _sweep_scenarios(json.loads(sys.stdin.read()))
+    print(json.dumps({"rows": rows, "timing": timing}, default=str))
+    return 0
+
+
+def _add_task_timing(total: dict, timing: dict) -> dict:
+    """A release's timings so far with one more task's (counts and seconds summed; `processes` counts
+    the tasks, each one process)."""
+    if not total:
+        return {**timing, "processes": 1, "tasks": 1}
+    summed = ("scenarios", "layouts", "unique_runs", "plan_s", "run_s", "processes", "tasks")
+    return {**total, **{key: total[key] + timing.get(key, 1) for key in summed}}
+
+
+def _sweep_on_ray(scenarios, releases, emit, address, cpus, cache) -> dict[str, dict]:
+    """`scenarios` under each of `releases` as Ray tasks (`cluster.run_tasks`), `emit(row)` for each row as
+    its task finishes; a task without a result is a "kit error" row per scenario saying why. Returns the
+    timings per release."""
+    from .cluster import lost_reason, run_tasks
+    from .versions import matching_accelerate
+
+    slices: list[tuple[str, list[int]]] = []
+    timings: dict[str, dict] = {}
+
+    def calls(cluster_cpus: int) -> list[tuple[str, tuple]]:
+        size = max(1, min(TASK_SCENARIOS, math.ceil(len(scenarios) * len(releases) / (2 * cluster_cpus))))
+        slices.extend((release, chunk) for release in releases for chunk in _task_chunks(scenarios, size))
+        where = None if cache is None else str(cache)
+        return [
+            (f"qwenvl-diag sweep {release}", ([scenarios[i].to_dict() for i in chunk], release, where))
+            for release, chunk in slices
+        ]
+
+    def finished(index: int, result: tuple[list[dict], dict]) -> None:
+        rows, timing = result
+        for row in rows:
+            emit(row)
+        release = slices[index][0]
+        timings[release] = _add_task_timing(timings.get(release, {}), timing)
+
+    def lost(index: int, error: BaseException) -> None:
+        release, chunk = slices[index]
+        reason = SweepError(lost_reason(error, f"this scenario under transformers {release}"))
+        versions = {"transformers": release, "accelerate": matching_accelerate(release)}
+        for i in chunk:
+            emit(_row(scenarios[i], versions, _kit_error(reason), None, False, 0.0))
+
+    run_tasks(_sweep_task, calls, finished, lost, address=address, cpus=cpus)
+    return timings
+
+
 # ---- the public function ---------------------------------------------------------------------------
 
 
@@ -588,11 +703,7 @@ def sweep(
     interrupted = False
     try:
         if cluster:
-            from .cluster import sweep_on_ray
-
-            timings.update(
-                sweep_on_ray(scenarios, releases, emit, address=address, cpus=processes, cache=cache)
-            )
+            timings.update(_sweep_on_ray(scenarios, releases, emit, address, processes, cache))
         for thread in threads:
             thread.start()
         if here in releases and not cluster:

@@ -1,4 +1,4 @@
-"""Sweeps on a Ray cluster (`qd.sweep(..., cluster="ray")`, qwenvl_diag/cluster.py).
+"""Sweeps on a Ray cluster (`qd.sweep(..., cluster="ray")`: qwenvl_diag/cluster.py and the sweep's tasks).
 
 Both stacks: without Ray the kit's error says what to install (the import made to fail, as on a machine
 without the extra), what the job ships to the nodes, and how the grid is cut into tasks. The legacy stack
@@ -9,6 +9,7 @@ whose worker is killed every time it starts ends as a row saying so, not a wait.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from qwenvl_diag import cli, cluster
 from qwenvl_diag._compat import TRANSFORMERS_5, TRANSFORMERS_VERSION
 from qwenvl_diag.scenario import Scenario
 
+sweep_module = importlib.import_module("qwenvl_diag.sweep")  # the package's `sweep` is the function
 CACHE = Path(__file__).resolve().parents[1] / "test-output" / "envs"
 RAY_HERE = not TRANSFORMERS_5  # the legacy stack installs the cluster extra and runs Ray
 OTHER = "4.52.4"  # the batched mask bug fixed, the text-only rope deltas not yet (4.53.0)
@@ -59,12 +61,12 @@ def test_a_task_holds_whole_layouts_so_its_runs_are_deduplicated_as_locally():
         for gpus in (1, 2, 4, 8)
         for kind in ("image", "batch", "video", "text")
     ]
-    chunks = cluster.task_chunks(scenarios, size=6)
+    chunks = sweep_module._task_chunks(scenarios, size=6)
     assert sorted(i for chunk in chunks for i in chunk) == list(range(len(scenarios)))
     layouts = [{(scenarios[i].model, scenarios[i].gpus) for i in chunk} for chunk in chunks]
     assert all(len(found) == 1 for found in layouts)  # 4 scenarios a layout; 6 fit one layout a task
     assert len(chunks) == 8
-    assert [len(chunk) for chunk in cluster.task_chunks(scenarios)] == [32]  # TASK_SCENARIOS: 64
+    assert [len(chunk) for chunk in sweep_module._task_chunks(scenarios)] == [32]  # sweep.TASK_SCENARIOS: 64
 
 
 @pytest.fixture(scope="module")
