@@ -1,5 +1,6 @@
-"""Draw the README's sweep heatmap, `docs/images/sweep_heatmap.png`: Qwen2.5-VL-7B on 1/2/4/8 GPUs of
-24 GiB x the four strategies x image/batch/video/text x generate, on the installed transformers.
+"""Draw the sweep heatmap of docs/guide/sweeps.md, `docs/images/sweep_heatmap.png`: Qwen2.5-VL-7B on
+1/2/4/8 GPUs of 24 GiB x the four strategies x image/batch/video/text x generate, on the installed
+transformers.
 
     .venv-legacy/bin/python scripts/sweep_heatmap.py [--output PATH]    # the picture is of 4.51.3
 """

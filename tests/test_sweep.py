@@ -374,7 +374,7 @@ def test_the_cli_prints_the_sweep_as_json_csv_markdown_or_its_summary_and_says_w
     assert row["layout"] == rows[1]["layout"] and row["outcome"] == "passed"
     assert cli.main([*args, "--format", "markdown"]) == 1
     assert capsys.readouterr().out.startswith("| " + " | ".join(qd.SWEEP_COLUMNS))
-    assert cli.main([*args, "--format", "summary"]) == 1  # the findings: the README's table
+    assert cli.main([*args, "--format", "summary"]) == 1  # the findings: docs/findings.md's tables
     header, _, line = capsys.readouterr().out.strip().splitlines()
     assert header == "| " + " | ".join(qd.SWEEP_SUMMARY_COLUMNS) + " |" and line.split(" | ")[1] == "2", line
     assert cli.main(["sweep", "--model", "Qwen/nothing", "--no-progress"]) == 2
