@@ -55,7 +55,16 @@ from conftest import SEED_FIX_VERDICTS
 from qwenvl_diag import VERDICT_COLOURS, versions
 from qwenvl_diag._compat import TRANSFORMERS_VERSION, transformers_at_least
 
-pytestmark = pytest.mark.browser
+# JupyterLab and the widgets render the same in both stacks; what each stack's notebooks must show is
+# checked in both by test_notebooks.py, so the browser runs once, in the legacy stack (the failing
+# diagnoses, the README's pictures): run twice it kept the longer current stack 3 minutes longer
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        transformers_at_least("5.0"),
+        reason="the browser tests run in the legacy stack (test_notebooks checks both)",
+    ),
+]
 
 NOTEBOOK = NOTEBOOKS / "01_reproduce.ipynb"
 PLACEMENT_NOTEBOOK = NOTEBOOKS / "02_layer_placement.ipynb"
