@@ -28,7 +28,7 @@ from qwenvl_diag.models.families import FAMILIES
 CACHE = Path(__file__).resolve().parents[1] / "test-output"
 LAB_ENTRIES = [bug for bug in CATALOGUE if bug.kind != "usage"]
 # Each entry's lab runs on one stack (each stack builds its own side environments): the legacy stack runs
-# the entries whose ends are all before conftest.LAB_SPLIT (5.13: the releases its test_releases runs, so
+# the entries whose ends are all before conftest.LAB_SPLIT (5.10: the releases its test_releases runs, so
 # the side environments are shared), the current stack the others; the other stack checks the entry's ends
 # as releases of the index, and runs its own release.
 
