@@ -60,10 +60,10 @@ def lab_runs_here(*releases: str) -> bool:
     return all(Version(release) < LAB_SPLIT for release in releases) != TRANSFORMERS_5
 
 
-def load_script(name: str) -> ModuleType:
-    """`scripts/<name>.py` as a module (the scripts are not a package)."""
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"scripts_{name}", path)
+def load_script(name: str, folder: str = "scripts") -> ModuleType:
+    """`<folder>/<name>.py` of the repository as a module (scripts/ and docs/ are not packages)."""
+    path = Path(__file__).resolve().parents[1] / folder / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{folder}_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
-import importlib.util
 import os
 import re
 import subprocess
@@ -62,14 +61,7 @@ MOVED = {
 }
 
 
-def _gen_pages():
-    spec = importlib.util.spec_from_file_location("docs_gen_pages", ROOT / "docs" / "gen_pages.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen_pages = _gen_pages()
+gen_pages = load_script("gen_pages", folder="docs")
 notebooks = load_script("notebooks")
 
 
