@@ -521,19 +521,37 @@ def _sweep_task(scenario_dicts: list[dict], release: str, cache: str | None) -> 
     kit = str(Path(__file__).resolve().parents[1])  # the shipped kit first, as in this worker
     path = os.pathsep.join(filter(None, [kit, os.environ.get("PYTHONPATH")]))
     code = "import sys; from qwenvl_diag.sweep import scenarios_main; sys.exit(scenarios_main())"
-    done = subprocess.run(
-        [env.python, "-c", code],
-        input=json.dumps(scenario_dicts),
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": path},
-    )
+    # a Python that hangs would hold its task forever (Ray retries a dead task, not a hung one)
+    timeout = _task_timeout_s(len(scenario_dicts))
+    try:
+        done = subprocess.run(
+            [env.python, "-c", code],
+            input=json.dumps(scenario_dicts),
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": path},
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise SweepError(
+            f"The sweep under transformers {release} ran longer than {timeout} s on its node and was "
+            f"stopped ({len(scenario_dicts)} scenarios; one takes seconds): rerun these scenarios alone "
+            "(`qwenvl-diag sweep` without --ray) to see where it hangs."
+        ) from None
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         tail = "\n".join(done.stderr.strip().splitlines()[-6:])
         raise SweepError(f"The sweep under transformers {release} did not finish on its node:\n{tail}")
     result = json.loads(lines[-1])
     return result["rows"], result["timing"]
+
+
+def _task_timeout_s(scenarios: int) -> int:
+    """How long a Ray task's side-environment Python may run: the version lab's limit for one run
+    (`versions.RUN_TIMEOUT_S`, its start and imports) and a minute per scenario."""
+    from .versions import RUN_TIMEOUT_S
+
+    return RUN_TIMEOUT_S + 60 * scenarios
 
 
 def _sweep_scenarios(scenario_dicts: list[dict]) -> tuple[list[dict], dict]:

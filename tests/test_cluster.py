@@ -137,3 +137,13 @@ def test_a_task_killed_each_time_it_runs_is_a_row_saying_so_not_a_wait(local_ray
     assert list(frame["outcome"]) == ["kit error", "kit error"]
     assert all(f"was lost {cluster.RETRIES + 1} times" in error for error in frame["error"])
     assert all("qd.run" in error for error in frame["error"])  # what to do next
+
+
+@ray_here  # the legacy stack has OTHER's side environment (made by the tests above); no Ray is needed
+def test_a_tasks_side_environment_python_that_runs_too_long_is_stopped_and_said(monkeypatch):
+    monkeypatch.setattr(sweep_module, "_task_timeout_s", lambda scenarios: 0.5)  # less than its imports
+    scenario = Scenario("tiny/qwen2_5_vl", gpus=1, memory="24GiB", strategy="balanced", inputs="text")
+    with pytest.raises(
+        qd.SweepError, match=rf"under transformers {OTHER} ran longer than 0.5 s .* was stopped"
+    ):
+        sweep_module._sweep_task([scenario.to_dict()], OTHER, str(CACHE))
