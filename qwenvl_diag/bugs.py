@@ -72,12 +72,20 @@ class ErrorSignature:
     """How a bug's error looks where the kit reproduces it: `op` the ATen op that mixed devices ("gt"),
     `devices` the kind of pair, "gpu/gpu", "gpu/cpu" or "gpu/meta" (an offloaded weight's placeholder),
     `wrapper` the CUDA wrapper its message names
-    (None: TensorIterator's message names none) and `argument` the argument the message names."""
+    (None: TensorIterator's message names none) and `argument` the argument the message names; `reported_ops`
+    the other ops public reports of the same bug show it in (another path through the same code), which
+    `explain` reads as its op too."""
 
     op: str
     devices: str
     wrapper: str | None = None
     argument: str | None = None
+    reported_ops: tuple[str, ...] = ()
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        """`op`, then `reported_ops`."""
+        return (self.op, *self.reported_ops)
 
     def row(self) -> dict:
         return {"op": self.op, "devices": self.devices, "wrapper": self.wrapper, "argument": self.argument}
@@ -448,8 +456,9 @@ CATALOGUE: tuple[KnownBug, ...] = (
         code="time_tensor = expanded_range * second_per_grid_t",
         fixed_in="4.52.1",
         references=VIDEO_REFERENCES,
-        # Tensor.mul of the CPU arange and the 0-dim CUDA second_per_grid_t
-        signature=ErrorSignature(op="mul", devices="gpu/cpu"),
+        # Tensor.mul of the CPU arange and the 0-dim CUDA second_per_grid_t; PR #37597's report shows the
+        # same failure at the torch.cat of the position ids (wrapper_CUDA_cat, argument tensors)
+        signature=ErrorSignature(op="mul", devices="gpu/cpu", reported_ops=("cat",)),
         scenario="seed-video",
         workaround=(
             "hand second_per_grid_ts to the model as a list of floats (fix second_per_grid_ts_as_list), "

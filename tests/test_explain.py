@@ -705,3 +705,127 @@ def test_a_release_written_with_two_parts_is_its_first_patch_release():
     result = qd.explain(text)
     assert result.best["id"] == bug.id and result.best["tier"] == "line"
     assert result.best["evidence"][0] == f"line {line} of {bug.file} in 4.50 is its line ({bug.code})"
+
+
+def test_names_written_against_chinese_prose_read_as_words():
+    facts = read_facts(
+        "Qwen2.5-VL模型报错: rope_deltas张量与cache_position张量没有位于相同的计算设备上。"
+        "使用zero3训练, Swift框架"
+    )
+    assert (facts["family"], facts["error_kind"], facts["action"]) == ("qwen2_5_vl", "device", "training")
+    assert {tool["tool"]: tool["where"] for tool in facts["tools"]} == {
+        "deepspeed": "named",
+        "ms-swift": "named",
+    }
+    result = qd.explain(
+        "Qwen2.5-VL模型中的设备一致性问题: rope_deltas张量与cache_position张量没有位于相同的计算设备上"
+    )
+    assert result.best["id"] == "qwen2_5_vl-text-generate-rope-deltas"
+    assert "the text mentions rope_deltas, of its line" in result.best["evidence"]
+
+
+def test_an_op_named_in_words_is_the_op_of_a_device_error_read_without_one():
+    said = read_facts(
+        '报错"Expected all tensors to be on the same device, but found at least two devices, cuda:1 and '
+        'cuda:0"。'
+        "该错误发生在执行masked_scatter操作时"
+    )
+    assert (said["op"], said["wrapper"], said["device_pair"]) == ("masked_scatter", None, "gpu/gpu")
+    # words that are English ("add", "cat", "where") are no op; a wrapper or torch's wording outranks words
+    assert read_facts("tensors are not on the same device when I add a cat image")["op"] is None
+    wrapped = read_facts(
+        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
+        "cuda:1 and cuda:0! (when checking argument for argument index in method wrapper_CUDA__index_select)"
+        " while masked_scatter ..."
+    )
+    assert wrapped["op"] == "index_select"
+
+
+def test_an_error_wrapped_onto_the_next_lines_is_read_whole():
+    facts = read_facts(
+        "    mrope_position_deltas_cache.index_copy_(0, seq_slots, deltas)\n"
+        "    RuntimeError: Expected all tensors to be on the same device, but got\n"
+        "    source is on cpu, different from other tensors on cuda:0\n"
+        "      (when checking argument in method wrapper_CUDA_index_copy_)\n"
+        "Qwen3-VL"
+    )
+    assert (facts["devices"], facts["op"], facts["argument"]) == (["cpu", "cuda:0"], "index_copy_", "source")
+    two_spaces = read_facts(
+        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, cuda:0 "
+        "and cuda:1!  (when checking argument for argument mat2 in method wrapper_CUDA_bmm)"
+    )
+    assert (two_spaces["op"], two_spaces["argument"]) == ("bmm", "mat2")
+
+
+def test_a_quoted_span_of_lines_points_to_the_entries_whose_line_it_holds():
+    from qwenvl_diag.explain.lines import line_in
+
+    line = line_in("qwen2_vl-image-mask-device", "4.45.0")
+    for quoted in (
+        f"transformers/models/qwen2_vl/modeling_qwen2_vl.py的{line - 7}-{line + 1}行",
+        f"https://github.com/huggingface/transformers/blob/v4.45.0/src/transformers/models/qwen2_vl/"
+        f"modeling_qwen2_vl.py#L{line - 7}-L{line + 1}",
+        f"lines {line - 7} to {line + 1} of modeling_qwen2_vl.py",
+    ):
+        facts = read_facts(f"Qwen2-VL on two GPUs: {quoted}\ntensors are not on the same device")
+        assert [(f["line"], f["end"]) for f in facts["frames"]] == [(line - 7, line + 1)], quoted
+        result = qd.explain(
+            f"transformers 4.45.0, Qwen2-VL on two GPUs: {quoted}\ncuda:1 and cuda:0 device mismatch"
+        )
+        assert result.best["id"] == "qwen2_vl-image-mask-device" and result.best["tier"] == "function"
+        assert result.best["evidence"][0].startswith(f"lines {line - 7}-{line + 1} of "), result.best[
+            "evidence"
+        ]
+    # a single line from a GitHub link is a line of the file
+    linked = read_facts(f"see modeling_qwen2_vl.py#L{line}")["frames"]
+    assert [(f["line"], f["end"]) for f in linked] == [(line, None)]
+
+
+def test_a_release_older_than_the_familys_first_is_a_preview_build_said_so():
+    result = qd.explain(
+        "transformers version: 4.50.0.dev0\nQwen2.5-Omni-7B on 2 GPUs\nRuntimeError: Expected all tensors to "
+        "be on the same device, but found at least two devices, cuda:1 and cuda:0!"
+    )
+    assert result.candidates == []  # no release has the code the text ran
+    assert (result.answer["label"], result.answer["confidence"]) == ("transformers:uncatalogued", "medium")
+    assert "predates qwen2_5_omni's first release (4.52.1)" in result.answer["summary"]
+    assert "transformers>=4.52.1" in result.reply
+
+
+def test_a_trainer_named_beside_zero3_is_whose_settings_to_report_first():
+    text = (
+        "Qwen-Omni尝试使用zero3训练时出现RuntimeError: Expected all tensors to be on the same device, but "
+        "found at least two devices, cuda:0 and cpu! (ms-swift)"
+    )
+    assert qd.explain(text).answer["label"] == "tool:ms-swift"
+    alone = text.replace(" (ms-swift)", "")
+    assert qd.explain(alone).answer["label"] == "tool:deepspeed"
+
+
+def test_trust_remote_code_for_a_family_transformers_ships_is_not_remote_code():
+    text = (
+        "model = Qwen2VLForConditionalGeneration.from_pretrained(path, trust_remote_code=True, "
+        'device_map="auto")\n'
+        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, cuda:0 "
+        "and cuda:1! (when checking argument for argument mask in method wrapper_CUDA__masked_scatter_)"
+    )
+    result = qd.explain(text)
+    assert result.answer["label"] == "qwen2_vl-image-mask-device"
+    frame = (
+        'File "/x/.cache/huggingface/modules/transformers_modules/Qwen-VL-Chat/visual.py", line 9, '
+        "in forward\n"
+    )
+    assert qd.explain(frame + text).answer["label"] == "tool:remote-code"
+
+
+def test_a_function_only_named_in_words_gives_way_to_the_serving_engine_named():
+    text = (
+        "In `python/sglang/srt/layers/rotary_embedding/mrope_rope_index.py`, the multimodal `get_rope_index` "
+        "builds the position ids\nRuntimeError: Expected all tensors to be on the same device, but found at "
+        "least two devices, cuda:0 and cpu!"
+    )
+    result = qd.explain(text)
+    assert result.answer["label"] == "tool:sglang"
+    assert (
+        result.best["tier"] == "name"
+    )  # the catalogue's get_rope_index, named: the weakest evidence of where

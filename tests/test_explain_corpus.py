@@ -88,6 +88,16 @@ KINDS = {
     "pipeline-raised": "tl-directeddiffusion-1",
     "trainer-raised": "tr-ms-swift-5842",
     "qwen3.5-in-a-comfyui-node": "tl-comfyui-gguf-19",
+    # Chinese prose: the op named in words ("执行masked_scatter操作时") in an Omni thinker, no entry raises it
+    "chinese-prose-op-in-words": "cm-gitcode-qwen25-omni-masked-scatter",
+    # Chinese prose: a name of the entry's line ("rope_deltas张量") and the mismatch told in words
+    "chinese-prose-names-of-its-line": "cm-gitcode-qwen25vl-rope-deltas",
+    # a trainer named beside ZeRO-3: the trainer's settings start DeepSpeed
+    "trainer-named-beside-zero3": "cm-gitcode-swift-qwen-omni-zero3",
+    # a serving engine's own function of the catalogue's name (get_rope_index), the engine named
+    "serving-engine-with-a-function-of-the-same-name": "tl-sglang-23291",
+    # the video rope bug's other face, torch.cat's wrapper (the PR that fixed it)
+    "video-bug-at-its-cat": "up-tf-37597",
 }
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
+
 from .facts import DEVICE_ERROR_KINDS
 from .text import IN_TRANSFORMERS, raising_frame
 
@@ -26,7 +28,7 @@ ANSWER_KEYS = ("label", "kind", "confidence", "whose", "summary")
 # transformers' code raised
 _MOVERS = ("quantizer", "quantized weights", "pipeline", "node", "zero3", "server", "remote code")
 # the evidence that a candidate's own trigger was seen (`rank._cues`): it outweighs an op no entry raises in
-_CUED = ("the text names", "the text mentions", "the text shows FSDP", "transformers warned")
+_CUED = ("the text names its function", "the text mentions", "the text shows FSDP", "transformers warned")
 _PACKAGE = re.compile(r"[/\\](?:site|dist)-packages[/\\](?P<package>[\w.-]+)")
 
 
@@ -53,12 +55,25 @@ def _from_tool(tool: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _driver(tool: dict[str, Any], tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """The tool to answer for `tool`: ZeRO-3 only named where a trainer is named or called is the
+    trainer's (it starts DeepSpeed with its own settings, and its maintainers answer first), else `tool`."""
+    if tool["role"] == "zero3" and tool["where"] == "named":
+        return next((t for t in tools if t["role"] == "trainer" and t["where"] != "raised"), tool)
+    return tool
+
+
 def decide(facts: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The answer (`ANSWER_KEYS`) for `facts` and their ranked `candidates`; None when the text shows no
     device error it can place (or one in another model's code)."""
     best = candidates[0] if candidates else None
     tools = [tool for tool in facts["tools"] if tool["where"] != "listed"]
-    weak = best is None or best["tier"] in ("op", "context")
+    # a function only named in the words is weak too: another package's code has functions of that name
+    weak = best is None or best["tier"] in ("name", "op", "context")
+    if facts["family"]:
+        # transformers runs its own code for these families whatever `trust_remote_code` says; remote
+        # code ran only where its frames (`transformers_modules`) show it
+        tools = [tool for tool in tools if not (tool["role"] == "remote code" and tool["where"] == "named")]
     if best and best["tier"] == "line":
         return _from_candidate(best)
     for tool in tools:
@@ -67,9 +82,19 @@ def decide(facts: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str,
             or (tool["where"] == "called" and tool["role"] in _MOVERS)
             or (tool["where"] == "named" and tool["role"] in _MOVERS and weak)
         ):
-            return _from_tool(tool)
+            return _from_tool(_driver(tool, tools))
     if remote := next((tool for tool in tools if tool["where"] == "raised"), None):
         return _from_tool(remote)
+    if since := _before_first_release(facts):
+        return {
+            **_uncatalogued(facts, ""),
+            "confidence": "medium",
+            "summary": (
+                f"transformers {facts['versions']['transformers']} predates {facts['family']}'s first "
+                f"release ({since}): its code came from a preview build or a fork, which no release "
+                f"ships; install transformers>={since} and rerun"
+            ),
+        }
     cued = best is not None and any(e.startswith(_CUED) for e in best["evidence"])
     if best and best["tier"] == "context" and facts["op"] and facts["family"] and not cued:
         # the error names an op no entry of the family raises with: a bug the catalogue lacks
@@ -102,6 +127,19 @@ def decide(facts: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str,
         "whose": "the caller",
         "summary": f"the caller's own code mixes devices at {where}",
     }
+
+
+def _before_first_release(facts: dict[str, Any]) -> str | None:
+    """The family's first release when the reported transformers is older (a preview build of its code,
+    as Qwen2.5-Omni's before 4.52.1); None otherwise."""
+    from ..models.families import FAMILIES
+
+    reported, family = facts["versions"].get("transformers"), FAMILIES.get(facts["family"] or "")
+    try:
+        older = reported and family and Version(Version(reported).base_version) < Version(family.since)
+    except InvalidVersion:
+        return None
+    return family.since if older else None
 
 
 def _uncatalogued(facts: dict[str, Any], where: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from ..device_errors import convolution_type_mismatch, is_device_error, type_device
-from .text import INTERNALS, clean_lines
+from .text import INTERNALS, clean_lines, spaced
 from .tools import tools_in
 
 FACT_KEYS = (
@@ -49,21 +49,23 @@ FACT_KEYS = (
 one of `ERROR_KINDS` or None; `error` the error line; `devices` the devices it names, in its order
 ("cuda:1", "cpu", "npu:0"); `device_pair` "gpu/gpu", "gpu/cpu", "gpu/meta" or None; `op` the ATen op of the
 CUDA wrapper ("masked_scatter_"), `wrapper` its name ("wrapper_CUDA__masked_scatter_"), `argument` the
-argument it checked ("mask"); `torch_wording` "found at least two devices" (torch <= 2.5 wrappers and
-TensorIterator) or "but got ... is on" (wrappers from torch 2.6); `frames` the traceback's frames ({file,
-line, function, code}, outermost first; without a traceback, the files and lines the text quotes, function
-and code None); `library_frame` the deepest one inside transformers (else the deepest outside torch and
-accelerate); `family` the Qwen-VL family ("qwen2_5_vl"), `model_type` the transformers model directory a
+argument it checked ("mask"), or, for a device error read without a wrapper, an op the text names in its
+words (`masked_scatter`, `index_select`); `torch_wording` "found at least two devices" (torch <= 2.5
+wrappers and TensorIterator) or "but got ... is on" (wrappers from torch 2.6); `frames` the traceback's
+frames ({file, line, end, function, code}, outermost first; without a traceback, the files and lines the
+text quotes, a GitHub link's `#L1687-L1695` among them, function and code None, `end` the last line of a
+quoted span, else None); `library_frame` the deepest one inside transformers (else the deepest outside torch
+and accelerate); `family` the Qwen-VL family ("qwen2_5_vl"), `model_type` the transformers model directory a
 frame runs in ("llama": not Qwen-VL); `checkpoint` a Qwen-VL checkpoint name; `versions` {package: version}
 for transformers, accelerate, torch, qwen-vl-utils; `transformers_range` a requirement on transformers
 stated instead of a version (">=4.57.1", from a pin like `transformers>=4.57.1`); `transformers_commit` a
 source build's commit; `python` "3.10"; `gpus` {count, type}; `engine` a list of "device_map", "torchrun",
 "fsdp", "deepspeed", "vllm"; `action` "training" or "inference" where the text says which (a trainer,
-`backward`, fine-tuning vs `generate`, an inference server; None when it says both or neither); `inputs`
-the inputs it names, a list of "video", "image", "batch", "text"; `warnings` the library warnings it quotes
-that say how the tensors got where they are (`WARNINGS`); `tools` the packages built on
-transformers it shows (`tools.TOOL_KEYS` rows: the tool, and whether its code raised, called the code that
-raised, or is only named)."""
+`backward`, fine-tuning vs `generate`, an inference server; None when it says both or neither); `inputs` the
+inputs it names, a list of "video", "image", "batch", "text"; `warnings` the library warnings it quotes that
+say how the tensors got where they are (`WARNINGS`); `tools` the packages built on transformers it shows
+(`tools.TOOL_KEYS` rows: the tool, and whether its code raised, called the code that raised, or is only
+named)."""
 
 ERROR_KINDS = ("device", "type", "index", "masked_fill", "sdpa", "other")
 """`device`: "Expected all tensors to be on the same device"; `type`: the convolution's "Input type (...)
@@ -99,8 +101,16 @@ _WRAPPER = re.compile(r"\b(?P<wrapper>wrapper_(?:CUDA|NPU|XPU|MPS|PrivateUse1)?_
 _PARAPHRASE = re.compile(
     r"(?:not|n't|aren't|isn't|are not)\s+(?:all\s+)?(?:on|in)\s+the\s+same\s+(?:device|gpu)"
     r"|(?:on|across)\s+(?:two|different|multiple)\s+(?:devices|gpus).{0,40}(?:error|fail)"
-    r"|device[- ]mismatch|mismatch(?:ed)?\s+devices|same[- ]device\s+error|不在同一(?:个)?设备|设备不一致",
+    r"|device[- ]mismatch|mismatch(?:ed)?\s+devices|same[- ]device\s+error"
+    r"|(?:tensors?|张量)\W.{0,60}?\b(?:on|in)\s+different\s+(?:devices|gpus)\b"
+    r"|(?:不|没有)\s*(?:在|位于)\s*(?:同一|相同)\S{0,6}设备|设备不一致|设备不匹配|不同(?:的)?(?:计算)?设备上",
     re.IGNORECASE,
+)
+
+# ops people name in words that are no English word: ATen names with an underscore, the convolutions, bmm
+_OPS_IN_WORDS = re.compile(
+    r"(?<![\w.])(?:torch\.|F\.|\.)?(?P<op>masked_scatter_?|masked_fill_?|index_select|index_put_?|scatter_add_?"
+    r"|conv[123]d|bmm|baddbmm|addmm|layer_norm|rms_norm|index_add_?)(?!\w)"
 )
 
 _DEVICE = r"(?:cuda|npu|xpu|mps|hpu|cpu|meta|privateuseone)(?::\d+)?"
@@ -164,8 +174,17 @@ _RICH_FRAME = re.compile(
 _RICH_ARROW = re.compile(r"^\s*(?:❱|>)\s*(?P<line>\d+)\s(?P<code>.*)$")
 _RICH_WRAPPED = re.compile(r"^\s*\S*[/\\]\S*$")  # a long path rich wrapped: its first part alone
 _RICH_PARTIAL = re.compile(r"^\s*(?:[A-Za-z]:)?[^\s:]+?\.py:\d+(?: in)?\s*$")  # "path.py:1687 in", cut
-# a file and line quoted outside a traceback: "modeling_qwen2_5_vl.py:1334", "... modeling_x.py line 12"
-_FILE_LINE = re.compile(r"(?P<file>[\w./\\~-]*modeling_\w+\.py)(?::|,? line )(?P<line>\d+)")
+# a file and a line (or a few) quoted outside a traceback: "modeling_qwen2_5_vl.py:1334", "modeling_x.py
+# line 12", a GitHub link's "modeling_x.py#L1687-L1695", "modeling_x.py的1687-1695行" (spaced), "lines 1687 to
+# 1695 of modeling_x.py"
+_MODELING_FILE = r"(?P<file>[\w./\\~-]*modeling_\w+\.py)"
+_SPAN = r"(?P<line>\d+)(?:\s*(?:-|–|~|to|到|至)\s*L?(?P<end>\d+))?"
+_FILE_LINES = (
+    re.compile(rf"{_MODELING_FILE}(?:#L|:|,?\s+lines?\s+){_SPAN}"),
+    re.compile(rf"{_MODELING_FILE}\s*(?:的\s*)?第?\s*{_SPAN}\s*行"),
+    re.compile(rf"\blines?\s+{_SPAN}\s+(?:of|in)\s+{_MODELING_FILE}"),
+)
+_MOST_LINES = 50  # a quoted span longer than this names a region, not a line
 
 # most specific first; the Omni thinkers carry Qwen-VL's vision tower and M-RoPE. Names as people write
 # them: "Qwen2.5-VL", "qwen2_5_vl", "Qwen2_5_VL...", "Qwen2.5vl", "qwen25vl", "Qwen2.5 VL"
@@ -227,11 +246,27 @@ def _op(wrapper: str) -> str:
     return re.sub(r"^wrapper_(?:[A-Za-z0-9]+_)?_*", "", wrapper)
 
 
+# the first words of torch's device wordings: a paste may wrap the rest onto the next lines
+_ERROR_START = re.compile(
+    r"Expected all tensors to be on the same device|expected self and mask|indices should be either"
+    r"|Expected query, key, and value",
+    re.IGNORECASE,
+)
+
+
+def _unwrapped_error(index: int, lines: list[str]) -> str:
+    """Line `index` with its runs of spaces made one; a device error's first line with the three lines
+    after it, where a paste (or a terminal's width) may have wrapped the rest of it."""
+    if _ERROR_START.search(lines[index]):
+        return re.sub(r"\s+", " ", " ".join(lines[index : index + 4]))
+    return re.sub(r"[ \t]+", " ", lines[index])
+
+
 def _error(lines: list[str]) -> dict[str, Any]:
     """The last device error the patterns read (devices, op, argument), else the first line of another of
     PyTorch's device texts, else the last exception line (an error that is not about devices)."""
     found: dict[str, Any] = {}
-    for line in lines:
+    for line in (_unwrapped_error(index, lines) for index in range(len(lines))):
         for kind, wording, pattern in _ERRORS:
             match = pattern.search(line)
             if not match:
@@ -241,7 +276,7 @@ def _error(lines: list[str]) -> dict[str, Any]:
             wrapper = groups.get("wrapper")
             found = {
                 "error_kind": kind,
-                "error": line.strip(),
+                "error": line[: match.end()].strip(),
                 "devices": devices,
                 "wrapper": wrapper,
                 "op": _op(wrapper) if wrapper else _WORDING_OPS.get(kind),
@@ -261,7 +296,7 @@ def _error(lines: list[str]) -> dict[str, Any]:
             found = {"error_kind": "device", "error": line.strip(), "devices": re.findall(_DEVICE, line)}
     if found:
         return found
-    for line in lines:
+    for line in map(spaced, lines):
         if _PARAPHRASE.search(line) or _WRAPPER.search(line):  # said in words: no devices read
             wrapper = match["wrapper"] if (match := _WRAPPER.search("\n".join(lines))) else None
             told = {"error_kind": "device", "error": line.strip(), "devices": [], "wrapper": wrapper}
@@ -312,6 +347,7 @@ def _frames(lines: list[str]) -> list[dict[str, Any]]:
         frame = {
             "file": groups["file"],
             "line": int(groups["line"]) if groups.get("line") else None,
+            "end": None,
             "function": groups["function"].rsplit(".", 1)[-1],
             "code": None,
         }
@@ -450,6 +486,26 @@ def device_pair(devices: list[str]) -> str:
     return "gpu/cpu" if "cpu" in kinds else "gpu/meta" if "meta" in kinds else "gpu/gpu"
 
 
+def _quoted_lines(words: str) -> list[dict[str, Any]]:
+    """The files and lines a text quotes outside a traceback, as frames (function and code None; `end`
+    the last line of a quoted span, else None), in the order quoted."""
+    found = []
+    for pattern in _FILE_LINES:
+        for match in pattern.finditer(words):
+            line, end = int(match["line"]), int(match["end"]) if match["end"] else None
+            if end is not None and not 0 < end - line <= _MOST_LINES:
+                end = None
+            found.append((match.start(), {"file": match["file"], "line": line, "end": end}))
+    return [{**frame, "function": None, "code": None} for _, frame in sorted(found, key=lambda f: f[0])]
+
+
+def _op_in_words(words: str) -> str | None:
+    """An op a text names in its words ("the error happens in masked_scatter"), for a device error read
+    without one: only names no prose uses otherwise (`_OPS_IN_WORDS`)."""
+    match = _OPS_IN_WORDS.search(words)
+    return match["op"] if match else None
+
+
 def read_facts(text: str) -> dict[str, Any]:
     """The facts of a pasted text (`FACT_KEYS`).
 
@@ -459,37 +515,37 @@ def read_facts(text: str) -> dict[str, Any]:
     """
     lines = clean_lines(text)
     joined = "\n".join(lines)
+    words = spaced(joined)  # for words and names; the frames are read from the lines as printed
     facts: dict[str, Any] = {key: None for key in FACT_KEYS}
     facts.update(devices=[], frames=[], versions={}, engine=[])
     facts.update(_error(lines))
+    if facts["error_kind"] == "device" and not facts["op"]:
+        facts["op"] = _op_in_words(words)
     devices = facts["devices"]
     if len(devices) >= 2 or (facts["error_kind"] == "index" and devices):
         facts["device_pair"] = device_pair(devices)
-    facts["frames"] = _frames(lines) or [
-        {"file": match["file"], "line": int(match["line"]), "function": None, "code": None}
-        for match in _FILE_LINE.finditer(joined)
-    ]
+    facts["frames"] = _frames(lines) or _quoted_lines(words)
     facts["library_frame"] = _library_frame(facts["frames"])
     model_dirs = [match["type"] for frame in facts["frames"] if (match := _MODEL_DIR.search(frame["file"]))]
     facts["model_type"] = model_dirs[-1] if model_dirs else None
-    facts["family"] = _family(joined, facts["model_type"])
+    facts["family"] = _family(words, facts["model_type"])
     if match := _CHECKPOINT.search(joined):
         facts["checkpoint"] = match.group().removesuffix(".")
-    facts["versions"] = _versions(joined)
-    facts["transformers_range"] = None if "transformers" in facts["versions"] else _range(joined)
+    facts["versions"] = _versions(words)
+    facts["transformers_range"] = None if "transformers" in facts["versions"] else _range(words)
     if match := _COMMIT.search(joined):
         facts["transformers_commit"] = match["commit"] or match["c2"]
     for pattern in _PYTHON:
         if match := pattern.search(joined):
             facts["python"] = match["version"]
             break
-    facts["gpus"] = _gpus(lines, joined)
+    facts["gpus"] = _gpus(lines, words)
     # the raw text: launchers' "[rank3]:" prefixes, taken off the lines above, say torchrun
     facts["engine"] = [
-        engine for engine, pattern in _ENGINES if pattern.search(text) or pattern.search(joined)
+        engine for engine, pattern in _ENGINES if pattern.search(text) or pattern.search(words)
     ]
-    facts["action"] = _action(facts["frames"], joined)
-    facts["inputs"] = [name for name, pattern in _INPUTS if pattern.search(joined)]
+    facts["action"] = _action(facts["frames"], words)
+    facts["inputs"] = [name for name, pattern in _INPUTS if pattern.search(words)]
     facts["warnings"] = [name for name, pattern in WARNINGS.items() if pattern.search(joined)]
-    facts["tools"] = tools_in(facts["frames"], joined)
+    facts["tools"] = tools_in(facts["frames"], words)
     return facts

@@ -8,8 +8,10 @@ The score adds points per piece of evidence, in tiers so that stronger evidence 
    generated copy of it), or its code line in a frame; the code quoted elsewhere in the text counts
    `CODE_QUOTED` (95), a line number that is the entry's line in some release, with no release reported,
    `LINE_SOME_RELEASE` (90).
-2. **The function it failed in** (`FUNCTION`, 30): the traceback ends in the entry's function in its file
-   (and the frame shows no other code line); a function of its own name, quoted in words, `NAMED`, 20.
+2. **Near where it failed**: a quoted span of lines of its file that holds its line (`LINE_SPAN`, 40: a
+   GitHub link's `#L1687-L1695`, "lines 1687-1695"); the function it failed in (`FUNCTION`, 30): the
+   traceback ends in the entry's function in its file (and the frame shows no other code line); a function
+   of its own name, quoted in words, `NAMED`, 20.
 3. **The error** against the entry's signature: its op (`OP`, 10; every torch wording is mapped to its
    op, a wrapper's to the wrapper's, a wrapper quoted in words too) and its kind of device pair
    (`DEVICES`, 10; `npu`, `xpu`, `mps` and `hpu` count as GPUs); each is -10 when it differs.
@@ -21,15 +23,15 @@ The score adds points per piece of evidence, in tiers so that stronger evidence 
    inputs are on another device for a usage entry; an inference report against an FSDP2 training bug,
    `CUE_AGAINST`, -20).
 
-A function with every piece of context does not outscore a line with nothing against it, so the line wins
-whatever the rest says. An entry without where it failed is a candidate only with its op named in its
+A span or a function does not outscore a line with the same context, so the line wins whatever the rest
+says. An entry without where it failed is a candidate only with its op named in its
 family (or, with no family said, an op no other family's entries raise in), or, for a device error told in
 words (or a warning that says how it came about), with its family and an affected release or a cue. Equal
 scores at the top are said as a tie (`tied`), never silently ordered.
 
 Confidence: "high" for a line (tier 1) with nothing against it and no tie; "medium" for a line with
-something against it or tied, or for the function or the error's op with the family and nothing against
-it; "low" for the rest (context and cues only). `benchmarks/bench_explain.py` measures what each level
+something against it or tied, or for a span, the function, its name or the error's op with nothing
+against it; "low" for the rest (context and cues only). `benchmarks/bench_explain.py` measures what each level
 means on the corpus of real pastes (`tests/data/explain_corpus`).
 """
 
@@ -48,7 +50,7 @@ from ..presets import PRESETS
 from .lines import line_in, line_index, releases_with_line
 from .text import IN_TRANSFORMERS
 
-LINE, CODE_QUOTED, LINE_SOME_RELEASE, FUNCTION, NAMED = 100, 95, 90, 30, 20
+LINE, CODE_QUOTED, LINE_SOME_RELEASE, LINE_SPAN, FUNCTION, NAMED = 100, 95, 90, 40, 30, 20
 OP, DEVICES = 10, 10
 FAMILY, FAMILY_OTHER = 15, -60
 RELEASE, RELEASE_NOT, RANGE, RANGE_NOT = 15, -65, 8, -30
@@ -70,7 +72,11 @@ def _where(bug: KnownBug, facts: dict[str, Any], text: str) -> tuple[int, list[s
         own_function = frame["function"] in (None, bug.function)
         if own_function and bug.quoted_in(frame["code"] or ""):
             return LINE, [f"the traceback runs through its line: {bug.function} in {bug.file}: {bug.code}"]
-        if frame["line"] is not None and release:
+        if frame.get("end"):  # a span of lines quoted ("#L1687-L1695"): its line among them
+            if fitting := _releases_in_span(bug.id, frame["line"], frame["end"], release):
+                span = f"lines {frame['line']}-{frame['end']} of {bug.file}"
+                best = max(best, (LINE_SPAN, [f"{span} hold its line in transformers {_span(fitting)}"]))
+        elif frame["line"] is not None and release:
             # the release's own file has its code on that line, whatever the frame calls the function
             if line_in(bug.id, release) == frame["line"]:
                 return LINE, [f"line {frame['line']} of {bug.file} in {reported} is its line ({bug.code})"]
@@ -101,6 +107,13 @@ def _in_file(path: str, bug: KnownBug) -> bool:
     if "/" not in path and "\\" not in path:
         return any(path == file.rsplit("/", 1)[-1] for file in bug.files)
     return bug.in_file(path)
+
+
+def _releases_in_span(bug_id: str, first: int, last: int, release: str | None) -> list[str]:
+    """The releases (only `release`, when one is reported) whose file has the entry's code on a line
+    from `first` to `last`."""
+    releases = [release] if release else list(line_index())
+    return [r for r in releases if (line := line_in(bug_id, r)) is not None and first <= line <= last]
 
 
 def _release(version: str | None) -> str | None:
@@ -146,7 +159,7 @@ def _signature(bug: KnownBug, facts: dict[str, Any]) -> tuple[int, list[str], li
     elif facts["device_pair"]:
         points -= DEVICES
         against.append(f"the error mixes {facts['device_pair']} devices; this bug mixes {signature.devices}")
-    if facts["op"] and _same_op(facts["op"], signature.op):
+    if facts["op"] and any(_same_op(facts["op"], op) for op in signature.ops):
         points += OP
         op_named = True
         evidence.append(f"the error names its op, {facts['op']}")
@@ -212,16 +225,31 @@ def _families_naming(name: str) -> frozenset[str]:
 @functools.cache
 def _families_raising(op: str) -> frozenset[str]:
     """The families whose catalogue entries raise in `op`."""
-    return frozenset(bug.families[0] for bug in CATALOGUE if bug.signature and bug.signature.op == op)
+    return frozenset(bug.families[0] for bug in CATALOGUE if bug.signature and op in bug.signature.ops)
 
 
 @functools.cache
 def _distinctive_names(bug_id: str) -> tuple[str, ...]:
-    """The names in an entry's code line that few entries' lines hold (at most three): `second_per_grid_t`,
-    `rope_deltas`, `pos_embed`; not `self`, `hidden_states` or `torch`."""
+    """The names in an entry's code line that few entries' lines hold (at most three), or no other entry's
+    of its families: `second_per_grid_t`, `pos_embed`, Qwen2.5-VL's `rope_deltas`; not `self`,
+    `hidden_states` or `torch`."""
     counts = Counter(name for bug in CATALOGUE for name in set(_names(bug.code)))
     bug = next(bug for bug in CATALOGUE if bug.id == bug_id)
-    return tuple(name for name in _names(bug.code) if counts[name] <= 3 and len(name) >= 6 and "_" in name)
+    kin = [other for other in CATALOGUE if other.id != bug.id and set(other.runs_in) & set(bug.runs_in)]
+    in_kin = Counter(name for other in kin for name in set(_names(other.code)))
+    return tuple(
+        name
+        for name in _names(bug.code)
+        if (counts[name] <= 3 or not (in_kin[name] or name in _FORWARD_NAMES))
+        and len(name) >= 6
+        and "_" in name
+    )
+
+
+# the names every forward of these models passes along: in a text they say nothing about which line ran
+_FORWARD_NAMES = frozenset(
+    ("hidden_states", "input_ids", "inputs_embeds", "attention_mask", "position_ids", "pixel_values")
+)
 
 
 def _names(code: str) -> list[str]:
@@ -281,25 +309,26 @@ def _candidate(bug: KnownBug, facts: dict[str, Any], text: str) -> dict[str, Any
 
 
 def _tier(where: int, op_named: bool) -> str:
-    """The strongest kind of evidence: "line", "function" (also its name quoted), "op" or "context"."""
+    """The strongest kind of evidence: "line", "function" (a span of lines holding its line, or the
+    function a traceback ended in), "name" (its function named in words), "op" or "context"."""
     if where >= LINE_SOME_RELEASE:
         return "line"
-    return "function" if where else "op" if op_named else "context"
+    return "function" if where >= FUNCTION else "name" if where else "op" if op_named else "context"
 
 
 def _confidence(candidate: dict[str, Any], tied: bool) -> str:
     if candidate["tier"] == "line":
         return "high" if not candidate["against"] and not tied else "medium"
-    if candidate["tier"] in ("function", "op") and not candidate["against"] and not tied:
+    if candidate["tier"] in ("function", "name", "op") and not candidate["against"] and not tied:
         return "medium"
     return "low"
 
 
 def rank(facts: dict[str, Any], text: str) -> list[dict[str, Any]]:
     """The catalogue entries `facts` (read from `text`) point to, best first, each with its `tier` (the
-    strongest evidence: "line", "function", "op" or "context"), `confidence` and `tied` (True when another
-    shares the best score); [] when the text shows an error that is not
-    about devices, or a model that is not Qwen-VL."""
+    strongest evidence: "line", "function", "name", "op" or "context"), `confidence` and `tied` (True when
+    another shares the best score); [] when the text shows an error that is not about devices, or a model
+    that is not Qwen-VL."""
     if facts["error_kind"] == "other":
         return []
     if facts["model_type"] and not facts["family"]:

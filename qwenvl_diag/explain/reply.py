@@ -76,7 +76,8 @@ def _why(best: dict[str, Any]) -> str:
     """What the confidence rests on, in a few words."""
     basis = {
         "line": "the text shows its line",
-        "function": "the traceback ends in its function",
+        "function": "the traceback ends in its function, or the text quotes lines around its line",
+        "name": "the text names its function",
         "op": "the error names its op",
         "context": "only the family, the release and what was run point to it",
     }[best["tier"]]

@@ -53,3 +53,16 @@ IN_TRANSFORMERS = re.compile(r"[/\\]transformers[/\\]")
 def raising_frame(frames: list[dict]) -> dict | None:
     """The deepest frame outside torch and accelerate: the code that handed the op its tensors."""
     return next((frame for frame in reversed(frames) if not INTERNALS.search(frame["file"])), None)
+
+
+# Chinese, Japanese and Korean characters (and full-width forms) are word characters to `\b`, so a name
+# written against them ("rope_deltas张量", "使用zero3训练") has no word boundary; `spaced` puts one there
+_CJK = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff00-\uffef"
+_CJK_EDGE = re.compile(rf"(?<=[{_CJK}])(?=[A-Za-z0-9_`])|(?<=[A-Za-z0-9_`])(?=[{_CJK}])")
+
+
+def spaced(text: str) -> str:
+    """`text` with a space wherever a CJK character meets a Latin letter, digit or underscore, so that
+    words read the same in Chinese prose as in English: "执行masked_scatter操作" -> "执行 masked_scatter
+    操作"."""
+    return _CJK_EDGE.sub(" ", text)

@@ -175,6 +175,14 @@ _TOOLS = (
         None,
     ),
     _Tool("vllm", "server", r"vllm", r"\bvllm\b", _ISSUES.format("vllm-project/vllm"), None),
+    _Tool(
+        "tensorrt-llm",
+        "server",
+        r"tensorrt_llm",
+        r"TensorRT-LLM|tensorrt_llm|\btrt-?llm\b",
+        _ISSUES.format("NVIDIA/TensorRT-LLM"),
+        None,
+    ),
     _Tool("sglang", "server", r"sglang", r"\bsglang\b", _ISSUES.format("sgl-project/sglang"), None),
     _Tool("lmdeploy", "server", r"lmdeploy", r"\blmdeploy\b", _ISSUES.format("InternLM/lmdeploy"), None),
     _Tool(
