@@ -314,6 +314,7 @@ def test_tools_are_read_from_frames_words_and_version_lists():
     tools = {tool["tool"]: tool["where"] for tool in read_facts(text)["tools"]}
     # not installed is no mention; a version in a list is installed, not used
     assert tools == {"autoawq": "called", "vllm": "listed", "comfyui": "named"}
+    assert read_facts(text)["engine"] == []  # nor is either an engine the text ran
     # unless the text speaks of what the tool does
     serving = read_facts("- vllm: 0.11.0\nwe serve Qwen2.5-VL with it")["tools"]
     assert [(tool["tool"], tool["where"]) for tool in serving] == [("vllm", "named")]

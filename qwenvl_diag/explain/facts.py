@@ -486,6 +486,17 @@ def device_pair(devices: list[str]) -> str:
     return "gpu/cpu" if "cpu" in kinds else "gpu/meta" if "meta" in kinds else "gpu/gpu"
 
 
+_NOT_INSTALLED_ENGINE = {
+    engine: re.compile(rf"{engine}[`'\"]?(?:\s+version)?\s*[:=]?\s*not installed", re.IGNORECASE)
+    for engine in ("deepspeed", "vllm")
+}
+
+
+def _used(engine: str, tools: list[dict[str, Any]]) -> bool:
+    """Whether the text shows `engine` used: its frames, or its name outside a list of versions."""
+    return any(tool["tool"] == engine and tool["where"] != "listed" for tool in tools)
+
+
 def _quoted_lines(words: str) -> list[dict[str, Any]]:
     """The files and lines a text quotes outside a traceback, as frames (function and code None; `end`
     the last line of a quoted span, else None), in the order quoted."""
@@ -541,11 +552,18 @@ def read_facts(text: str) -> dict[str, Any]:
             break
     facts["gpus"] = _gpus(lines, words)
     # the raw text: launchers' "[rank3]:" prefixes, taken off the lines above, say torchrun
+    facts["tools"] = tools_in(facts["frames"], words)
+    # an engine that is also a tool counts where it was used, not where a version list says it is
+    # installed ("DeepSpeed version: not installed", "vllm: 0.11.0")
+    unused = {tool["tool"] for tool in facts["tools"] if tool["where"] == "listed"}
+    unused |= {engine for engine in ("deepspeed", "vllm") if _NOT_INSTALLED_ENGINE[engine].search(words)}
     facts["engine"] = [
-        engine for engine, pattern in _ENGINES if pattern.search(text) or pattern.search(words)
+        engine
+        for engine, pattern in _ENGINES
+        if (pattern.search(text) or pattern.search(words))
+        and not (engine in unused and not _used(engine, facts["tools"]))
     ]
     facts["action"] = _action(facts["frames"], words)
     facts["inputs"] = [name for name, pattern in _INPUTS if pattern.search(words)]
     facts["warnings"] = [name for name, pattern in WARNINGS.items() if pattern.search(joined)]
-    facts["tools"] = tools_in(facts["frames"], words)
     return facts
