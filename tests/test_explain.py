@@ -830,3 +830,23 @@ def test_a_function_only_named_in_words_gives_way_to_the_serving_engine_named():
     assert (
         result.best["tier"] == "name"
     )  # the catalogue's get_rope_index, named: the weakest evidence of where
+
+
+def test_a_paste_copied_from_a_rendered_page_reads_as_printed():
+    markdown = read_facts(
+        r"RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
+        r"cuda:0 and cpu! (when checking argument for argument index in method "
+        r"wrapper\_CUDA\_\_index\_select)"
+    )
+    assert (markdown["op"], markdown["argument"]) == ("index_select", "index")
+    entities = read_facts(
+        "File &quot;/x/site-packages/transformers/models/qwen2_vl/modeling_qwen2_vl.py&quot;, line 1694, "
+        "in forward\n    inputs_embeds = inputs_embeds.masked_scatter(image_mask, image_embeds)"
+    )
+    assert entities["library_frame"]["line"] == 1694 and entities["family"] == "qwen2_vl"
+    # the "!" lost in a copy: the wrapper is still read
+    bare = read_facts(
+        "Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cuda:1 "
+        "(when checking argument for argument mat2 in method wrapper_CUDA_bmm)"
+    )
+    assert (bare["op"], bare["devices"]) == ("bmm", ["cuda:0", "cuda:1"])

@@ -120,7 +120,7 @@ _ERRORS = (
         "found at least two devices",
         re.compile(
             rf"Expected all tensors to be on the same device, but found at least two devices, "
-            rf"(?P<a>{_DEVICE}) and (?P<b>{_DEVICE})!"
+            rf"(?P<a>{_DEVICE}) and (?P<b>{_DEVICE})!?"
             r"(?: \(when checking argument for argument (?P<argument>\w+) in method (?P<wrapper>\w+)\))?"
         ),
     ),

@@ -1,9 +1,11 @@
-"""What a pasted text is made of, line by line: the noise around each line (colour codes, torchrun's
-`[rank3]:` and Ray's `(pid=..)` prefixes, logging timestamps and levels, rich's box borders) taken off,
-so that a traceback reads the same however it was printed."""
+"""What a pasted text is made of, line by line: the noise around each line (colour codes, HTML entities
+and Markdown escapes of a rendered page, torchrun's `[rank3]:` and Ray's `(pid=..)` prefixes, logging
+timestamps and levels, rich's box borders) taken off, so that a traceback reads the same however it was
+printed; and its words spaced from Chinese prose (`spaced`)."""
 
 from __future__ import annotations
 
+import html
 import re
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -25,9 +27,12 @@ _BOX = re.compile(r"^\s*[│┃]\s?(?P<content>.*?)\s*[│┃]\s*$")
 
 
 def clean_line(line: str) -> str:
-    """`line` without colour codes, the prefixes launchers and loggers put before each line, and the
-    borders of rich's boxed tracebacks."""
+    """`line` without colour codes, HTML entities, Markdown's escapes of `_`, the prefixes launchers and
+    loggers put before each line, and the borders of rich's boxed tracebacks."""
     line = _ANSI.sub("", line).rstrip("\r\n")
+    # copied from a rendered page: HTML entities ("&gt;", "&#39;") and Markdown's escaped underscores
+    # ("wrapper\\_CUDA\\_\\_index\\_select") read as the text printed them
+    line = html.unescape(line).replace("\\_", "_") if "&" in line or "\\_" in line else line
     changed = True
     while changed:
         changed = False
