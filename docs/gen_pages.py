@@ -63,7 +63,15 @@ def catalogue_entries() -> str:
     sections = []
     for bug in qd.known_bugs().itertuples():
         signature = bug.signature or {}
-        said = ", ".join(f"{key} `{value}`" for key, value in signature.items() if value) or "—"
+        said = (
+            ", ".join(
+                f"{key.replace('_', ' ')} "
+                + ", ".join(f"`{v}`" for v in (value if isinstance(value, list) else [value]))
+                for key, value in signature.items()
+                if value
+            )
+            or "—"
+        )
         lines = [
             f"### `{bug.id}` {{#{bug.id}}}",
             "",

@@ -44,7 +44,8 @@ KNOWN_BUG_COLUMNS = [
 substring of the source line that raises; `variants` the same line as other releases write it (a list,
 usually empty); `fixed_in` the first fixed release (None: not a transformers bug, or open upstream);
 `references` a list of issue / pull-request / source URLs; `signature` the error as the kit's
-reproduction raises it (a dict: `ErrorSignature`'s fields; None for a silent bug); `scenario` the name
+reproduction raises it (a dict: `ErrorSignature`'s fields, `reported_ops` the other ops public reports
+show it in; None for a silent bug); `scenario` the name
 of the `Scenario.preset` that reproduces it; `workaround` what to do short of upgrading, naming the
 kit's fixes (`qd.fixes()`) for it; `kind` one of `BUG_KINDS`."""
 
@@ -88,7 +89,13 @@ class ErrorSignature:
         return (self.op, *self.reported_ops)
 
     def row(self) -> dict:
-        return {"op": self.op, "devices": self.devices, "wrapper": self.wrapper, "argument": self.argument}
+        return {
+            "op": self.op,
+            "devices": self.devices,
+            "wrapper": self.wrapper,
+            "argument": self.argument,
+            "reported_ops": list(self.reported_ops),
+        }
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ def test_the_frame_has_stable_columns_and_one_row_per_entry():
         if row.kind == "silent":
             assert row.signature is None
             continue
-        assert set(row.signature) == {"op", "devices", "wrapper", "argument"}
+        assert set(row.signature) == {"op", "devices", "wrapper", "argument", "reported_ops"}
         assert row.signature["devices"] in ("gpu/gpu", "gpu/cpu", "gpu/meta")
 
 
