@@ -12,7 +12,7 @@ For each release given (default: every release on the package index newer than t
 5. `requirements/current.txt` pins the release and its accelerate when it is newer than the pinned one.
 It prints what changed as a short markdown report (and writes it with `--report FILE`).
 
-    .venv/bin/python scripts/refresh.py [RELEASE ...] [--no-lab]
+    .venv/bin/python scripts/refresh.py [RELEASE ...] [--no-lab] [--entries ID ...]
 
 Then run `make test`, read the report's verdicts, and update the catalogue where it says so.
 """
@@ -111,12 +111,14 @@ def verdict(bug, release: str, named: bool, line: int | None, indexed: int | Non
     return "fails again: a regression, widen its range" if named else "stays fixed"
 
 
-def lab_rows(release: str, lines: dict[str, int]) -> list[dict]:
-    """Each catalogue entry's scenario run in `release`: outcome, line and verdict."""
+def lab_rows(release: str, lines: dict[str, int], entries: list[str] | None = None) -> list[dict]:
+    """Each catalogue entry's scenario (or only `entries`') run in `release`: outcome, line and verdict."""
     import qwenvl_diag as qd
 
     rows = []
     for bug in CATALOGUE:
+        if entries is not None and bug.id not in entries:
+            continue
         if bug.kind == "usage" or Version(release) < Version(FAMILIES[bug.families[0]].since):
             continue
         row = {"entry": bug.id, "affected": bug.affected, "line": None}
@@ -186,7 +188,7 @@ def refresh(release: str, options: argparse.Namespace) -> str:
     if options.requirements and (pinned := pin(release, accelerate, options.requirements)):
         report.append(f"- current stack: {pinned}")
     if not options.no_lab:
-        rows = lab_rows(release, lines)
+        rows = lab_rows(release, lines, options.entries)
         report += ["", "| entry | affected | outcome | line | verdict |", "|---|---|---|---|---|"]
         report += [
             f"| {r['entry']} | {r['affected']} | {r['outcome']} | {r['line'] or ''} | {r['verdict']} |"
@@ -207,8 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requirements", type=Path, default=REQUIREMENTS, help="the current stack's pins")
     parser.add_argument("--cache", type=Path, default=WHEELS, help="where wheels are downloaded")
     parser.add_argument("--no-lab", action="store_true", help="skip running the catalogue in the releases")
+    parser.add_argument(
+        "--entries",
+        nargs="+",
+        metavar="ID",
+        help="run only these catalogue entries in the releases (default: every one)",
+    )
     parser.add_argument("--report", type=Path, help="also write the report to this file")
     options = parser.parse_args(argv)
+    known = {bug.id for bug in CATALOGUE}
+    if stray := [entry for entry in options.entries or [] if entry not in known]:
+        parser.error(f"not a catalogue entry: {', '.join(stray)} (`qd.known_bugs()` lists them)")
     listed = releases()
     unknown = [release for release in options.releases if release not in listed]
     if unknown:  # before anything is written

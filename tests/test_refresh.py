@@ -27,6 +27,20 @@ RELEASE = str(TRANSFORMERS_VERSION)
 MINOR = f"{TRANSFORMERS_VERSION.major}.{TRANSFORMERS_VERSION.minor}"
 
 
+# the entries whose scenario can run in the installed release; the routine runs one that still fails there
+# and one that stays fixed (test_catalogue_lab runs every entry at the ends of its range)
+RUNNABLE = [
+    bug
+    for bug in CATALOGUE
+    if bug.kind != "usage" and TRANSFORMERS_VERSION >= Version(FAMILIES[bug.families[0]].since)
+]
+LAB_SAMPLE = [
+    found.id
+    for affected in (True, False)
+    if (found := next((bug for bug in RUNNABLE if bug.affects(RELEASE) == affected), None))
+]
+
+
 @pytest.fixture(scope="module")
 def refresh_module():
     sys.path.insert(0, str(ROOT / "scripts"))  # the script imports its neighbour, build_line_index
@@ -54,7 +68,7 @@ def caught_up(refresh_module, tmp_path_factory):
         ("requirements", "requirements.txt"),
     ):
         argv += [f"--{name}", str(folder / path)]
-    assert refresh_module.main(argv + ([] if TRANSFORMERS_5 else ["--no-lab"])) == 0
+    assert refresh_module.main(argv + (["--entries", *LAB_SAMPLE] if TRANSFORMERS_5 else ["--no-lab"])) == 0
     return folder, (folder / "report.md").read_text()
 
 
@@ -109,22 +123,18 @@ def test_qwen_model_types_the_kit_does_not_know_are_listed(caught_up):
         assert ("qwen3_5", "vision") in listed
 
 
-def test_every_catalogue_entry_is_run_and_judged_in_the_release(caught_up):
-    """The current stack runs each entry's scenario in the release: the kit is current, so each open
-    entry still fails (at its indexed line) and each fixed one stays fixed; nothing to look at."""
+def test_the_catalogue_entries_asked_for_are_run_and_judged_in_the_release(caught_up):
+    """The current stack runs the entries asked for (`--entries`: one open in the release, one fixed) in
+    the release: the kit is current, so the open one still fails (at its indexed line) and the fixed one
+    stays fixed; nothing to look at."""
     _, report = caught_up
     rows = [line.split(" | ") for line in report.splitlines() if line.startswith("| qwen")]
     if not TRANSFORMERS_5:  # --no-lab
         assert rows == [] and "Entries to look at" not in report
         return
     judged = {row[0].lstrip("| "): row for row in rows}
-    runnable = [
-        b
-        for b in CATALOGUE
-        if b.kind != "usage" and TRANSFORMERS_VERSION >= Version(FAMILIES[b.families[0]].since)
-    ]
-    assert sorted(judged) == sorted(b.id for b in runnable)
-    for bug in runnable:
+    assert sorted(judged) == sorted(LAB_SAMPLE) and LAB_SAMPLE
+    for bug in (bug for bug in RUNNABLE if bug.id in LAB_SAMPLE):
         verdict = judged[bug.id][4].rstrip(" |")
         assert verdict == ("still fails" if bug.affects(RELEASE) else "stays fixed"), judged[bug.id]
     assert "Entries to look at: none." in report
@@ -157,6 +167,16 @@ def test_a_release_not_on_the_package_index_is_refused_and_nothing_is_written(
             f"not a transformers release on the package index from 4.45.0 on: {wrong}"
             in capsys.readouterr().err
         )
+    assert index.read_text() == INDEX.read_text()
+
+
+def test_an_entry_the_catalogue_lacks_is_refused_before_anything_is_written(refresh_module, tmp_path, capsys):
+    index = tmp_path / "index.json"
+    index.write_text(INDEX.read_text())
+    with pytest.raises(SystemExit) as exit_:
+        refresh_module.main(["--index", str(index), "--entries", CATALOGUE[0].id, "qwen9-nothing"])
+    assert exit_.value.code == 2
+    assert "not a catalogue entry: qwen9-nothing" in capsys.readouterr().err
     assert index.read_text() == INDEX.read_text()
 
 
