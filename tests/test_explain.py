@@ -846,3 +846,26 @@ def test_a_paste_copied_from_a_rendered_page_reads_as_printed():
         "(when checking argument for argument mat2 in method wrapper_CUDA_bmm)"
     )
     assert (bare["op"], bare["devices"]) == ("bmm", ["cuda:0", "cuda:1"])
+
+
+def test_more_tools_built_on_transformers_are_read_from_frames_and_words():
+    error = (
+        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, cuda:1 "
+        "and cuda:0! (when checking argument for argument index in method wrapper_CUDA__index_select)"
+    )
+    frames = (
+        'File "/x/site-packages/colpali_engine/models/qwen2/colqwen2/modeling_colqwen2.py", line 54, '
+        "in forward\n"
+        'File "/x/site-packages/transformers/models/qwen2_vl/modeling_qwen2_vl.py", line 1500, in forward\n'
+    )
+    result = qd.explain(frames + error)
+    assert result.answer["label"] == "tool:colpali-engine" and result.answer["confidence"] == "medium"
+    assert "its first parameter's" in result.reply  # the mechanism of a model library, in the kit's words
+    named = {
+        "fine-tuning Qwen2.5-VL with axolotl on 2 GPUs": "axolotl",
+        "Qwen2-VL served by text-generation-inference": "text-generation-inference",
+        "DiffSynth-Studio low VRAM mode with the Qwen2.5-VL text encoder": "diffsynth-studio",
+        "SentenceTransformer('Alibaba-NLP/gme-Qwen2-VL-2B-Instruct')": "sentence-transformers",
+    }
+    for words, tool in named.items():
+        assert [t["tool"] for t in read_facts(words)["tools"]] == [tool], words

@@ -82,7 +82,9 @@ def test_a_side_environment_shadows_transformers_and_keeps_the_kits_torch(lab):
     assert not offline.created and offline.python == env.python
     assert env.path.name.startswith(f"transformers-{env.transformers}-py")
     # its build left no temporary folder (the other stack may be building another release beside it)
-    assert not [p for p in cache.iterdir() if p.name.startswith(f".building-transformers-{env.transformers}-")]
+    assert not [
+        p for p in cache.iterdir() if p.name.startswith(f".building-transformers-{env.transformers}-")
+    ]
 
 
 def test_a_side_environment_hides_the_kits_packages_its_own_versions_break(lab):

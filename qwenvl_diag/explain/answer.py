@@ -26,7 +26,16 @@ ANSWER_KEYS = ("label", "kind", "confidence", "whose", "summary")
 
 # tools that move weights or inputs themselves: their frame in the stack is the cause even where
 # transformers' code raised
-_MOVERS = ("quantizer", "quantized weights", "pipeline", "node", "zero3", "server", "remote code")
+_MOVERS = (
+    "quantizer",
+    "quantized weights",
+    "pipeline",
+    "node",
+    "zero3",
+    "server",
+    "remote code",
+    "model library",
+)
 # the evidence that a candidate's own trigger was seen (`rank._cues`): it outweighs an op no entry raises in
 _CUED = ("the text names its function", "the text mentions", "the text shows FSDP", "transformers warned")
 _PACKAGE = re.compile(r"[/\\](?:site|dist)-packages[/\\](?P<package>[\w.-]+)")

@@ -16,11 +16,12 @@ from .text import raising_frame
 
 TOOL_KEYS = ("tool", "role", "where", "mechanism", "report", "scenario")
 """Keys of each `facts["tools"]` row: `tool` the package ("autoawq"), `role` ("quantizer", "pipeline",
-"node", "server", "trainer", "evaluation", "zero3", "remote code", "preprocessing"), `where` "raised" (the
-deepest frame outside torch and accelerate is the tool's), "called" (the tool's frame called the code that
-raised), "named" (the text names it, no frame) or "listed" (only in a list of versions, `deepspeed:
-0.16.5`, `DeepSpeed version: not installed`: installed is not used), `mechanism`, `report` (where to
-report it), `scenario` (the kit's preset nearest to it, or None when the kit cannot run that code)."""
+"node", "server", "trainer", "evaluation", "zero3", "remote code", "preprocessing", "model library"),
+`where` "raised" (the deepest frame outside torch and accelerate is the tool's), "called" (the tool's frame
+called the code that raised), "named" (the text names it, no frame) or "listed" (only in a list of versions,
+`deepspeed: 0.16.5`, `DeepSpeed version: not installed`: installed is not used), `mechanism`, `report`
+(where to report it), `scenario` (the kit's preset nearest to it, or None when the kit cannot run that
+code)."""
 
 # what each role's code does to devices, the mechanisms the kit simulates named in its words
 _MECHANISMS = {
@@ -70,6 +71,12 @@ _MECHANISMS = {
     "preprocessing": (
         "the preprocessing returns tensors on the CPU (or on the device it was given), and they meet the "
         "model's GPU tensors unmoved"
+    ),
+    "model library": (
+        "the library wraps the model in its own class (a subclass of transformers' Qwen-VL model with its "
+        "own forward or heads, an embedding or retrieval model) and moves the inputs to the device it "
+        "reads off the model (its first parameter's), not to the device of the module that takes them "
+        "under a `device_map`"
     ),
 }
 
@@ -159,6 +166,35 @@ _TOOLS = (
         "inputs-on-cpu",
     ),
     _Tool(
+        "diffsynth-studio",
+        "pipeline",
+        r"diffsynth",
+        r"DiffSynth",
+        _ISSUES.format("modelscope/DiffSynth-Studio"),
+        "inputs-on-cpu",
+    ),
+    _Tool(
+        "nunchaku", "pipeline", r"nunchaku", r"\bnunchaku\b", _ISSUES.format("nunchaku-tech/nunchaku"), None
+    ),
+    _Tool("torchao", "quantizer", r"torchao", r"\btorchao\b", _ISSUES.format("pytorch/ao"), "inputs-on-cpu"),
+    _Tool("hqq", "quantizer", r"hqq", r"\bHQQ\b", _ISSUES.format("mobiusml/hqq"), "inputs-on-cpu"),
+    _Tool(
+        "text-generation-inference",
+        "server",
+        r"text_generation_server",
+        r"text-generation-inference|\bTGI\b",
+        _ISSUES.format("huggingface/text-generation-inference"),
+        None,
+    ),
+    _Tool(
+        "xinference",
+        "server",
+        r"xinference",
+        r"\bxinference\b",
+        _ISSUES.format("xorbitsai/inference"),
+        "inputs-on-cpu",
+    ),
+    _Tool(
         "vllm-ascend",
         "server",
         r"vllm_ascend",
@@ -223,6 +259,46 @@ _TOOLS = (
     _Tool(
         "peft", "trainer", r"peft", r"\bpeft\b", _ISSUES.format("huggingface/peft"), "qwen3-vl-fsdp2-offload"
     ),
+    _Tool(
+        "axolotl",
+        "trainer",
+        r"axolotl",
+        r"\baxolotl\b",
+        _ISSUES.format("axolotl-ai-cloud/axolotl"),
+        "qwen3-vl-fsdp2-offload",
+    ),
+    _Tool(
+        "torchtune",
+        "trainer",
+        r"torchtune",
+        r"\btorchtune\b",
+        _ISSUES.format("pytorch/torchtune"),
+        "qwen3-vl-fsdp2-offload",
+    ),
+    _Tool(
+        "openrlhf",
+        "trainer",
+        r"openrlhf",
+        r"\bOpenRLHF\b",
+        _ISSUES.format("OpenRLHF/OpenRLHF"),
+        "qwen3-vl-fsdp2-offload",
+    ),
+    _Tool(
+        "xtuner",
+        "trainer",
+        r"xtuner",
+        r"\bxtuner\b",
+        _ISSUES.format("InternLM/xtuner"),
+        "qwen3-vl-fsdp2-offload",
+    ),
+    _Tool(
+        "mindspeed-mm",
+        "trainer",
+        r"mindspeed(?:_mm)?",
+        r"MindSpeed",
+        "https://gitee.com/ascend/MindSpeed-MM/issues",
+        "qwen3-vl-fsdp2-offload",
+    ),
     _Tool("unsloth", "trainer", r"unsloth(?:_zoo)?", r"\bunsloth", _ISSUES.format("unslothai/unsloth"), None),
     _Tool(
         "lmms-eval",
@@ -241,6 +317,22 @@ _TOOLS = (
         "inputs-on-cpu",
     ),
     _Tool(
+        "colpali-engine",
+        "model library",
+        r"colpali_engine",
+        r"colpali|ColQwen",
+        _ISSUES.format("illuin-tech/colpali"),
+        "inputs-on-cpu",
+    ),
+    _Tool(
+        "sentence-transformers",
+        "model library",
+        r"sentence_transformers",
+        r"sentence[-_]transformers|SentenceTransformer\b",
+        _ISSUES.format("UKPLab/sentence-transformers"),
+        "inputs-on-cpu",
+    ),
+    _Tool(
         "remote-code",
         "remote code",
         r"transformers_modules",
@@ -254,6 +346,14 @@ _TOOLS = (
         r"qwen_vl_utils",
         r"(?!)",
         _ISSUES.format("QwenLM/Qwen3-VL"),
+        "inputs-on-cpu",
+    ),
+    _Tool(
+        "qwen-omni-utils",
+        "preprocessing",
+        r"qwen_omni_utils",
+        r"(?!)",
+        _ISSUES.format("QwenLM/Qwen2.5-Omni"),
         "inputs-on-cpu",
     ),
 )
@@ -274,7 +374,8 @@ _ACTIVITIES = {
     "evaluation": r"\beval|benchmark",
     "zero3": r"zero[-_ ]?3",
     "remote code": r"trust_remote_code",
-    "preprocessing": r"process_vision_info",
+    "preprocessing": r"process_vision_info|process_mm_info",
+    "model library": r"\bembed|retriev|\.encode\(",
 }
 
 
