@@ -240,6 +240,9 @@ _ENGINES = (
 )
 
 
+_TOOL_ENGINES = ("deepspeed", "vllm")  # engines that are tools too (`tools.py`)
+
+
 def _op(wrapper: str) -> str:
     """The ATen op of a wrapper: wrapper_CUDA__index_select, wrapper_CUDA_bmm, wrapper__index_select
     (PrivateUse1 devices, an NPU's) -> index_select, bmm."""
@@ -486,17 +489,6 @@ def device_pair(devices: list[str]) -> str:
     return "gpu/cpu" if "cpu" in kinds else "gpu/meta" if "meta" in kinds else "gpu/gpu"
 
 
-_NOT_INSTALLED_ENGINE = {
-    engine: re.compile(rf"{engine}[`'\"]?(?:\s+version)?\s*[:=]?\s*not installed", re.IGNORECASE)
-    for engine in ("deepspeed", "vllm")
-}
-
-
-def _used(engine: str, tools: list[dict[str, Any]]) -> bool:
-    """Whether the text shows `engine` used: its frames, or its name outside a list of versions."""
-    return any(tool["tool"] == engine and tool["where"] != "listed" for tool in tools)
-
-
 def _quoted_lines(words: str) -> list[dict[str, Any]]:
     """The files and lines a text quotes outside a traceback, as frames (function and code None; `end`
     the last line of a quoted span, else None), in the order quoted."""
@@ -551,17 +543,15 @@ def read_facts(text: str) -> dict[str, Any]:
             facts["python"] = match["version"]
             break
     facts["gpus"] = _gpus(lines, words)
-    # the raw text: launchers' "[rank3]:" prefixes, taken off the lines above, say torchrun
     facts["tools"] = tools_in(facts["frames"], words)
-    # an engine that is also a tool counts where it was used, not where a version list says it is
+    # an engine that is also a tool counts where the text used it, not where a list of versions says it is
     # installed ("DeepSpeed version: not installed", "vllm: 0.11.0")
-    unused = {tool["tool"] for tool in facts["tools"] if tool["where"] == "listed"}
-    unused |= {engine for engine in ("deepspeed", "vllm") if _NOT_INSTALLED_ENGINE[engine].search(words)}
+    used = {tool["tool"] for tool in facts["tools"] if tool["where"] != "listed"}
+    # the raw text: launchers' "[rank3]:" prefixes, taken off the lines above, say torchrun
     facts["engine"] = [
         engine
         for engine, pattern in _ENGINES
-        if (pattern.search(text) or pattern.search(words))
-        and not (engine in unused and not _used(engine, facts["tools"]))
+        if (pattern.search(text) or pattern.search(words)) and (engine not in _TOOL_ENGINES or engine in used)
     ]
     facts["action"] = _action(facts["frames"], words)
     facts["inputs"] = [name for name, pattern in _INPUTS if pattern.search(words)]
