@@ -354,10 +354,12 @@ def _inputs_on_cpu_bug(
     scenario: str,
     moe: tuple[str, ...] = (),
     codes: tuple[str, ...] = EMBED_CODES,
+    copies: tuple[str, ...] = (),
 ) -> KnownBug:
     """Inputs left on the CPU with a model on one GPU: the first embedding refuses a CPU index. `moe`:
-    families whose modeling file is a copy of `family`'s; `codes` the line, then its variants."""
-    files = _modeling_files((family, *moe))
+    families whose modeling file is a copy of `family`'s; `codes` the line, then its variants; `copies`
+    model directories of the family's checkpoints whose file is a generated copy (Qwen3-VL's MoE)."""
+    files = _modeling_files((family, *moe, *copies))
     return KnownBug(
         id=f"{family}-inputs-on-cpu",
         title=f"{name} on one GPU with the inputs left on the CPU: embed_tokens gets a CPU index",
@@ -388,10 +390,13 @@ def _inputs_on_cpu_bug(
     )
 
 
-def _pixels_on_cpu_bug(family: str, name: str, scenario: str, moe: tuple[str, ...] = ()) -> KnownBug:
+def _pixels_on_cpu_bug(
+    family: str, name: str, scenario: str, moe: tuple[str, ...] = (), copies: tuple[str, ...] = ()
+) -> KnownBug:
     """generate() with the inputs left on the CPU of a one-GPU model, from 5.18: the images are encoded
-    before the prefill, and the vision tower's patch convolution gets the CPU pixel_values."""
-    files = _modeling_files((family, *moe))
+    before the prefill, and the vision tower's patch convolution gets the CPU pixel_values (`moe` and
+    `copies` as `_inputs_on_cpu_bug`'s)."""
+    files = _modeling_files((family, *moe, *copies))
     return KnownBug(
         id=f"{family}-pixel-values-on-cpu",
         title=f"{name} generate on one GPU, inputs left on the CPU: the patch convolution gets CPU pixels",
@@ -750,7 +755,7 @@ CATALOGUE: tuple[KnownBug, ...] = (
     ),
     _inputs_on_cpu_bug("qwen2_vl", "Qwen2-VL", "4.45.0", "qwen2-vl-inputs-on-cpu"),
     _inputs_on_cpu_bug("qwen2_5_vl", "Qwen2.5-VL", "4.49.0", "inputs-on-cpu"),
-    _inputs_on_cpu_bug("qwen3_vl", "Qwen3-VL", "4.57.0", "qwen3-vl-inputs-on-cpu"),
+    _inputs_on_cpu_bug("qwen3_vl", "Qwen3-VL", "4.57.0", "qwen3-vl-inputs-on-cpu", copies=("qwen3_vl_moe",)),
     _inputs_on_cpu_bug("qwen3_5", "Qwen3.5", "5.2.0", "qwen3.5-inputs-on-cpu", moe=("qwen3_5_moe",)),
     _inputs_on_cpu_bug(
         "qwen2_5_omni", "Qwen2.5-Omni thinker", "4.52.1", "qwen2.5-omni-inputs-on-cpu", codes=OMNI_EMBED_CODES
@@ -760,7 +765,7 @@ CATALOGUE: tuple[KnownBug, ...] = (
     ),
     _pixels_on_cpu_bug("qwen2_vl", "Qwen2-VL", "qwen2-vl-pixel-values-on-cpu"),
     _pixels_on_cpu_bug("qwen2_5_vl", "Qwen2.5-VL", "pixel-values-on-cpu"),
-    _pixels_on_cpu_bug("qwen3_vl", "Qwen3-VL", "qwen3-vl-pixel-values-on-cpu"),
+    _pixels_on_cpu_bug("qwen3_vl", "Qwen3-VL", "qwen3-vl-pixel-values-on-cpu", copies=("qwen3_vl_moe",)),
     _pixels_on_cpu_bug("qwen3_5", "Qwen3.5", "qwen3.5-pixel-values-on-cpu", moe=("qwen3_5_moe",)),
     _pixels_on_cpu_bug("qwen2_5_omni", "Qwen2.5-Omni thinker", "qwen2.5-omni-pixel-values-on-cpu"),
     _pixels_on_cpu_bug("qwen3_omni_moe", "Qwen3-Omni thinker", "qwen3-omni-pixel-values-on-cpu"),

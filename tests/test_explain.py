@@ -869,3 +869,15 @@ def test_more_tools_built_on_transformers_are_read_from_frames_and_words():
     }
     for words, tool in named.items():
         assert [t["tool"] for t in read_facts(words)["tools"]] == [tool], words
+
+
+def test_the_inputs_left_on_the_cpu_of_a_qwen3_vl_moe_checkpoint_are_the_usage_entry():
+    """Qwen3-VL's MoE checkpoints (30B-A3B) run a generated copy of its file: the same line there."""
+    text = (
+        'File "/x/site-packages/transformers/models/qwen3_vl_moe/modeling_qwen3_vl_moe.py", line 1282, in '
+        "forward\n    inputs_embeds = self.get_input_embeddings()(input_ids)\nRuntimeError: Expected all "
+        "tensors to be on the same device, but got index is on cpu, different from other tensors on cuda:0 "
+        "(when checking argument in method wrapper_CUDA__index_select)"
+    )
+    result = qd.explain(text)
+    assert (result.answer["label"], result.answer["confidence"]) == ("qwen3_vl-inputs-on-cpu", "high")
