@@ -16,6 +16,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from ..models.families import FAMILIES
 from .facts import DEVICE_ERROR_KINDS
 from .text import IN_TRANSFORMERS, raising_frame
 
@@ -95,19 +96,17 @@ def decide(facts: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str,
     if remote := next((tool for tool in tools if tool["where"] == "raised"), None):
         return _from_tool(remote)
     if since := _before_first_release(facts):
-        return {
-            **_uncatalogued(facts, ""),
-            "confidence": "medium",
-            "summary": (
-                f"transformers {facts['versions']['transformers']} predates {facts['family']}'s first "
-                f"release ({since}): its code came from a preview build or a fork, which no release "
-                f"ships; install transformers>={since} and rerun"
-            ),
-        }
+        reported = facts["versions"]["transformers"]
+        return _uncatalogued(
+            f"transformers {reported} predates {facts['family']}'s first release ({since}): its code "
+            "came from a preview build or a fork, which no release ships; install "
+            f"transformers>={since} and rerun",
+            "medium",
+        )
     cued = best is not None and any(e.startswith(_CUED) for e in best["evidence"])
     if best and best["tier"] == "context" and facts["op"] and facts["family"] and not cued:
         # the error names an op no entry of the family raises with: a bug the catalogue lacks
-        return _uncatalogued(facts, f"{facts['family']}'s code, at {facts['op']}")
+        return _uncatalogued(_no_entry(f"{facts['family']}'s code, at {facts['op']}"), _placed(facts))
     if best:
         return _from_candidate(best)
     if tools:
@@ -119,7 +118,7 @@ def decide(facts: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str,
         return None
     where = f"{frame['file'].replace(chr(92), '/').rsplit('/', 1)[-1]}:{frame['line']} in {frame['function']}"
     if IN_TRANSFORMERS.search(frame["file"]):
-        return _uncatalogued(facts, f"transformers' {where}")
+        return _uncatalogued(_no_entry(f"transformers' {where}"), _placed(facts))
     if package := _PACKAGE.search(frame["file"]):
         name = package["package"].removesuffix(".py")
         return {
@@ -141,8 +140,6 @@ def decide(facts: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str,
 def _before_first_release(facts: dict[str, Any]) -> str | None:
     """The family's first release when the reported transformers is older (a preview build of its code,
     as Qwen2.5-Omni's before 4.52.1); None otherwise."""
-    from ..models.families import FAMILIES
-
     reported, family = facts["versions"].get("transformers"), FAMILIES.get(facts["family"] or "")
     try:
         older = reported and family and Version(Version(reported).base_version) < Version(family.since)
@@ -151,11 +148,20 @@ def _before_first_release(facts: dict[str, Any]) -> str | None:
     return family.since if older else None
 
 
-def _uncatalogued(facts: dict[str, Any], where: str) -> dict[str, Any]:
+def _no_entry(where: str) -> str:
+    return f"a device error in {where} that no catalogued bug explains"
+
+
+def _placed(facts: dict[str, Any]) -> str:
+    """How sure a "transformers:uncatalogued" answer is: medium with the family and the frames, else low."""
+    return "medium" if facts["family"] and facts["frames"] else "low"
+
+
+def _uncatalogued(summary: str, confidence: str) -> dict[str, Any]:
     return {
         "label": "transformers:uncatalogued",
         "kind": "transformers",
-        "confidence": "medium" if facts["family"] and facts["frames"] else "low",
+        "confidence": confidence,
         "whose": "transformers",
-        "summary": f"a device error in {where} that no catalogued bug explains",
+        "summary": summary,
     }
