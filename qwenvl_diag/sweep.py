@@ -329,9 +329,12 @@ def _pool_results(chunks, payload, workers: int):
             "re-imports it). Run again with fewer processes, or processes=1 to run in this process."
         ) from error
     finally:
+        # the executor has no public way to stop busy workers before Python 3.14's terminate_workers();
+        # its processes are read before shutdown(), which drops them (a broken pool's own thread may not
+        # have stopped them yet)
+        processes = list((getattr(executor, "_processes", None) or {}).values())
         executor.shutdown(wait=False, cancel_futures=True)
-        # the executor has no public way to stop busy workers before Python 3.14's terminate_workers()
-        for process in list((getattr(executor, "_processes", None) or {}).values()):
+        for process in processes:
             process.terminate()
             process.join()
         multiprocessing.active_children()  # reaps a worker that died (no zombie left behind)
