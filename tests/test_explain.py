@@ -359,7 +359,7 @@ def test_shell_lines_paths_source_builds_and_engines():
     )
     facts = read_facts(text)
     assert facts["gpus"]["count"] == 4 and facts["python"] == "3.9"
-    assert facts["transformers_commit"] == "4a1b2c3d4e5f"
+    assert facts["transformers_ref"] == "4a1b2c3d4e5f"
     assert facts["checkpoint"] == "Qwen/Qwen3-VL-8B-Instruct" and facts["family"] == "qwen3_vl"
     assert {"torchrun", "deepspeed"} <= set(facts["engine"])
 
@@ -787,6 +787,42 @@ def test_a_release_older_than_the_familys_first_is_a_preview_build_said_so():
     assert (result.answer["label"], result.answer["confidence"]) == ("transformers:uncatalogued", "medium")
     assert "predates qwen2_5_omni's first release (4.52.1)" in result.answer["summary"]
     assert "transformers>=4.52.1" in result.reply
+
+
+@pytest.mark.parametrize(
+    "install",
+    [
+        "pip install git+https://github.com/huggingface/transformers@f742a644ca32e65758c3adb36225aef1731bd2a8",
+        "pip install git+https://github.com/huggingface/transformers@f742a64",
+        'pip install "git+https://github.com/huggingface/transformers@v4.51.3-Qwen2.5-Omni-preview"',
+    ],
+)
+def test_a_preview_build_named_by_its_git_ref_is_said_so(install):
+    # QwenLM/Qwen2.5-Omni#124: the README's commit, no release stated
+    error = (
+        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
+        "cuda:1 and cuda:0!"
+    )
+    result = qd.explain(f"{install}\n{error}")
+    assert result.facts["transformers_ref"] == install.rsplit("@", 1)[1].rstrip('"')
+    assert (result.answer["label"], result.answer["confidence"]) == ("transformers:uncatalogued", "medium")
+    assert "the preview of qwen2_5_omni's code" in result.answer["summary"]
+    assert "transformers>=4.52.1" in result.answer["summary"]
+    # another ref is a source build like any other: nothing said about a preview
+    other = qd.explain(f"{install.replace('f742a64', 'abcdef1').replace('Omni-preview', 'x')}\n{error}")
+    assert other.answer is None or "preview" not in other.answer["summary"]
+
+
+def test_a_line_of_a_release_outweighs_a_preview_ref_named_beside_it():
+    bug = next(bug for bug in CATALOGUE if bug.id == "qwen2_vl-image-mask-device")
+    text = (
+        "pip install git+https://github.com/huggingface/transformers@21fac7abba2a37fae86106f87fcf9974fd1e3830\n"
+        f'  File "/x/site-packages/{bug.file}", line 1, in {bug.function}\n    {bug.code}\n'
+        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
+        "cuda:1 and cuda:0! (when checking argument for argument mask in method "
+        "wrapper_CUDA__masked_scatter_)"
+    )
+    assert qd.explain(text).answer["label"] == bug.id
 
 
 def test_a_trainer_named_beside_zero3_is_whose_settings_to_report_first():

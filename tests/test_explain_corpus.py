@@ -19,7 +19,7 @@ BY_ID = {item["id"]: item for item in ITEMS}
 # the floors, measured when the ranking or the corpus last changed (89 items; top-1 dev 42/71, held
 # 14/18; top-3 44/71, 14/18; at 81 items before this change's evidence: dev 32/64, held 12/17; before the
 # evidence tiers, tools and confidence, on the first 71: dev 4/57, held 2/14); raise them as it improves
-FLOORS = {"dev": {"top1": 0.59, "top3": 0.61}, "held": {"top1": 0.77, "top3": 0.77}}
+FLOORS = {"dev": {"top1": 0.60, "top3": 0.63}, "held": {"top1": 0.83, "top3": 0.83}}
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,8 @@ KINDS = {
     "serving-engine-with-a-function-of-the-same-name": "tl-sglang-23291",
     # the video rope bug's other face, torch.cat's wrapper (the PR that fixed it)
     "video-bug-at-its-cat": "up-tf-37597",
+    # a preview build named by the git commit the family's README installed, no release stated
+    "preview-build-by-its-commit": "mt-qwen25omni-124",
 }
 
 

@@ -83,7 +83,7 @@ class Explanation:
             lines.append(
                 f"library frame: {frame['file']}:{frame['line']} in {frame['function']}: {frame['code']}"
             )
-        for name in ("family", "checkpoint", "python", "transformers_commit"):
+        for name in ("family", "checkpoint", "python", "transformers_ref"):
             if facts[name]:
                 lines.append(f"{name}: {facts[name]}")
         if facts["versions"]:

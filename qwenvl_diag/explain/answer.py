@@ -95,14 +95,8 @@ def decide(facts: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str,
             return _from_tool(_driver(tool, tools))
     if remote := next((tool for tool in tools if tool["where"] == "raised"), None):
         return _from_tool(remote)
-    if since := _before_first_release(facts):
-        reported = facts["versions"]["transformers"]
-        return _uncatalogued(
-            f"transformers {reported} predates {facts['family']}'s first release ({since}): its code "
-            "came from a preview build or a fork, which no release ships; install "
-            f"transformers>={since} and rerun",
-            "medium",
-        )
+    if preview := _preview_build(facts):
+        return _uncatalogued(preview, "medium")
     cued = best is not None and any(e.startswith(_CUED) for e in best["evidence"])
     if best and best["tier"] == "context" and facts["op"] and facts["family"] and not cued:
         # the error names an op no entry of the family raises with: a bug the catalogue lacks
@@ -137,15 +131,30 @@ def decide(facts: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str,
     }
 
 
-def _before_first_release(facts: dict[str, Any]) -> str | None:
-    """The family's first release when the reported transformers is older (a preview build of its code,
-    as Qwen2.5-Omni's before 4.52.1); None otherwise."""
+def _preview_build(facts: dict[str, Any]) -> str | None:
+    """Why the transformers that raised is a preview of the family's code, which no release ships: a git
+    ref the family's README told people to install before its first release (Qwen2.5-Omni's
+    `transformers@f742a64`), or a reported release older than its first; None otherwise."""
+    ref = facts["transformers_ref"]
+    for family in FAMILIES.values():
+        if ref and any(preview.startswith(ref) for preview in family.previews):
+            return (
+                f"transformers built from {ref}, the preview of {family.name}'s code its README installed "
+                f"before its first release ({family.since}), which no release ships; install "
+                f"transformers>={family.since} and rerun"
+            )
     reported, family = facts["versions"].get("transformers"), FAMILIES.get(facts["family"] or "")
     try:
         older = reported and family and Version(Version(reported).base_version) < Version(family.since)
     except InvalidVersion:
         return None
-    return family.since if older else None
+    if not older:
+        return None
+    return (
+        f"transformers {reported} predates {family.name}'s first release ({family.since}): its code came "
+        f"from a preview build or a fork, which no release ships; install transformers>={family.since} "
+        "and rerun"
+    )
 
 
 def _no_entry(where: str) -> str:

@@ -36,7 +36,7 @@ FACT_KEYS = (
     "checkpoint",
     "versions",
     "transformers_range",
-    "transformers_commit",
+    "transformers_ref",
     "python",
     "gpus",
     "engine",
@@ -58,8 +58,9 @@ quoted span, else None); `library_frame` the deepest one inside transformers (el
 and accelerate); `family` the Qwen-VL family ("qwen2_5_vl"), `model_type` the transformers model directory a
 frame runs in ("llama": not Qwen-VL); `checkpoint` a Qwen-VL checkpoint name; `versions` {package: version}
 for transformers, accelerate, torch, qwen-vl-utils; `transformers_range` a requirement on transformers
-stated instead of a version (">=4.57.1", from a pin like `transformers>=4.57.1`); `transformers_commit` a
-source build's commit; `python` "3.10"; `gpus` {count, type}; `engine` a list of "device_map", "torchrun",
+stated instead of a version (">=4.57.1", from a pin like `transformers>=4.57.1`); `transformers_ref` the
+git commit or tag a source build of transformers was installed from (`transformers@f742a64`); `python`
+"3.10"; `gpus` {count, type}; `engine` a list of "device_map", "torchrun",
 "fsdp", "deepspeed", "vllm"; `action` "training" or "inference" where the text says which (a trainer,
 `backward`, fine-tuning vs `generate`, an inference server; None when it says both or neither); `inputs` the
 inputs it names, a list of "video", "image", "batch", "text"; `warnings` the library warnings it quotes that
@@ -211,9 +212,9 @@ _PACKAGES = {
     "torch": r"(?:torch|pytorch)",
     "qwen-vl-utils": r"qwen[-_]vl[-_]utils",
 }
-_COMMIT = re.compile(
-    r"transformers(?:\.git)?@(?P<commit>[0-9a-f]{7,40})\b"
-    r"|transformers.{0,40}\bcommit (?P<c2>[0-9a-f]{7,40})\b"
+_SOURCE_BUILD = re.compile(
+    r"transformers(?:\.git)?@(?P<ref>[0-9a-f]{7,40}\b|v\d+\.\d+[\w.]*-[\w.-]*\w)"
+    r"|transformers.{0,40}\bcommit (?P<commit>[0-9a-f]{7,40})\b"
 )
 _PYTHON = (
     re.compile(r"python(?P<version>3\.\d+)[/\\](?:site|dist)-packages", re.IGNORECASE),
@@ -536,8 +537,8 @@ def read_facts(text: str) -> dict[str, Any]:
         facts["checkpoint"] = match.group().removesuffix(".")
     facts["versions"] = _versions(words)
     facts["transformers_range"] = None if "transformers" in facts["versions"] else _range(words)
-    if match := _COMMIT.search(joined):
-        facts["transformers_commit"] = match["commit"] or match["c2"]
+    if match := _SOURCE_BUILD.search(joined):
+        facts["transformers_ref"] = match["ref"] or match["commit"]
     for pattern in _PYTHON:
         if match := pattern.search(joined):
             facts["python"] = match["version"]

@@ -22,7 +22,9 @@ class Family:
     preprocessor files the family's twins borrow when a checkpoint ships none of its own. `borrows` names
     the checkpoint whose tokenizer and preprocessor files stand in when the reference ships none either
     (Qwen3.5 and Qwen4-Exp run on Qwen3-VL's processor; see `processor.family_specials`). `thinker` is the
-    class the kit builds for an Omni checkpoint: its thinker, not the talker that speaks.
+    class the kit builds for an Omni checkpoint: its thinker, not the talker that speaks. `previews` are
+    the git refs of transformers (a commit, a tag) that the family's README told people to install before
+    its first release: code no release ships, which `explain` says when a report names one.
     """
 
     name: str
@@ -33,13 +35,23 @@ class Family:
     reference: str
     borrows: str | None = None
     thinker: str | None = None
+    previews: tuple[str, ...] = ()
 
 
 _QWEN3_VL = "Qwen/Qwen3-VL-8B-Instruct"
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("qwen2_vl", ("qwen2_vl",), "Qwen2VLProcessor", "4.45.0", 14, "Qwen/Qwen2-VL-7B-Instruct"),
+        # the preview: QwenLM/Qwen2-VL's README, August-September 2024 ("build from source with command")
+        Family(
+            "qwen2_vl",
+            ("qwen2_vl",),
+            "Qwen2VLProcessor",
+            "4.45.0",
+            14,
+            "Qwen/Qwen2-VL-7B-Instruct",
+            previews=("21fac7abba2a37fae86106f87fcf9974fd1e3830",),
+        ),
         Family(
             "qwen2_5_vl", ("qwen2_5_vl",), "Qwen2_5_VLProcessor", "4.49.0", 14, "Qwen/Qwen2.5-VL-7B-Instruct"
         ),
@@ -72,6 +84,8 @@ FAMILIES: dict[str, Family] = {
             "Qwen/Qwen2.5-Omni-7B",
             "Qwen/Qwen2.5-Omni-3B",
             "Qwen2_5OmniThinkerForConditionalGeneration",
+            # the previews: QwenLM/Qwen2.5-Omni's README and model card, March (the commit) and April 2025
+            previews=("f742a644ca32e65758c3adb36225aef1731bd2a8", "v4.51.3-Qwen2.5-Omni-preview"),
         ),
         Family(
             "qwen3_omni_moe",
