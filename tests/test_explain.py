@@ -813,6 +813,19 @@ def test_a_preview_build_named_by_its_git_ref_is_said_so(install):
     assert other.answer is None or "preview" not in other.answer["summary"]
 
 
+def test_a_report_without_its_error_line_is_read_from_its_placement_and_cues():
+    # EvolvingLMMs-Lab/lmms-eval#603: the error only in a screenshot; Qwen2.5-VL, video, a device_map
+    text = (
+        "Hi, have you met a bug with Qwen2.5vl on video benchmark like below? I try device_map to cuda:0, "
+        "cuda, auto. It doesnot work\n\n![Image](https://github.com/user-attachments/assets/x)"
+    )
+    result = qd.explain(text)
+    assert result.answer["label"] == "qwen2_5_vl-video-second-per-grid-ts"
+    assert result.answer["confidence"] == "low" and result.candidates[0]["tier"] == "context"
+    # the same words without a placement say nothing of devices: no candidate
+    assert qd.explain(text.replace("I try device_map to cuda:0, cuda, auto. ", "")).candidates == []
+
+
 def test_a_line_of_a_release_outweighs_a_preview_ref_named_beside_it():
     bug = next(bug for bug in CATALOGUE if bug.id == "qwen2_vl-image-mask-device")
     text = (

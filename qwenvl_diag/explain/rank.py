@@ -26,8 +26,9 @@ The score adds points per piece of evidence, in tiers so that stronger evidence 
 A span or a function does not outscore a line with the same context, so the line wins whatever the rest
 says. An entry without where it failed is a candidate only with its op named in its
 family (or, with no family said, an op no other family's entries raise in), or, for a device error told in
-words (or a warning that says how it came about), with its family and an affected release or a cue. Equal
-scores at the top are said as a tie (`tied`), never silently ordered.
+words (or a warning that says how it came about; with no error line, a name of its line or a placement
+across devices), with its family and an affected release or a cue. Equal scores at the top are said as a
+tie (`tied`), never silently ordered.
 
 Confidence: "high" for a line (tier 1) with nothing against it and no tie; "medium" for a line with
 something against it or tied, or for a span, the function, its name or the error's op with nothing
@@ -277,7 +278,10 @@ def _candidate(bug: KnownBug, facts: dict[str, Any], text: str) -> dict[str, Any
     ended = frame is not None and frame["function"] is not None and IN_TRANSFORMERS.search(frame["file"])
     mentioned = _mentioned(bug, text)
     told = (facts["error_kind"] == "device" and not facts["devices"]) or bool(facts["warnings"])
-    told = told or (facts["error_kind"] is None and bool(mentioned))
+    # with no error line (it was in the title, or a screenshot), a name of its line, or a placement across
+    # devices (a device_map, GPUs, devices named), tells what the error was about
+    placed = "device_map" in facts["engine"] or (facts["gpus"]["count"] or 0) > 1 or bool(facts["devices"])
+    told = told or (facts["error_kind"] is None and (bool(mentioned) or placed))
     # with no family said, an op or a name that only one family's entries hold stands for it
     # (masked_scatter_: Qwen2-VL's image merge; second_per_grid_t: Qwen2.5-VL's video rope)
     only_ones = [_families_raising(bug.signature.op)] if op_named else []
