@@ -807,6 +807,7 @@ def test_a_preview_build_named_by_its_git_ref_is_said_so(install):
     assert result.facts["transformers_ref"] == install.rsplit("@", 1)[1].rstrip('"')
     assert (result.answer["label"], result.answer["confidence"]) == ("transformers:uncatalogued", "medium")
     assert "the preview of qwen2_5_omni's code" in result.answer["summary"]
+    assert result.facts["versions"].get("transformers") == ("4.51.3" if "@v4" in install else None)
     assert "transformers>=4.52.1" in result.answer["summary"]
     # another ref is a source build like any other: nothing said about a preview
     other = qd.explain(f"{install.replace('f742a64', 'abcdef1').replace('Omni-preview', 'x')}\n{error}")
@@ -824,6 +825,18 @@ def test_a_report_without_its_error_line_is_read_from_its_placement_and_cues():
     assert result.answer["confidence"] == "low" and result.candidates[0]["tier"] == "context"
     # the same words without a placement say nothing of devices: no candidate
     assert qd.explain(text.replace("I try device_map to cuda:0, cuda, auto. ", "")).candidates == []
+
+
+def test_a_model_release_tag_is_read_as_its_release():
+    # Hugging Face's model-release tags branch a release and add one model (Gemma 3 here)
+    text = (
+        "pip install git+https://github.com/huggingface/transformers@v4.49.0-Gemma-3\nQwen2.5-VL-7B-Instruct"
+    )
+    facts = read_facts(text)
+    assert facts["transformers_ref"] == "v4.49.0-Gemma-3" and facts["versions"]["transformers"] == "4.49.0"
+    # a version the text states is kept
+    stated = read_facts(f"transformers version: 4.50.3\n{text}")
+    assert stated["versions"]["transformers"] == "4.50.3"
 
 
 def test_a_line_of_a_release_outweighs_a_preview_ref_named_beside_it():

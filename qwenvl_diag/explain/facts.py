@@ -59,7 +59,8 @@ and accelerate); `family` the Qwen-VL family ("qwen2_5_vl"), `model_type` the tr
 frame runs in ("llama": not Qwen-VL); `checkpoint` a Qwen-VL checkpoint name; `versions` {package: version}
 for transformers, accelerate, torch, qwen-vl-utils; `transformers_range` a requirement on transformers
 stated instead of a version (">=4.57.1", from a pin like `transformers>=4.57.1`); `transformers_ref` the
-git commit or tag a source build of transformers was installed from (`transformers@f742a64`); `python`
+git commit or tag a source build of transformers was installed from (`transformers@f742a64`; a model-release
+tag, `@v4.49.0-Gemma-3`, also gives `versions` its release); `python`
 "3.10"; `gpus` {count, type}; `engine` a list of "device_map", "torchrun",
 "fsdp", "deepspeed", "vllm"; `action` "training" or "inference" where the text says which (a trainer,
 `backward`, fine-tuning vs `generate`, an inference server; None when it says both or neither); `inputs` the
@@ -536,9 +537,12 @@ def read_facts(text: str) -> dict[str, Any]:
     if match := _CHECKPOINT.search(joined):
         facts["checkpoint"] = match.group().removesuffix(".")
     facts["versions"] = _versions(words)
-    facts["transformers_range"] = None if "transformers" in facts["versions"] else _range(words)
     if match := _SOURCE_BUILD.search(joined):
         facts["transformers_ref"] = match["ref"] or match["commit"]
+        # a model-release tag (`v4.49.0-Gemma-3`) is a branch of that release with one model added
+        if release := re.match(r"v(\d+\.\d+\.\d+)-", facts["transformers_ref"]):
+            facts["versions"].setdefault("transformers", release[1])
+    facts["transformers_range"] = None if "transformers" in facts["versions"] else _range(words)
     for pattern in _PYTHON:
         if match := pattern.search(joined):
             facts["python"] = match["version"]
