@@ -23,6 +23,7 @@ import qwenvl_diag as qd
 from qwenvl_diag._compat import TRANSFORMERS_VERSION
 from qwenvl_diag.bugs import CATALOGUE, KNOWN_BUG_COLUMNS
 from qwenvl_diag.explain import ANSWER_KEYS, FACT_KEYS, read_facts
+from qwenvl_diag.explain.tools import tools_in
 from qwenvl_diag.models.families import FAMILIES
 from qwenvl_diag.presets import PRESETS
 
@@ -931,6 +932,47 @@ def test_more_tools_built_on_transformers_are_read_from_frames_and_words():
     }
     for words, tool in named.items():
         assert [t["tool"] for t in read_facts(words)["tools"]] == [tool], words
+
+
+def test_a_packages_own_copy_of_a_qwen_model_file_is_whose_code_raised():
+    # ByteDance-Seed/VeOmni#776: its generated copy of the Qwen3.5-MoE file, quoted with its line
+    error = (
+        "RuntimeError: Expected all tensors to be on the same device, but got mat2 is on cpu, different from "
+        "other tensors on cuda:0 (when checking argument in method wrapper_CUDA_bmm)"
+    )
+    copy = "veomni/models/transformers/qwen3_5_moe/generated/patched_modeling_qwen3_5_moe_gpu.py:247"
+    result = qd.explain(f"Qwen3.5-MoE with FSDP2 CPU offload\n{copy}\n{error}")
+    assert result.answer["label"] == "tool:veomni" and result.answer["whose"] == "veomni"
+    [row] = result.facts["tools"]
+    assert (row["role"], row["where"]) == ("model copy", "raised")
+    assert "patched_modeling_qwen3_5_moe_gpu.py" in row["report"]
+    assert "its own copy of transformers' Qwen model code" in result.reply
+
+    def tools(path: str) -> list[tuple[str, str]]:
+        frames = [{"file": path, "line": 1, "function": "forward", "code": "x"}]
+        return [(t["tool"], t["where"]) for t in tools_in(frames, "")]
+
+    assert tools("/opt/venv/lib/python3.10/site-packages/lvu/models/modeling_qwen2_5_vl.py") == [
+        ("lvu", "raised")
+    ]
+    # transformers' own file, remote code, a known tool's copy: not a package's copy
+    assert tools("/x/site-packages/transformers/models/qwen2_vl/modeling_qwen2_vl.py") == []
+    assert tools("/x/site-packages/swift/llm/model/modeling_qwen2_vl.py") == [("ms-swift", "raised")]
+    assert tools("/root/.cache/huggingface/modules/transformers_modules/Qwen/x/modeling_qwen.py") == [
+        ("remote-code", "raised")
+    ]
+    # a folder every project has, or a user's own absolute path, names no package
+    assert tools("models/modeling_qwen2_vl.py") == tools("/home/u/project/modeling_qwen2_vl.py") == []
+
+
+def test_vllm_ascend_is_named_by_its_own_model_classes():
+    # vllm-project/vllm-ascend#2007: vLLM's Qwen2.5-VL replaced by the plugin's Ascend classes on an NPU
+    text = (
+        "In `AscendQwen2_5_VisionAttention_Without_Padding`, `torch_npu.npu_rotary_mul(q, cos, sin)`, `cos`/"
+        "`sin` on cpu, but `q` on npu, so there will be an error. rot_pos_emb is from vllm"
+    )
+    assert [t["tool"] for t in read_facts(text)["tools"]] == ["vllm-ascend", "vllm"]
+    assert qd.explain(text).answer["label"] == "tool:vllm-ascend"
 
 
 def test_the_inputs_left_on_the_cpu_of_a_qwen3_vl_moe_checkpoint_are_the_usage_entry():

@@ -16,10 +16,12 @@ from qwenvl_diag.explain import CONFIDENCES
 
 ITEMS = explain_corpus.load()
 BY_ID = {item["id"]: item for item in ITEMS}
-# the floors, measured when the ranking or the corpus last changed (89 items; top-1 dev 42/71, held
-# 14/18; top-3 44/71, 14/18; at 81 items before this change's evidence: dev 32/64, held 12/17; before the
-# evidence tiers, tools and confidence, on the first 71: dev 4/57, held 2/14); raise them as it improves
-FLOORS = {"dev": {"top1": 0.60, "top3": 0.63}, "held": {"top1": 0.83, "top3": 0.83}}
+# the floors, measured when the ranking or the corpus last changed (98 items; top-1 dev 46/75, held 16/23;
+# top-3 49/75, 16/23; the nine reports added last were answered right 1 of 9 before this change's
+# evidence, 3 of 9 after it: the held split fell from 15/18 because its five new items are harder, not
+# because the ranking got worse; before the evidence tiers, tools and confidence, on the first 71: dev
+# 4/57, held 2/14); raise them as it improves
+FLOORS = {"dev": {"top1": 0.61, "top3": 0.65}, "held": {"top1": 0.69, "top3": 0.69}}
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +102,12 @@ KINDS = {
     "video-bug-at-its-cat": "up-tf-37597",
     # a preview build named by the git commit the family's README installed, no release stated
     "preview-build-by-its-commit": "mt-qwen25omni-124",
+    # a package's own (generated, patched) copy of a Qwen model file, quoted by its path
+    "a-packages-copy-of-the-model-file": "nd-veomni-776",
+    # vLLM on an Ascend NPU: the plugin's own model classes (AscendQwen2_5_...) name it
+    "vllm-ascend-by-its-classes": "nc-vllm-ascend-2007",
+    # a report without its error line: a device_map, the family and video
+    "no-error-line-placement-and-cue": "tr-lmms-eval-603",
 }
 
 

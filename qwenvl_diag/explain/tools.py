@@ -16,7 +16,8 @@ from .text import raising_frame
 
 TOOL_KEYS = ("tool", "role", "where", "mechanism", "report", "scenario")
 """Keys of each `facts["tools"]` row: `tool` the package ("autoawq"), `role` ("quantizer", "pipeline",
-"node", "server", "trainer", "evaluation", "zero3", "remote code", "preprocessing", "model library"),
+"node", "server", "trainer", "evaluation", "zero3", "remote code", "preprocessing", "model library",
+"model copy": a package's own copy of a Qwen model file, named by the folder it sits in),
 `where` "raised" (the deepest frame outside torch and accelerate is the tool's), "called" (the tool's frame
 called the code that raised), "named" (the text names it, no frame) or "listed" (only in a list of versions,
 `deepspeed: 0.16.5`, `DeepSpeed version: not installed`: installed is not used), `mechanism`, `report`
@@ -71,6 +72,11 @@ _MECHANISMS = {
     "preprocessing": (
         "the preprocessing returns tensors on the CPU (or on the device it was given), and they meet the "
         "model's GPU tensors unmoved"
+    ),
+    "model copy": (
+        "the package runs its own copy of transformers' Qwen model code (copied, patched or generated from "
+        "it), with its own device handling: transformers' release is not the code that raised, and a "
+        "transformers fix reaches it only when the package copies it"
     ),
     "model library": (
         "the library wraps the model in its own class (a subclass of transformers' Qwen-VL model with its "
@@ -198,7 +204,7 @@ _TOOLS = (
         "vllm-ascend",
         "server",
         r"vllm_ascend",
-        r"vllm[-_]ascend",
+        r"vllm[-_]ascend|\bAscendQwen\w+",  # its own model classes: AscendQwen2_5_VisionAttention...
         _ISSUES.format("vllm-project/vllm-ascend"),
         None,
     ),
@@ -412,4 +418,43 @@ def tools_in(frames: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
             "scenario": tool.scenario,
         }
         found.append((depth, row))
+    if copy := _model_copy(frames, raising):
+        found.append(copy)
     return [row for _, row in sorted(found, key=lambda pair: -pair[0])]
+
+
+# a Qwen model file by its name, copied or generated (modeling_qwen2_5_vl.py,
+# patched_modeling_qwen3_5_moe_gpu.py), and where transformers' own and remote code's sit
+_MODEL_FILE = re.compile(r"modeling_qwen\w*\.py$")
+_TRANSFORMERS_OWN = re.compile(r"(?:^|[/\\])transformers(?:_modules[/\\]|[/\\]models[/\\])")
+# the package a file sits in: the folder after site-packages, else a relative path's first folder unless
+# it is one every project has
+_INSTALLED = re.compile(r"[/\\](?:site|dist)-packages[/\\](?P<package>[A-Za-z_][\w.-]*)[/\\]")
+_RELATIVE = re.compile(r"^(?![/\\~]|\w:)(?P<package>[A-Za-z_][\w.-]*)[/\\]")
+_ANY_PROJECTS = frozenset(("src", "lib", "libs", "model", "models", "modules", "code", "scripts", "app"))
+
+
+def _model_copy(
+    frames: list[dict[str, Any]], raising: dict[str, Any] | None
+) -> tuple[int, dict[str, Any]] | None:
+    """(depth, `TOOL_KEYS` row) for the deepest frame in a package's own copy of a Qwen model file
+    (`veomni/models/.../patched_modeling_qwen3_5_moe_gpu.py`), outside transformers and remote code; None
+    when there is none, its package is not named by its path, or a known tool already claims it."""
+    for depth in reversed(range(len(frames))):
+        file = frames[depth]["file"]
+        if not _MODEL_FILE.search(file) or _TRANSFORMERS_OWN.search(file):
+            continue
+        match = _INSTALLED.search(file) or _RELATIVE.search(file)
+        package = match["package"].lower().replace("_", "-") if match else None
+        if package in (None, *_ANY_PROJECTS) or any(_frame_of(tool, frames[depth]) for tool in _TOOLS):
+            return None
+        row = {
+            "tool": package,
+            "role": "model copy",
+            "where": "raised" if frames[depth] is raising else "called",
+            "mechanism": _MECHANISMS["model copy"],
+            "report": f"{package}'s issue tracker (the package that holds {file.rsplit('/', 1)[-1]})",
+            "scenario": None,
+        }
+        return (len(frames) if frames[depth] is raising else depth), row
+    return None
