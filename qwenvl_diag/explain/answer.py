@@ -11,14 +11,13 @@ explains; the caller's code).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
 from ..models.families import FAMILIES
 from .facts import DEVICE_ERROR_KINDS
-from .text import IN_TRANSFORMERS, raising_frame
+from .text import IN_TRANSFORMERS, installed_package, raising_frame
 
 ANSWER_KEYS = ("label", "kind", "confidence", "whose", "summary")
 """Keys of `Explanation.answer`: `label` the catalogue id, "tool:<package>", "transformers:uncatalogued" or
@@ -39,7 +38,6 @@ _MOVERS = (
 )
 # the evidence that a candidate's own trigger was seen (`rank._cues`): it outweighs an op no entry raises in
 _CUED = ("the text names its function", "the text mentions", "the text shows FSDP", "transformers warned")
-_PACKAGE = re.compile(r"[/\\](?:site|dist)-packages[/\\](?P<package>[\w.-]+)")
 
 
 def _from_candidate(best: dict[str, Any]) -> dict[str, Any]:
@@ -113,8 +111,7 @@ def decide(facts: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str,
     where = f"{frame['file'].replace(chr(92), '/').rsplit('/', 1)[-1]}:{frame['line']} in {frame['function']}"
     if IN_TRANSFORMERS.search(frame["file"]):
         return _uncatalogued(_no_entry(f"transformers' {where}"), _placed(facts))
-    if package := _PACKAGE.search(frame["file"]):
-        name = package["package"].removesuffix(".py")
+    if name := installed_package(frame["file"]):
         return {
             "label": f"tool:{name}",
             "kind": "tool",

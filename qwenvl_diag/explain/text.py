@@ -55,6 +55,16 @@ INTERNALS = re.compile(r"[/\\](?:torch|torch_npu|intel_extension_for_pytorch|acc
 IN_TRANSFORMERS = re.compile(r"[/\\]transformers[/\\]")
 
 
+_INSTALLED = re.compile(r"[/\\](?:site|dist)-packages[/\\](?P<package>[A-Za-z_][\w.-]*)")
+
+
+def installed_package(path: str) -> str | None:
+    """The package an installed file sits in (the folder after site-packages; a module's name without
+    ".py"), or None: ".../site-packages/veomni/models/x.py" -> "veomni"."""
+    match = _INSTALLED.search(path)
+    return match["package"].removesuffix(".py") if match else None
+
+
 def raising_frame(frames: list[dict]) -> dict | None:
     """The deepest frame outside torch and accelerate: the code that handed the op its tensors."""
     return next((frame for frame in reversed(frames) if not INTERNALS.search(frame["file"])), None)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .text import raising_frame
+from .text import installed_package, raising_frame
 
 TOOL_KEYS = ("tool", "role", "where", "mechanism", "report", "scenario")
 """Keys of each `facts["tools"]` row: `tool` the package ("autoawq"), `role` ("quantizer", "pipeline",
@@ -427,9 +427,7 @@ def tools_in(frames: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
 # patched_modeling_qwen3_5_moe_gpu.py), and where transformers' own and remote code's sit
 _MODEL_FILE = re.compile(r"modeling_qwen\w*\.py$")
 _TRANSFORMERS_OWN = re.compile(r"(?:^|[/\\])transformers(?:_modules[/\\]|[/\\]models[/\\])")
-# the package a file sits in: the folder after site-packages, else a relative path's first folder unless
-# it is one every project has
-_INSTALLED = re.compile(r"[/\\](?:site|dist)-packages[/\\](?P<package>[A-Za-z_][\w.-]*)[/\\]")
+# a relative path's first folder is its package, unless it is one every project has
 _RELATIVE = re.compile(r"^(?![/\\~]|\w:)(?P<package>[A-Za-z_][\w.-]*)[/\\]")
 _ANY_PROJECTS = frozenset(("src", "lib", "libs", "model", "models", "modules", "code", "scripts", "app"))
 
@@ -444,8 +442,8 @@ def _model_copy(
         file = frames[depth]["file"]
         if not _MODEL_FILE.search(file) or _TRANSFORMERS_OWN.search(file):
             continue
-        match = _INSTALLED.search(file) or _RELATIVE.search(file)
-        package = match["package"].lower().replace("_", "-") if match else None
+        package = installed_package(file) or ((match := _RELATIVE.search(file)) and match["package"])
+        package = package.lower().replace("_", "-") if package else None
         if package in (None, *_ANY_PROJECTS) or any(_frame_of(tool, frames[depth]) for tool in _TOOLS):
             return None
         row = {
