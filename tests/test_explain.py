@@ -844,7 +844,7 @@ def test_a_line_of_a_release_outweighs_a_preview_ref_named_beside_it():
     bug = next(bug for bug in CATALOGUE if bug.id == "qwen2_vl-image-mask-device")
     text = (
         "pip install git+https://github.com/huggingface/transformers@21fac7abba2a37fae86106f87fcf9974fd1e3830\n"
-        f'  File "/x/site-packages/{bug.file}", line 1, in {bug.function}\n    {bug.code}\n'
+        f'  File "/x/site-packages/transformers/{bug.file}", line 1, in {bug.function}\n    {bug.code}\n'
         "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
         "cuda:1 and cuda:0! (when checking argument for argument mask in method "
         "wrapper_CUDA__masked_scatter_)"
@@ -963,6 +963,12 @@ def test_a_packages_own_copy_of_a_qwen_model_file_is_whose_code_raised():
     ]
     # a folder every project has, or a user's own absolute path, names no package
     assert tools("models/modeling_qwen2_vl.py") == tools("/home/u/project/modeling_qwen2_vl.py") == []
+    # a copy with transformers' layout and a catalogued line: the package's code, not the release's
+    bug = next(bug for bug in CATALOGUE if bug.id == "qwen2_vl-image-mask-device")
+    traceback = f'  File "/x/site-packages/{{}}/{bug.file}", line 9, in forward\n    {bug.code}\n{error}'
+    assert qd.explain(traceback.format("lvu")).answer["label"] == "tool:lvu"
+    egg = qd.explain(traceback.format("transformers-4.45.2-py3.10.egg/transformers"))
+    assert egg.answer["label"] == bug.id and egg.candidates[0]["tier"] == "line"
 
 
 def test_vllm_ascend_is_named_by_its_own_model_classes():

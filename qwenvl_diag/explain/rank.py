@@ -49,7 +49,7 @@ from packaging.version import InvalidVersion, Version
 from ..bugs import CATALOGUE, KnownBug
 from ..presets import PRESETS
 from .lines import line_in, line_index, releases_with_line
-from .text import IN_TRANSFORMERS
+from .text import IN_TRANSFORMERS, installed_package
 
 LINE, CODE_QUOTED, LINE_SOME_RELEASE, LINE_SPAN, FUNCTION, NAMED = 100, 95, 90, 40, 30, 20
 OP, DEVICES = 10, 10
@@ -107,7 +107,10 @@ def _in_file(path: str, bug: KnownBug) -> bool:
     ("modeling_qwen2_5_vl.py"), its name is the file's."""
     if "/" not in path and "\\" not in path:
         return any(path == file.rsplit("/", 1)[-1] for file in bug.files)
-    return bug.in_file(path)
+    # another installed package's copy of the file (its own layout `<package>/models/qwen2_vl/...`) is the
+    # package's code, whatever its line holds
+    package = installed_package(path) or "transformers"
+    return re.match(r"transformers(?:-[\w.-]+\.egg)?$", package) is not None and bug.in_file(path)
 
 
 def _releases_in_span(bug_id: str, first: int, last: int, release: str | None) -> list[str]:
