@@ -929,6 +929,9 @@ def test_more_tools_built_on_transformers_are_read_from_frames_and_words():
         "Qwen2-VL served by text-generation-inference": "text-generation-inference",
         "DiffSynth-Studio low VRAM mode with the Qwen2.5-VL text encoder": "diffsynth-studio",
         "SentenceTransformer('Alibaba-NLP/gme-Qwen2-VL-2B-Instruct')": "sentence-transformers",
+        # ComfyUI by its model management's words (Comfy-Org/ComfyUI#13295) and its log
+        "partially loaded with dynamic vram off; A_log stays on cpu: added cast_to_device": "comfyui",
+        "loaded partially 5120.0 4980.3 0\nRuntimeError: Expected all tensors": "comfyui",
     }
     for words, tool in named.items():
         assert [t["tool"] for t in read_facts(words)["tools"]] == [tool], words

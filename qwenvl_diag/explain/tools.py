@@ -167,7 +167,8 @@ _TOOLS = (
         "comfyui",
         "node",
         r"ComfyUI|comfy|custom_nodes",
-        r"ComfyUI|\bcomfy",
+        # its model management's words: `cast_to_device`, "dynamic VRAM", its log's "loaded partially"
+        r"ComfyUI|\bcomfy|\bcast_to_device\b|\bdynamic[ _-]?vram\b|\bloaded (?:partially|completely)\b",
         _ISSUES.format("comfyanonymous/ComfyUI") + " (or the custom node's repository)",
         "inputs-on-cpu",
     ),
