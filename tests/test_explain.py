@@ -929,6 +929,9 @@ def test_more_tools_built_on_transformers_are_read_from_frames_and_words():
         "Qwen2-VL served by text-generation-inference": "text-generation-inference",
         "DiffSynth-Studio low VRAM mode with the Qwen2.5-VL text encoder": "diffsynth-studio",
         "SentenceTransformer('Alibaba-NLP/gme-Qwen2-VL-2B-Instruct')": "sentence-transformers",
+        # diffusers by its API: Qwen-Image's pipeline runs Qwen2.5-VL as its text encoder
+        'pipe = QwenImageEditPipeline.from_pretrained("Qwen/Qwen-Image-Edit")': "diffusers",
+        "pipe.enable_model_cpu_offload()": "diffusers",
         # ComfyUI by its model management's words (Comfy-Org/ComfyUI#13295) and its log
         "partially loaded with dynamic vram off; A_log stays on cpu: added cast_to_device": "comfyui",
         "loaded partially 5120.0 4980.3 0\nRuntimeError: Expected all tensors": "comfyui",

@@ -159,7 +159,9 @@ _TOOLS = (
         "diffusers",
         "pipeline",
         r"diffusers",
-        r"\bdiffusers\b",
+        # also by its API: a pipeline class loaded by name, its offload switches
+        r"\bdiffusers\b|\b\w*DiffusionPipeline\b|\b\w+Pipeline\.from_pretrained\b"
+        r"|\benable_(?:model|sequential)_cpu_offload\b",
         _ISSUES.format("huggingface/diffusers"),
         "inputs-on-cpu",
     ),
