@@ -203,6 +203,24 @@ def test_a_worker_that_dies_ends_the_sweep_with_a_clear_error_not_a_wait():
     assert not _pool_workers(), "no worker is left behind"
 
 
+def test_an_interrupt_stops_the_busy_workers_too():
+    def interrupt(row: dict) -> None:  # Ctrl-C at the first row, while the other worker runs its chunk
+        raise KeyboardInterrupt
+
+    axes = dict(gpus=[1, 2, 4], memory=["1GiB", "2GiB"], strategies=["balanced", "sequential"])
+    frame = qd.sweep(
+        "tiny/qwen2_5_vl",
+        inputs=["text", "image"],
+        actions="forward",
+        processes=2,
+        progress=False,
+        on_row=interrupt,
+        **axes,
+    )
+    assert frame.attrs["interrupted"] is True and len(frame) < 24
+    assert not _pool_workers(), "no worker is left running its chunk"
+
+
 def _pool_workers() -> list[psutil.Process]:
     """This process's live spawned workers (a zombie is dead: only not yet reaped)."""
     workers = []
