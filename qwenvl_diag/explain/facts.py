@@ -59,15 +59,14 @@ and accelerate); `family` the Qwen-VL family ("qwen2_5_vl"), `model_type` the tr
 frame runs in ("llama": not Qwen-VL); `checkpoint` a Qwen-VL checkpoint name; `versions` {package: version}
 for transformers, accelerate, torch, qwen-vl-utils; `transformers_range` a requirement on transformers
 stated instead of a version (">=4.57.1", from a pin like `transformers>=4.57.1`); `transformers_ref` the
-git commit or tag a source build of transformers was installed from (`transformers@f742a64`; a model-release
-tag, `@v4.49.0-Gemma-3`, also gives `versions` its release); `python`
-"3.10"; `gpus` {count, type}; `engine` a list of "device_map", "torchrun",
-"fsdp", "deepspeed", "vllm"; `action` "training" or "inference" where the text says which (a trainer,
-`backward`, fine-tuning vs `generate`, an inference server; None when it says both or neither); `inputs` the
-inputs it names, a list of "video", "image", "batch", "text"; `warnings` the library warnings it quotes that
-say how the tensors got where they are (`WARNINGS`); `tools` the packages built on transformers it shows
-(`tools.TOOL_KEYS` rows: the tool, and whether its code raised, called the code that raised, or is only
-named)."""
+git commit or tag a source build of transformers was installed from (`transformers@f742a64`; a
+model-release tag, `@v4.49.0-Gemma-3`, also gives `versions` its release); `python` "3.10"; `gpus` {count,
+type}; `engine` a list of "device_map", "torchrun", "fsdp", "deepspeed", "vllm"; `action` "training" or
+"inference" where the text says which (a trainer, `backward`, fine-tuning vs `generate`, an inference
+server; None when it says both or neither); `inputs` the inputs it names, a list of "video", "image",
+"batch", "text"; `warnings` the library warnings it quotes that say how the tensors got where they are
+(`WARNINGS`); `tools` the packages built on transformers it shows (`tools.TOOL_KEYS` rows: the tool, and
+whether its code raised, called the code that raised, or is only named)."""
 
 ERROR_KINDS = ("device", "type", "index", "masked_fill", "sdpa", "other")
 """`device`: "Expected all tensors to be on the same device"; `type`: the convolution's "Input type (...)
