@@ -188,17 +188,8 @@ def test_a_worker_that_dies_ends_the_sweep_with_a_clear_error_not_a_wait():
             killed.append(workers[0].pid)
             workers[0].kill()
 
-    axes = dict(gpus=[1, 2, 4], memory=["1GiB", "2GiB"], strategies=["balanced", "sequential"])
     with pytest.raises(qd.SweepError, match="a sweep worker process died after") as raised:
-        qd.sweep(
-            "tiny/qwen2_5_vl",
-            inputs=["text", "image"],
-            actions="forward",
-            processes=2,
-            progress=False,
-            on_row=kill_a_worker,
-            **axes,
-        )
+        _sweep_on_two_workers(kill_a_worker)
     assert killed and "processes=1" in str(raised.value)
     assert not _pool_workers(), "no worker is left behind"
 
@@ -207,18 +198,24 @@ def test_an_interrupt_stops_the_busy_workers_too():
     def interrupt(row: dict) -> None:  # Ctrl-C at the first row, while the other worker runs its chunk
         raise KeyboardInterrupt
 
-    axes = dict(gpus=[1, 2, 4], memory=["1GiB", "2GiB"], strategies=["balanced", "sequential"])
-    frame = qd.sweep(
+    frame = _sweep_on_two_workers(interrupt)
+    assert frame.attrs["interrupted"] is True and len(frame) < 24
+    assert not _pool_workers(), "no worker is left running its chunk"
+
+
+def _sweep_on_two_workers(on_row):
+    """A 24-scenario sweep of the tiny Qwen2.5-VL on two worker processes, `on_row` called at each row."""
+    return qd.sweep(
         "tiny/qwen2_5_vl",
+        gpus=[1, 2, 4],
+        memory=["1GiB", "2GiB"],
+        strategies=["balanced", "sequential"],
         inputs=["text", "image"],
         actions="forward",
         processes=2,
         progress=False,
-        on_row=interrupt,
-        **axes,
+        on_row=on_row,
     )
-    assert frame.attrs["interrupted"] is True and len(frame) < 24
-    assert not _pool_workers(), "no worker is left running its chunk"
 
 
 def _pool_workers() -> list[psutil.Process]:
