@@ -961,8 +961,16 @@ def test_a_packages_own_copy_of_a_qwen_model_file_is_whose_code_raised():
     assert tools("/opt/venv/lib/python3.10/site-packages/lvu/models/modeling_qwen2_5_vl.py") == [
         ("lvu", "raised")
     ]
-    # transformers' own file, remote code, a known tool's copy: not a package's copy
+    # a vendored copy of transformers inside another package is that package's
+    assert tools("/x/site-packages/lvu/transformers/models/qwen2_vl/modeling_qwen2_vl.py") == [
+        ("lvu", "raised")
+    ]
+    # transformers' own file (an egg of it too), remote code, a known tool's copy: not a package's copy
     assert tools("/x/site-packages/transformers/models/qwen2_vl/modeling_qwen2_vl.py") == []
+    assert (
+        tools("/x/site-packages/transformers-4.45.2-py3.10.egg/transformers/models/modeling_qwen2_vl.py")
+        == []
+    )
     assert tools("/x/site-packages/swift/llm/model/modeling_qwen2_vl.py") == [("ms-swift", "raised")]
     assert tools("/root/.cache/huggingface/modules/transformers_modules/Qwen/x/modeling_qwen.py") == [
         ("remote-code", "raised")

@@ -109,8 +109,7 @@ def _in_file(path: str, bug: KnownBug) -> bool:
         return any(path == file.rsplit("/", 1)[-1] for file in bug.files)
     # another installed package's copy of the file (its own layout `<package>/models/qwen2_vl/...`) is the
     # package's code, whatever its line holds
-    package = installed_package(path) or "transformers"
-    return re.match(r"transformers(?:-[\w.-]+\.egg)?$", package) is not None and bug.in_file(path)
+    return installed_package(path) in (None, "transformers") and bug.in_file(path)
 
 
 def _releases_in_span(bug_id: str, first: int, last: int, release: str | None) -> list[str]:

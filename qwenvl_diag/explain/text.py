@@ -56,13 +56,15 @@ IN_TRANSFORMERS = re.compile(r"[/\\]transformers[/\\]")
 
 
 _INSTALLED = re.compile(r"[/\\](?:site|dist)-packages[/\\](?P<package>[A-Za-z_][\w.-]*)")
+_EGG = re.compile(r"-\d[\w.-]*\.egg$")
 
 
 def installed_package(path: str) -> str | None:
     """The package an installed file sits in (the folder after site-packages; a module's name without
-    ".py"), or None: ".../site-packages/veomni/models/x.py" -> "veomni"."""
+    ".py", an egg's without its version), or None: ".../site-packages/veomni/models/x.py" -> "veomni",
+    ".../site-packages/transformers-4.45.2-py3.10.egg/transformers/..." -> "transformers"."""
     match = _INSTALLED.search(path)
-    return match["package"].removesuffix(".py") if match else None
+    return _EGG.sub("", match["package"].removesuffix(".py")) if match else None
 
 
 def raising_frame(frames: list[dict]) -> dict | None:

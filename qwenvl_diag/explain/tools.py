@@ -427,9 +427,8 @@ def tools_in(frames: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
 
 
 # a Qwen model file by its name, copied or generated (modeling_qwen2_5_vl.py,
-# patched_modeling_qwen3_5_moe_gpu.py), and where transformers' own and remote code's sit
+# patched_modeling_qwen3_5_moe_gpu.py)
 _MODEL_FILE = re.compile(r"modeling_qwen\w*\.py$")
-_TRANSFORMERS_OWN = re.compile(r"(?:^|[/\\])transformers(?:_modules[/\\]|[/\\]models[/\\])")
 # a relative path's first folder is its package, unless it is one every project has
 _RELATIVE = re.compile(r"^(?![/\\~]|\w:)(?P<package>[A-Za-z_][\w.-]*)[/\\]")
 _ANY_PROJECTS = frozenset(("src", "lib", "libs", "model", "models", "modules", "code", "scripts", "app"))
@@ -439,15 +438,17 @@ def _model_copy(
     frames: list[dict[str, Any]], raising: dict[str, Any] | None
 ) -> tuple[int, dict[str, Any]] | None:
     """(depth, `TOOL_KEYS` row) for the deepest frame in a package's own copy of a Qwen model file
-    (`veomni/models/.../patched_modeling_qwen3_5_moe_gpu.py`), outside transformers and remote code; None
-    when there is none, its package is not named by its path, or a known tool already claims it."""
+    (`veomni/models/.../patched_modeling_qwen3_5_moe_gpu.py`); None when there is none, its package is
+    not named by its path or is transformers, or a known tool (remote code among them) claims it."""
     for depth in reversed(range(len(frames))):
         file = frames[depth]["file"]
-        if not _MODEL_FILE.search(file) or _TRANSFORMERS_OWN.search(file):
+        if not _MODEL_FILE.search(file):
             continue
         package = installed_package(file) or ((match := _RELATIVE.search(file)) and match["package"])
         package = package.lower().replace("_", "-") if package else None
-        if package in (None, *_ANY_PROJECTS) or any(_frame_of(tool, frames[depth]) for tool in _TOOLS):
+        if package in (None, "transformers", *_ANY_PROJECTS) or any(
+            _frame_of(tool, frames[depth]) for tool in _TOOLS
+        ):
             return None
         row = {
             "tool": package,
