@@ -815,6 +815,49 @@ def test_a_preview_build_named_by_its_git_ref_is_said_so(install):
     assert other.answer is None or "preview" not in other.answer["summary"]
 
 
+@pytest.mark.parametrize(
+    "code, name",
+    [
+        # QwenLM/Qwen2.5-Omni#175: web_demo's generate with the preview's voice keyword
+        ("text_ids, audio = model.generate(**inputs, spk=voice, use_audio_in_video=True)", "spk"),
+        # the preview README's loading line
+        (
+            'model = Qwen2_5OmniModel.from_pretrained("Qwen/Qwen2.5-Omni-7B", device_map="auto")',
+            "Qwen2_5OmniModel",
+        ),
+    ],
+)
+def test_code_that_uses_a_previews_own_api_ran_the_preview(code, name):
+    frame = (
+        '  File "/root/miniconda3/lib/python3.10/site-packages/transformers/models/qwen2_5_omni/'
+        'modeling_qwen2_5_omni.py", line 4796, in generate\n    thinker_result = self.thinker.generate(\n'
+    )
+    error = (
+        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
+        "cuda:1 and cuda:0!"
+    )
+    caller = f'  File "web_demo.py", line 115, in predict\n    {code}\n'
+    text = f"Traceback (most recent call last):\n{caller}{frame}{error}"
+    result = qd.explain(text)
+    assert result.facts["preview_api"] == [name]
+    assert (result.answer["label"], result.answer["confidence"]) == ("transformers:uncatalogued", "medium")
+    assert f"uses `{name}`, of the preview of qwen2_5_omni's code" in result.answer["summary"]
+    assert "transformers>=4.52.1" in result.answer["summary"]
+    # the released API (`speaker`, the class's release name) says nothing of a preview
+    released = text.replace("spk=", "speaker=").replace(
+        "Qwen2_5OmniModel", "Qwen2_5OmniForConditionalGeneration"
+    )
+    assert qd.explain(released).facts["preview_api"] == []
+    # nor does 4.52.1's own warning that still names the preview's class
+    warning = (
+        "Qwen2_5OmniModel is using Qwen2_5OmniSdpaAttention, but "
+        "`torch.nn.functional.scaled_dot_product_attention`"
+    )
+    assert read_facts(f"{warning}\n{released}")["preview_api"] == []
+    # a keyword of that name in another family's text is that family's business
+    assert read_facts(text.replace("qwen2_5_omni", "qwen2_5_vl"))["preview_api"] == []
+
+
 def test_a_report_without_its_error_line_is_read_from_its_placement_and_cues():
     # EvolvingLMMs-Lab/lmms-eval#603: the error only in a screenshot; Qwen2.5-VL, video, a device_map
     text = (

@@ -102,6 +102,8 @@ KINDS = {
     "video-bug-at-its-cat": "up-tf-37597",
     # a preview build named by the git commit the family's README installed, no release stated
     "preview-build-by-its-commit": "mt-qwen25omni-124",
+    # code that uses the preview's own API (generate's `spk=`, which the first release renamed)
+    "preview-build-by-its-api": "up-qo25-175",
     # a package's own (generated, patched) copy of a Qwen model file, quoted by its path
     "a-packages-copy-of-the-model-file": "nd-veomni-776",
     # vLLM on an Ascend NPU: the plugin's own model classes (AscendQwen2_5_...) name it

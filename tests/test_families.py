@@ -3,11 +3,15 @@ the whole flow: their tiny models and twins on simulated GPUs, the way their mod
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import re
+
 import pytest
 from conftest import family_available
 
 import qwenvl_diag as qd
-from qwenvl_diag.models.families import TINY_MODELS
+from qwenvl_diag.models.families import FAMILIES, TINY_MODELS
 
 NEW_TINY = ["qwen3_vl_moe", "qwen3_5", "qwen3_5_moe", "qwen4_exp", "qwen2_5_omni", "qwen3_omni_moe"]
 NEW_TWINS = [
@@ -105,3 +109,26 @@ def test_plans_that_leave_gpu_0_empty_or_keep_experts_on_the_host_are_flagged_an
         qd.plan_device_map("Qwen/Qwen3.5-35B-A3B", 4, "80GiB"),
     ):
         assert not codes(fits) & {"main_gpu_empty", "experts_offloaded"}
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES.values() if f.preview_api], ids=lambda f: f.name)
+def test_a_previews_own_api_is_in_no_release_of_the_stack(family):
+    """`Family.preview_api` names what only a preview had (`explain` reads a report that uses it as a
+    preview's): the installed release has none of it, neither a class nor a keyword of generate."""
+    import transformers
+
+    names = [re.search(r"\(\?P<name>(\w+)\)", pattern)[1] for pattern in family.preview_api]
+    assert all(not hasattr(transformers, name) for name in names)
+    if not family_available(family.name):
+        assert importlib.util.find_spec(f"transformers.models.{family.model_types[0]}") is None
+        return
+    module = importlib.import_module(
+        f"transformers.models.{family.model_types[0]}.modeling_{family.model_types[0]}"
+    )
+    generates = [
+        cls.generate for cls in vars(module).values() if inspect.isclass(cls) and "generate" in vars(cls)
+    ]
+    assert generates
+    for name in names:
+        assert not hasattr(module, name)
+        assert all(name not in inspect.signature(generate).parameters for generate in generates)

@@ -131,7 +131,8 @@ def decide(facts: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str,
 def _preview_build(facts: dict[str, Any]) -> str | None:
     """Why the transformers that raised is a preview of the family's code, which no release ships: a git
     ref the family's README told people to install before its first release (Qwen2.5-Omni's
-    `transformers@f742a64`), or a reported release older than its first; None otherwise."""
+    `transformers@f742a64`), code that uses the preview's own API (`Qwen2_5OmniModel`), or a reported
+    release older than its first; None otherwise."""
     ref = facts["transformers_ref"]
     for family in FAMILIES.values():
         if ref and any(preview.startswith(ref) for preview in family.previews):
@@ -141,6 +142,12 @@ def _preview_build(facts: dict[str, Any]) -> str | None:
                 f"transformers>={family.since} and rerun"
             )
     reported, family = facts["versions"].get("transformers"), FAMILIES.get(facts["family"] or "")
+    if family and facts["preview_api"]:
+        return (
+            f"the code uses {', '.join(f'`{name}`' for name in facts['preview_api'])}, of the preview of "
+            f"{family.name}'s code that its README installed before its first release ({family.since}), "
+            f"which no release ships; install transformers>={family.since}, use its names and rerun"
+        )
     try:
         older = reported and family and Version(Version(reported).base_version) < Version(family.since)
     except InvalidVersion:

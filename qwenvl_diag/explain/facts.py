@@ -17,6 +17,7 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from ..device_errors import convolution_type_mismatch, is_device_error, type_device
+from ..models.families import FAMILIES
 from .text import INTERNALS, clean_lines, spaced
 from .tools import tools_in
 
@@ -37,6 +38,7 @@ FACT_KEYS = (
     "versions",
     "transformers_range",
     "transformers_ref",
+    "preview_api",
     "python",
     "gpus",
     "engine",
@@ -60,7 +62,9 @@ frame runs in ("llama": not Qwen-VL); `checkpoint` a Qwen-VL checkpoint name; `v
 for transformers, accelerate, torch, qwen-vl-utils; `transformers_range` a requirement on transformers
 stated instead of a version (">=4.57.1", from a pin like `transformers>=4.57.1`); `transformers_ref` the
 git commit or tag a source build of transformers was installed from (`transformers@f742a64`; a
-model-release tag, `@v4.49.0-Gemma-3`, also gives `versions` its release); `python` "3.10"; `gpus` {count,
+model-release tag, `@v4.49.0-Gemma-3`, also gives `versions` its release); `preview_api` what the text's code
+uses of its family's preview API (`Family.preview_api`: `Qwen2_5OmniModel`, which no release has);
+`python` "3.10"; `gpus` {count,
 type}; `engine` a list of "device_map", "torchrun", "fsdp", "deepspeed", "vllm"; `action` "training" or
 "inference" where the text says which (a trainer, `backward`, fine-tuning vs `generate`, an inference
 server; None when it says both or neither); `inputs` the inputs it names, a list of "video", "image",
@@ -542,6 +546,9 @@ def read_facts(text: str) -> dict[str, Any]:
         if release := re.match(r"v(\d+\.\d+\.\d+)-", facts["transformers_ref"]):
             facts["versions"].setdefault("transformers", release[1])
     facts["transformers_range"] = None if "transformers" in facts["versions"] else _range(words)
+    family = FAMILIES.get(facts["family"] or "")
+    api = family.preview_api if family else ()
+    facts["preview_api"] = [match["name"] for pattern in api if (match := re.search(pattern, joined))]
     for pattern in _PYTHON:
         if match := pattern.search(joined):
             facts["python"] = match["version"]

@@ -25,6 +25,8 @@ class Family:
     class the kit builds for an Omni checkpoint: its thinker, not the talker that speaks. `previews` are
     the git refs of transformers (a commit, a tag) that the family's README told people to install before
     its first release: code no release ships, which `explain` says when a report names one.
+    `preview_api` are patterns (the name in a group `name`) of the names only those previews had (a class, a
+    keyword that the first release renamed): a report whose code uses one ran a preview.
     """
 
     name: str
@@ -36,6 +38,7 @@ class Family:
     borrows: str | None = None
     thinker: str | None = None
     previews: tuple[str, ...] = ()
+    preview_api: tuple[str, ...] = ()
 
 
 _QWEN3_VL = "Qwen/Qwen3-VL-8B-Instruct"
@@ -86,6 +89,13 @@ FAMILIES: dict[str, Family] = {
             "Qwen2_5OmniThinkerForConditionalGeneration",
             # the previews: QwenLM/Qwen2.5-Omni's README and model card, March (the commit) and April 2025
             previews=("f742a644ca32e65758c3adb36225aef1731bd2a8", "v4.51.3-Qwen2.5-Omni-preview"),
+            # the previews' top class and generate's voice keyword, which 4.52.1 (its wheel, checked) renamed
+            # Qwen2_5OmniForConditionalGeneration and `speaker`; 4.52.1 still names the old class in one
+            # warning's text ("Qwen2_5OmniModel is using Qwen2_5OmniSdpaAttention, but ...")
+            preview_api=(
+                r"\b(?P<name>Qwen2_5OmniModel)\b(?! is using)",
+                r"\.generate\([^)]*\b(?P<name>spk)\s*=",
+            ),
         ),
         Family(
             "qwen3_omni_moe",
