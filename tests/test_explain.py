@@ -978,6 +978,9 @@ def test_more_tools_built_on_transformers_are_read_from_frames_and_words():
         # ComfyUI by its model management's words (Comfy-Org/ComfyUI#13295) and its log
         "partially loaded with dynamic vram off; A_log stays on cpu: added cast_to_device": "comfyui",
         "loaded partially 5120.0 4980.3 0\nRuntimeError: Expected all tensors": "comfyui",
+        # TensorRT-LLM's PyTorch backend by its own names (NVIDIA/TensorRT-LLM#16529, #16537)
+        "py_executor_creator.create_py_executor -> kv_cache_creator.configure_kv_cache": "tensorrt-llm",
+        "mrope_position_deltas_cache.index_copy_(0, seq_slots, deltas)": "tensorrt-llm",
     }
     for words, tool in named.items():
         assert [t["tool"] for t in read_facts(words)["tools"]] == [tool], words

@@ -224,7 +224,9 @@ _TOOLS = (
         "tensorrt-llm",
         "server",
         r"tensorrt_llm",
-        r"TensorRT-LLM|tensorrt_llm|\btrt-?llm\b",
+        # and its PyTorch backend's own names (its executor's creators, its Qwen-VL mRoPE cache)
+        r"TensorRT-LLM|tensorrt_llm|\btrt-?llm\b|\b(?:create_)?py_executor(?:_creator)?\b|\bkv_cache_creator\b"
+        r"|\bmrope_position_deltas_cache\b|\b_prepare_qwen_vl_mrope_config\b",
         _ISSUES.format("NVIDIA/TensorRT-LLM"),
         None,
     ),
