@@ -858,6 +858,28 @@ def test_code_that_uses_a_previews_own_api_ran_the_preview(code, name):
     assert read_facts(text.replace("qwen2_5_omni", "qwen2_5_vl"))["preview_api"] == []
 
 
+def test_a_link_to_an_entrys_own_report_names_it():
+    # huggingface/transformers#33851: "Fixes https://github.com/huggingface/transformers/issues/33816, ..."
+    bug = next(bug for bug in CATALOGUE if bug.id == "qwen2_vl-image-mask-device")
+    issue = next(ref for ref in bug.references if "/issues/" in ref)
+    number = issue.rsplit("/", 1)[1]
+    words = "and propagates changes to all other VLMs with masked scatter"
+    for link in (issue, f"huggingface/transformers#{number}"):
+        result = qd.explain(f"Fixes {link}, {words}")
+        assert result.best["id"] == bug.id and result.best["tier"] == "reference"
+        assert result.answer["confidence"] == "medium"
+        assert f"the text links its report, huggingface/transformers#{number}" in result.best["evidence"]
+        assert "the text links its own issue or pull request" in result.reply
+    # a bare number names no repository; another issue is no entry's
+    assert qd.explain(f"Fixes #{number}, {words}").candidates == []
+    assert qd.explain(f"Fixes {issue[: -len(number)]}{int(number) + 1}, {words}").candidates == []
+    # another entry's line outweighs a link
+    other = next(b for b in CATALOGUE if b.id == "qwen2_vl-batched-causal-mask")
+    frame = f'  File "/x/site-packages/transformers/{other.file}", line 9, in {other.function}\n'
+    frame += f"    {other.code}\n"
+    assert qd.explain(f"same as {issue}\n{frame}").best["id"] == other.id
+
+
 def test_a_report_without_its_error_line_is_read_from_its_placement_and_cues():
     # EvolvingLMMs-Lab/lmms-eval#603: the error only in a screenshot; Qwen2.5-VL, video, a device_map
     text = (

@@ -104,6 +104,8 @@ KINDS = {
     "preview-build-by-its-commit": "mt-qwen25omni-124",
     # code that uses the preview's own API (generate's `spk=`, which the first release renamed)
     "preview-build-by-its-api": "up-qo25-175",
+    # a fix's text that links the entry's own issue
+    "a-link-to-its-report": "up-tf-33851",
     # a package's own (generated, patched) copy of a Qwen model file, quoted by its path
     "a-packages-copy-of-the-model-file": "nd-veomni-776",
     # vLLM on an Ascend NPU: the plugin's own model classes (AscendQwen2_5_...) name it

@@ -8,10 +8,12 @@ The score adds points per piece of evidence, in tiers so that stronger evidence 
    generated copy of it), or its code line in a frame; the code quoted elsewhere in the text counts
    `CODE_QUOTED` (95), a line number that is the entry's line in some release, with no release reported,
    `LINE_SOME_RELEASE` (90).
-2. **Near where it failed**: a quoted span of lines of its file that holds its line (`LINE_SPAN`, 40: a
-   GitHub link's `#L1687-L1695`, "lines 1687-1695"); the function it failed in (`FUNCTION`, 30): the
-   traceback ends in the entry's function in its file (and the frame shows no other code line); a function
-   of its own name, quoted in words, `NAMED`, 20.
+2. **Near where it failed, or named by its report**: a link to one of the entry's own issues or pull
+   requests (`REFERENCED`, 50: "Fixes https://github.com/huggingface/transformers/issues/33816",
+   `owner/repo#33816`: the thread that reported or fixed it); a quoted span of lines of its file that holds
+   its line (`LINE_SPAN`, 40: a GitHub link's `#L1687-L1695`, "lines 1687-1695"); the function it failed
+   in (`FUNCTION`, 30): the traceback ends in the entry's function in its file (and the frame shows no
+   other code line); a function of its own name, quoted in words, `NAMED`, 20.
 3. **The error** against the entry's signature: its op (`OP`, 10; every torch wording is mapped to its
    op, a wrapper's to the wrapper's, a wrapper quoted in words too) and its kind of device pair
    (`DEVICES`, 10; `npu`, `xpu`, `mps` and `hpu` count as GPUs); each is -10 when it differs.
@@ -31,9 +33,9 @@ across devices), with its family and an affected release or a cue. Equal scores 
 tie (`tied`), never silently ordered.
 
 Confidence: "high" for a line (tier 1) with nothing against it and no tie; "medium" for a line with
-something against it or tied, or for a span, the function, its name or the error's op with nothing
-against it; "low" for the rest (context and cues only). `benchmarks/bench_explain.py` measures what each level
-means on the corpus of real pastes (`tests/data/explain_corpus`).
+something against it or tied, or for its report linked, a span, the function, its name or the error's op
+with nothing against it; "low" for the rest (context and cues only). `benchmarks/bench_explain.py`
+measures what each level means on the corpus of real pastes (`tests/data/explain_corpus`).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from ..presets import PRESETS
 from .lines import line_in, line_index, releases_with_line
 from .text import IN_TRANSFORMERS, installed_package
 
-LINE, CODE_QUOTED, LINE_SOME_RELEASE, LINE_SPAN, FUNCTION, NAMED = 100, 95, 90, 40, 30, 20
+LINE, CODE_QUOTED, LINE_SOME_RELEASE, REFERENCED, LINE_SPAN, FUNCTION, NAMED = 100, 95, 90, 50, 40, 30, 20
 OP, DEVICES = 10, 10
 FAMILY, FAMILY_OTHER = 15, -60
 RELEASE, RELEASE_NOT, RANGE, RANGE_NOT = 15, -65, 8, -30
@@ -97,9 +99,29 @@ def _where(bug: KnownBug, facts: dict[str, Any], text: str) -> tuple[int, list[s
     elsewhere = [f for f in frames if bug.quoted_in(f["code"] or "") and not _in_file(f["file"], bug)]
     if best[0] < CODE_QUOTED and bug.quoted_in(text) and not elsewhere:
         return CODE_QUOTED, [f"the text quotes its line: {bug.code}"]
+    if best[0] < REFERENCED and (linked := _linked_reports(text) & _reports(bug.id)):
+        return REFERENCED, [f"the text links its report, {', '.join(sorted(linked))}"]
     if not best[0] and bug.function != "forward" and re.search(rf"\b{bug.function}\b", text):
         return NAMED, [f"the text names its function, {bug.function}"]
     return best
+
+
+# an issue or pull request: a GitHub link, or `owner/repo#123` as GitHub writes a cross-reference
+_REPORT = re.compile(r"github\.com/(?P<repo>[\w.-]+/[\w.-]+)/(?:issues|pull)/(?P<number>\d+)")
+_CROSS_REFERENCE = re.compile(r"(?<![\w/.-])(?P<repo>[\w.-]+/[\w.-]+)#(?P<number>\d+)\b")
+
+
+def _linked_reports(text: str) -> set[str]:
+    """The issues and pull requests a text links, as "owner/repo#123" (GitHub's own spelling, lower case)."""
+    found = [*_REPORT.finditer(text), *_CROSS_REFERENCE.finditer(text)]
+    return {f"{match['repo'].lower()}#{match['number']}" for match in found}
+
+
+@functools.cache
+def _reports(bug_id: str) -> frozenset[str]:
+    """The issues and pull requests among an entry's references, as `_linked_reports` spells them."""
+    bug = next(bug for bug in CATALOGUE if bug.id == bug_id)
+    return frozenset(_linked_reports(" ".join(bug.references)))
 
 
 def _in_file(path: str, bug: KnownBug) -> bool:
@@ -315,17 +337,20 @@ def _candidate(bug: KnownBug, facts: dict[str, Any], text: str) -> dict[str, Any
 
 
 def _tier(where: int, op_named: bool) -> str:
-    """The strongest kind of evidence: "line", "function" (a span of lines holding its line, or the
-    function a traceback ended in), "name" (its function named in words), "op" or "context"."""
+    """The strongest kind of evidence: "line", "reference" (a link to its own issue or pull request),
+    "function" (a span of lines holding its line, or the function a traceback ended in), "name" (its
+    function named in words), "op" or "context"."""
     if where >= LINE_SOME_RELEASE:
         return "line"
+    if where == REFERENCED:
+        return "reference"
     return "function" if where >= FUNCTION else "name" if where else "op" if op_named else "context"
 
 
 def _confidence(candidate: dict[str, Any], tied: bool) -> str:
     if candidate["tier"] == "line":
         return "high" if not candidate["against"] and not tied else "medium"
-    if candidate["tier"] in ("function", "name", "op") and not candidate["against"] and not tied:
+    if candidate["tier"] in ("reference", "function", "name", "op") and not candidate["against"] and not tied:
         return "medium"
     return "low"
 

@@ -76,6 +76,7 @@ def _why(best: dict[str, Any]) -> str:
     """What the confidence rests on, in a few words."""
     basis = {
         "line": "the text shows its line",
+        "reference": "the text links its own issue or pull request",
         "function": "the traceback ends in its function, or the text quotes lines around its line",
         "name": "the text names its function",
         "op": "the error names its op",
