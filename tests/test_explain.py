@@ -923,6 +923,14 @@ def test_a_trainer_named_beside_zero3_is_whose_settings_to_report_first():
         "found at least two devices, cuda:0 and cpu! (ms-swift)"
     )
     assert qd.explain(text).answer["label"] == "tool:ms-swift"
+    # ms-swift also by its command line's DeepSpeed shorthand, as #3824 itself names it
+    script = "训练脚本为examples/train/grpo/qwen2_5_omni/grpo.sh，仅将--deepspeed zero2修改为zero3"
+    shorthand = text.replace(" (ms-swift)", f"\n{script}")
+    assert [t["tool"] for t in read_facts(shorthand)["tools"]] == ["deepspeed", "ms-swift"]
+    assert qd.explain(shorthand).answer["label"] == "tool:ms-swift"
+    assert [t["tool"] for t in read_facts("deepspeed --deepspeed ds_z3_config.json")["tools"]] == [
+        "deepspeed"
+    ]
     alone = text.replace(" (ms-swift)", "")
     assert qd.explain(alone).answer["label"] == "tool:deepspeed"
 

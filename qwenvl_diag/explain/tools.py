@@ -252,7 +252,9 @@ _TOOLS = (
         "ms-swift",
         "trainer",
         r"swift",
-        r"ms-swift|\bswift\b",
+        # and its command line's DeepSpeed shorthand (`--deepspeed zero2`; DeepSpeed and the HF Trainer take a
+        # config file there)
+        r"ms-swift|\bswift\b|--deepspeed[= ]zero\d",
         _ISSUES.format("modelscope/ms-swift"),
         "qwen3-vl-fsdp2-offload",
     ),
