@@ -5,8 +5,13 @@ rewritten) and the answer its thread reached, in `tests/data/explain_corpus/*.js
 
 Each item: `id`, `url`, `text`, `expected` (a catalogue id; "tool:<package>"; "transformers:<slug>", a
 transformers bug the catalogue does not hold, which the kit answers right with "transformers:uncatalogued";
-"user"), `thread_reached`, `evidence` and `split`: "held" for the fifth set aside that the ranking is never
-tuned on (chosen by a hash of the id when the item was added), else "dev".
+"user"), `thread_reached`, `evidence`, `split`: "held" for the fifth set aside that the ranking is never
+tuned on (chosen by a hash of the id when the item was added), else "dev", and `answerable` with
+`answerable_why`: whether the text alone (not its URL, not the thread) holds the answer, graded once by a
+reader who knows the catalogue and the field and was not running the kit: "yes" (the expected label is the
+single most likely answer from the text), "tie" (the text narrows it to the expected label and others it
+cannot tell apart) or "no" (the deciding evidence is only in a title, a screenshot or the thread). The share
+of "yes" is the ceiling of top-1 for a reader of the text.
 
 Used by `tests/test_explain_corpus.py` (the floor) and `benchmarks/bench_explain.py` (the figures).
 """
@@ -51,9 +56,10 @@ def labels(result: Any) -> list[str]:
 
 
 def evaluate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Top-1 and top-3 accuracy per split, and per confidence level how often the answer was right, with
-    the misses: {"splits": {split: {"n", "top1", "top3"}}, "confidence": {level: {"n", "right"}},
-    "misses": [(id, expected, answer)]}."""
+    """Top-1 and top-3 accuracy per split (and top-1 on the items whose text holds the answer), and per
+    confidence level how often the answer was right, with the misses: {"splits": {split: {"n", "top1",
+    "top3", "answerable", "answerable_top1"}}, "confidence": {level: {"n", "right"}}, "misses": [(id,
+    expected, answer)]}."""
     from qwenvl_diag import explain
 
     splits: dict[str, Counter] = defaultdict(Counter)
@@ -65,7 +71,8 @@ def evaluate(items: list[dict[str, Any]]) -> dict[str, Any]:
         top1 = bool(found) and _same(item["expected"], found[0])
         top3 = any(_same(item["expected"], label) for label in found[:3])
         split = splits[item["split"]]
-        split.update(n=1, top1=top1, top3=top3)
+        answerable = item["answerable"] == "yes"
+        split.update(n=1, top1=top1, top3=top3, answerable=answerable, answerable_top1=answerable and top1)
         level = result.answer["confidence"] if result.answer else "none"
         confidence[level].update(n=1, right=top1)
         if not top1:
