@@ -5,6 +5,7 @@ report of each kind of miss the kit used to make, answered right. Pure text: no 
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 
 import explain_corpus
@@ -69,6 +70,30 @@ def test_a_high_confidence_answer_is_right(measured):
     # and the levels mean something: high is right more often than low
     low = measured["confidence"]["low"]
     assert high["right"] / high["n"] > low["right"] / low["n"]
+
+
+# how people's pastes reach the kit besides as printed: a Windows clipboard, quoted in a reply, indented
+# or fenced in Markdown, copied from a rendered page (entities, no-break spaces)
+RESHAPED = {
+    "crlf": lambda text: text.replace("\n", "\r\n"),
+    "quoted": lambda text: "\n".join(f"> {line}" for line in text.split("\n")),
+    "quoted twice": lambda text: "\n".join(f"> > {line}" for line in text.split("\n")),
+    "indented": lambda text: "\n".join(f"    {line}" for line in text.split("\n")),
+    "fenced": lambda text: f"```python\n{text}\n```",
+    "html entities": html.escape,
+    "no-break spaces": lambda text: text.replace(" ", "\u00a0"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(RESHAPED))
+def test_the_answer_does_not_depend_on_how_the_text_was_copied(shape):
+    changed = [
+        item["id"]
+        for item in ITEMS
+        if explain_corpus.labels(qd.explain(RESHAPED[shape](item["text"])))[:3]
+        != explain_corpus.labels(qd.explain(item["text"]))[:3]
+    ]
+    assert changed == []
 
 
 # one public report of each kind of miss the kit used to make (issue 25), answered right now

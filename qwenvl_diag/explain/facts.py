@@ -170,7 +170,7 @@ _OTHER_ERROR = re.compile(r"^\s*(?:[\w.]+\.)?(?P<name>\w*(?:Error|Exception)):\s
 # a traceback frame, as Python prints it, as IPython >= 8 prints it, and as older IPython did
 _PLAIN_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<function>[\w.<>]+)')
 _IPYTHON_FRAME = re.compile(r"File (?P<file>\S+?\.py):(?P<line>\d+), in (?P<function>[\w.<>]+)")
-_OLD_IPYTHON_FRAME = re.compile(r"^(?P<file>\S+?\.py) in (?P<function>[\w.<>]+)\(")
+_OLD_IPYTHON_FRAME = re.compile(r"^\s*(?P<file>\S+?\.py) in (?P<function>[\w.<>]+)\(")
 _ARROW = re.compile(r"^\s*-+>\s*(?P<line>\d+)\s?(?P<code>.*)$")
 # rich's tracebacks: "path.py:1687 in forward", the line that ran marked "❱ 1687 │   │   code" (older: ">")
 _RICH_FRAME = re.compile(

@@ -1,7 +1,7 @@
-"""What a pasted text is made of, line by line: the noise around each line (colour codes, HTML entities
-and Markdown escapes of a rendered page, torchrun's `[rank3]:` and Ray's `(pid=..)` prefixes, logging
-timestamps and levels, rich's box borders) taken off, so that a traceback reads the same however it was
-printed; and its words spaced from Chinese prose (`spaced`)."""
+"""What a pasted text is made of, line by line: the noise around each line (colour codes, HTML entities,
+no-break spaces, Markdown escapes and quotes of a rendered page, torchrun's `[rank3]:` and Ray's
+`(pid=..)` prefixes, logging timestamps and levels, rich's box borders) taken off, so that a traceback
+reads the same however it was printed; and its words spaced from Chinese prose (`spaced`)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,11 @@ _PREFIXES = (
     ),
     re.compile(r"^(?:INFO|ERROR|WARNING|WARN|DEBUG|CRITICAL):[\w.]*:"),  # logging's default "ERROR:root:"
     re.compile(r"^\d+:\s(?=\s*(?:File|Traceback|\w+Error))"),  # "0: " rank prefixes of some launchers
+    # a Markdown quote of someone's paste ("> ", "> > "), unless it is rich's arrow at a line ("> 1687 ...")
+    re.compile(r"^ {0,3}>(?: ?>)* ?(?!\s*\d+\s)"),
 )
+# the spaces a rendered page or a word processor puts in a copy (no-break, thin, ideographic) read as spaces
+_SPACES = str.maketrans(dict.fromkeys([0xA0, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000], " "))
 
 
 # rich's boxed tracebacks (`accelerate launch`, typer CLIs): "│ <content> │"
@@ -27,9 +31,10 @@ _BOX = re.compile(r"^\s*[│┃]\s?(?P<content>.*?)\s*[│┃]\s*$")
 
 
 def clean_line(line: str) -> str:
-    """`line` without colour codes, HTML entities, Markdown's escapes of `_`, the prefixes launchers and
-    loggers put before each line, and the borders of rich's boxed tracebacks."""
-    line = _ANSI.sub("", line).rstrip("\r\n")
+    """`line` without colour codes, HTML entities, Markdown's escapes of `_` and quote marks, the prefixes
+    launchers and loggers put before each line, and the borders of rich's boxed tracebacks; a page's
+    no-break and other wide spaces read as spaces."""
+    line = _ANSI.sub("", line).rstrip("\r\n").translate(_SPACES)
     # copied from a rendered page: HTML entities ("&gt;", "&#39;") and Markdown's escaped underscores
     # ("wrapper\\_CUDA\\_\\_index\\_select") read as the text printed them
     line = html.unescape(line).replace("\\_", "_") if "&" in line or "\\_" in line else line
