@@ -23,6 +23,7 @@ import qwenvl_diag as qd
 from qwenvl_diag._compat import TRANSFORMERS_VERSION
 from qwenvl_diag.bugs import CATALOGUE, KNOWN_BUG_COLUMNS
 from qwenvl_diag.explain import ANSWER_KEYS, FACT_KEYS, read_facts
+from qwenvl_diag.explain.text import as_printed
 from qwenvl_diag.explain.tools import tools_in
 from qwenvl_diag.models.families import FAMILIES
 from qwenvl_diag.presets import PRESETS
@@ -1081,3 +1082,23 @@ def test_the_inputs_left_on_the_cpu_of_a_qwen3_vl_moe_checkpoint_are_the_usage_e
     )
     result = qd.explain(text)
     assert (result.answer["label"], result.answer["confidence"]) == ("qwen3_vl-inputs-on-cpu", "high")
+
+
+def test_a_traceback_kept_in_a_json_log_line_reads_as_printed():
+    bug = next(bug for bug in CATALOGUE if bug.id == "qwen2_5_vl-video-second-per-grid-ts")
+    printed = (
+        "Traceback (most recent call last):\n"
+        f'  File "C:\\envs\\vl\\Lib\\site-packages\\transformers\\{bug.file}", line 9, in {bug.function}\n'
+        f"    {bug.code}\n"
+        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
+        "cuda:0 and cpu!"
+    )
+    logged = json.dumps({"level": "ERROR", "message": printed})  # one line: "\n", "\"" and "\\" escaped
+    assert "\n" not in logged
+    for text in (printed, logged, repr(printed)):
+        result = qd.explain(text)
+        assert (result.best["id"], result.best["tier"]) == (bug.id, "line"), text
+        assert result.facts["frames"][-1]["file"].endswith(bug.file.rsplit("/", 1)[1])
+    # a text with no traceback in a string keeps its backslashes: a code line's "\n" is code
+    code = 'print("a\\nb")\nRuntimeError: Expected all tensors to be on the same device'
+    assert as_printed(code) == code

@@ -23,7 +23,7 @@ from .facts import ERROR_KINDS, FACT_KEYS, read_facts
 from .lines import index_note
 from .rank import CONFIDENCES, rank
 from .reply import beyond_catalogue, not_recognised, reply_for
-from .text import spaced
+from .text import as_printed, spaced
 from .tools import TOOL_KEYS
 
 EXPLAIN_KEYS = ("facts", "answer", "candidates", "scenario", "reply", "notes")
@@ -127,7 +127,7 @@ def explain(text: str) -> Explanation:
     if not isinstance(text, str):
         raise InvalidArgumentError(f"explain takes the pasted text as a str; got {type(text).__name__}.")
     facts = read_facts(text)
-    candidates = rank(facts, spaced(text))  # names against Chinese prose read as words
+    candidates = rank(facts, spaced(as_printed(text)))  # names against Chinese prose read as words
     notes = tuple(note for note in [index_note(facts["versions"].get("transformers"))] if note)
     answer = decide(facts, candidates)
     if answer is None:

@@ -18,7 +18,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from ..device_errors import convolution_type_mismatch, is_device_error, type_device
 from ..models.families import FAMILIES
-from .text import INTERNALS, clean_lines, spaced
+from .text import INTERNALS, as_printed, clean_lines, spaced
 from .tools import tools_in
 
 FACT_KEYS = (
@@ -521,6 +521,7 @@ def read_facts(text: str) -> dict[str, Any]:
     ...            "devices, cuda:1 and cuda:0!")["devices"]
     ['cuda:1', 'cuda:0']
     """
+    text = as_printed(text)
     lines = clean_lines(text)
     joined = "\n".join(lines)
     words = spaced(joined)  # for words and names; the frames are read from the lines as printed

@@ -50,6 +50,19 @@ def clean_line(line: str) -> str:
     return line
 
 
+# a traceback kept inside a string (a JSON log line, a `repr`): its line breaks written `\n`
+_ESCAPED_TRACEBACK = re.compile(r'Traceback \(most recent call last\):\\n|\\n\s*File \\?"')
+_ESCAPES = {"\\n": "\n", "\\t": "\t", '\\"': '"', "\\'": "'", "\\\\": "\\"}
+
+
+def as_printed(text: str) -> str:
+    """`text` as Python printed it: a traceback kept in a string (a JSON log line's `"...\\n  File
+    \\"/x.py\\", line 3..."`, a `repr`) has its escapes undone; any other text is returned as it is."""
+    if not _ESCAPED_TRACEBACK.search(text):
+        return text
+    return re.sub(r"\\[nt\"'\\]", lambda match: _ESCAPES[match.group()], text)
+
+
 def clean_lines(text: str) -> list[str]:
     """The lines of `text`, each cleaned (`clean_line`)."""
     return [clean_line(line) for line in text.replace("\r\n", "\n").split("\n")]
