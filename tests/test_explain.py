@@ -23,7 +23,7 @@ import qwenvl_diag as qd
 from qwenvl_diag._compat import TRANSFORMERS_VERSION
 from qwenvl_diag.bugs import CATALOGUE, KNOWN_BUG_COLUMNS
 from qwenvl_diag.explain import ANSWER_KEYS, FACT_KEYS, read_facts
-from qwenvl_diag.explain.text import as_printed
+from qwenvl_diag.explain.text import as_printed, unfolded
 from qwenvl_diag.explain.tools import tools_in
 from qwenvl_diag.models.families import FAMILIES
 from qwenvl_diag.presets import PRESETS
@@ -1102,3 +1102,33 @@ def test_a_traceback_kept_in_a_json_log_line_reads_as_printed():
     # a text with no traceback in a string keeps its backslashes: a code line's "\n" is code
     code = 'print("a\\nb")\nRuntimeError: Expected all tensors to be on the same device'
     assert as_printed(code) == code
+
+
+def test_a_paste_hard_wrapped_at_a_fixed_width_reads_as_printed():
+    bug = next(bug for bug in CATALOGUE if bug.id == "qwen2_vl-image-mask-device")
+    printed = (
+        "Traceback (most recent call last):\n"
+        '  File "/home/someone/miniconda3/envs/qwen2vl/lib/python3.10/site-packages/transformers/'
+        f'generation/utils.py", line 2024, in generate\n    result = self._sample(\n'
+        f'  File "/home/someone/miniconda3/envs/qwen2vl/lib/python3.10/site-packages/transformers/{bug.file}"'
+        f", line 1694, in {bug.function}\n    {bug.code}\n"
+        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, cuda:1 "
+        "and cuda:0! (when checking argument for argument mask in method wrapper_CUDA__masked_scatter_)\n"
+        "transformers version: 4.45.2"
+    )
+    for width in (72, 80, 100):
+        folded = "\n".join(
+            line[start : start + width]
+            for line in printed.split("\n")
+            for start in range(0, len(line), width)
+        )
+        assert folded != printed
+        result = qd.explain(folded)
+        assert (result.best["id"], result.answer["confidence"]) == (bug.id, "high"), width
+        assert result.facts["op"] == "masked_scatter_" and result.facts["devices"] == ["cuda:1", "cuda:0"]
+    # a table's rows share a width by design: never joined
+    smi = ["+" + "-" * 89 + "+", "| NVIDIA-SMI 535.104.05" + " " * 67 + "|", "+" + "-" * 89 + "+"] * 2
+    assert unfolded(smi) == smi
+    # nor are lines of different lengths, or fewer than three of the longest one
+    prose = ["x" * 70, "y" * 65, "z" * 70, "short"]
+    assert unfolded(prose) == prose

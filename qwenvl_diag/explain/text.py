@@ -64,8 +64,32 @@ def as_printed(text: str) -> str:
 
 
 def clean_lines(text: str) -> list[str]:
-    """The lines of `text`, each cleaned (`clean_line`)."""
-    return [clean_line(line) for line in text.replace("\r\n", "\n").split("\n")]
+    """The lines of `text` (a hard wrap at a fixed width undone: `unfolded`), each cleaned (`clean_line`)."""
+    return [clean_line(line) for line in unfolded(text.replace("\r\n", "\n").split("\n"))]
+
+
+# a table's row (nvidia-smi's, rich's boxes): its lines share a width by design, never wrapped
+_TABLE_ROW = re.compile(r"^\s*[|+│┃║╭╰┏┗╔╚]|[|+│┃║╮╯┓┛╗╝]\s*$")
+_FOLD_WIDTH, _FOLDS = 60, 3
+
+
+def unfolded(lines: list[str]) -> list[str]:
+    """`lines` with a hard wrap undone: where at least three lines (outside tables) have the same length
+    of 60 or more and none is longer, the text was cut at that width (a terminal's or a log viewer's,
+    inside words too), and each line of that width runs on into the next."""
+    prose = [len(line) for line in lines if not _TABLE_ROW.search(line)]
+    width = max(prose, default=0)
+    if width < _FOLD_WIDTH or prose.count(width) < _FOLDS:
+        return lines
+    joined: list[str] = []
+    runs_on = False
+    for line in lines:
+        if runs_on:
+            joined[-1] += line
+        else:
+            joined.append(line)
+        runs_on = len(line) == width and not _TABLE_ROW.search(line)
+    return joined
 
 
 # where the code of a frame lives: torch and accelerate (the op's machinery, never the cause) or transformers
