@@ -1084,10 +1084,13 @@ def test_the_inputs_left_on_the_cpu_of_a_qwen3_vl_moe_checkpoint_are_the_usage_e
     assert (result.answer["label"], result.answer["confidence"]) == ("qwen3_vl-inputs-on-cpu", "high")
 
 
-def test_a_traceback_kept_in_a_json_log_line_reads_as_printed():
+def test_a_traceback_kept_in_a_json_log_line_or_run_into_one_line_reads_as_printed():
     bug = next(bug for bug in CATALOGUE if bug.id == "qwen2_5_vl-video-second-per-grid-ts")
     printed = (
         "Traceback (most recent call last):\n"
+        '  File "C:\\envs\\vl\\Lib\\site-packages\\transformers\\generation\\utils.py", line 2024, in '
+        "generate\n"
+        "    result = self._sample(\n"
         f'  File "C:\\envs\\vl\\Lib\\site-packages\\transformers\\{bug.file}", line 9, in {bug.function}\n'
         f"    {bug.code}\n"
         "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, "
@@ -1095,7 +1098,8 @@ def test_a_traceback_kept_in_a_json_log_line_reads_as_printed():
     )
     logged = json.dumps({"level": "ERROR", "message": printed})  # one line: "\n", "\"" and "\\" escaped
     assert "\n" not in logged
-    for text in (printed, logged, repr(printed)):
+    one_line = " ".join(printed.split("\n"))  # a chat message, a form's one-line field
+    for text in (printed, logged, repr(printed), one_line):
         result = qd.explain(text)
         assert (result.best["id"], result.best["tier"]) == (bug.id, "line"), text
         assert result.facts["frames"][-1]["file"].endswith(bug.file.rsplit("/", 1)[1])

@@ -64,8 +64,9 @@ def as_printed(text: str) -> str:
 
 
 def clean_lines(text: str) -> list[str]:
-    """The lines of `text` (a hard wrap at a fixed width undone: `unfolded`), each cleaned (`clean_line`)."""
-    return [clean_line(line) for line in unfolded(text.replace("\r\n", "\n").split("\n"))]
+    """The lines of `text` (a hard wrap at a fixed width undone, `unfolded`; a traceback run into one line
+    broken again, `rebroken`), each cleaned (`clean_line`)."""
+    return [clean_line(line) for line in rebroken(unfolded(text.replace("\r\n", "\n").split("\n")))]
 
 
 # a table's row (nvidia-smi's, rich's boxes): its lines share a width by design, never wrapped
@@ -90,6 +91,30 @@ def unfolded(lines: list[str]) -> list[str]:
             joined.append(line)
         runs_on = len(line) == width and not _TABLE_ROW.search(line)
     return joined
+
+
+_FRAME_HEAD = re.compile(r'File "[^"]+", line \d+, in [\w.<>]+')
+_ERROR_NAME = re.compile(r"\s+(?=(?:[\w.]+\.)?[A-Z]\w*(?:Error|Exception):\s)")
+
+
+def rebroken(lines: list[str]) -> list[str]:
+    """`lines` with a traceback that lost its line breaks (a chat message, a form's one-line field) broken
+    again: a line holding two frames or more is cut before each frame, after each frame's head (the code
+    follows it) and before the exception's name."""
+    broken: list[str] = []
+    for line in lines:
+        heads = list(_FRAME_HEAD.finditer(line))
+        if len(heads) < 2:
+            broken.append(line)
+            continue
+        pieces = [line[: heads[0].start()]]
+        for head, after in zip(heads, [*heads[1:], None], strict=True):
+            code, *error = _ERROR_NAME.split(
+                line[head.end() : after.start() if after else len(line)].strip(), 1
+            )
+            pieces += [f"  {head.group()}", f"    {code}", *error]
+        broken += [piece for piece in pieces if piece.strip()]
+    return broken
 
 
 # where the code of a frame lives: torch and accelerate (the op's machinery, never the cause) or transformers
