@@ -69,6 +69,7 @@ bench: $(CURRENT)/.installed
 # its accelerate, pin the newest in the current stack, run the catalogue in them, report (README).
 refresh: $(CURRENT)/.installed
 	$(CURRENT)/bin/python scripts/refresh.py $(RELEASES)
+	$(CURRENT)/bin/python scripts/build_pins.py
 
 lint: $(CURRENT)/.installed
 	$(CURRENT)/bin/ruff format --check qwenvl_diag tests benchmarks notebooks scripts docs

@@ -17,12 +17,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 import qwenvl_diag as qd
 from qwenvl_diag._compat import TRANSFORMERS_VERSION
 from qwenvl_diag.bugs import CATALOGUE, KNOWN_BUG_COLUMNS
 from qwenvl_diag.explain import ANSWER_KEYS, FACT_KEYS, read_facts
+from qwenvl_diag.explain.pins import PINNING, pins
 from qwenvl_diag.explain.text import as_printed, unfolded
 from qwenvl_diag.explain.tools import tools_in
 from qwenvl_diag.models.families import FAMILIES
@@ -1136,3 +1138,65 @@ def test_a_paste_hard_wrapped_at_a_fixed_width_reads_as_printed():
     # nor are lines of different lengths, or fewer than three of the longest one
     prose = ["x" * 70, "y" * 65, "z" * 70, "short"]
     assert unfolded(prose) == prose
+
+
+def test_the_pins_table_holds_each_tools_transformers_requirements():
+    table = pins()
+    assert sorted(table) == sorted(PINNING)
+    for tool, releases in table.items():
+        assert releases, tool
+        assert list(releases) == sorted(releases, key=Version), tool
+        for release, spec in releases.items():
+            SpecifierSet(spec)  # each parses
+            assert Version(release) and not Version(release).is_prerelease
+
+
+def test_a_wheels_transformers_requirement_is_read_outside_its_extras():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    try:
+        from build_pins import transformers_requirement
+    finally:
+        sys.path.pop(0)
+    metadata = (
+        "Metadata-Version: 2.1\nName: llamafactory\nRequires-Dist: transformers; extra == 'dev'\n"
+        "Requires-Dist: transformers!=4.46.*,<=4.49.0,>=4.41.2; python_version >= '3.9'\n"
+        "Requires-Dist: accelerate<=1.2.1,>=0.34.0\n"
+    )
+    assert transformers_requirement(metadata) == "!=4.46.*,<=4.49.0,>=4.41.2"
+    assert transformers_requirement("Requires-Dist: Transformers\n") == ""
+    assert (
+        transformers_requirement(
+            "Requires-Dist: accelerate\nRequires-Dist: transformers[torch]; extra == 'x'"
+        )
+        is None
+    )
+
+
+def test_a_tool_release_with_no_transformers_version_implies_its_range():
+    releases = pins()["llamafactory"]
+    # a release whose requirement allows Qwen2-VL's first release and not the one that moved its line
+    release, spec = next(
+        (r, s)
+        for r, s in releases.items()
+        if SpecifierSet(s).contains("4.45.2") and not SpecifierSet(s).contains("4.47.0")
+    )
+    error = (
+        "RuntimeError: Expected all tensors to be on the same device, but found at least two devices, cuda:1 "
+        "and cuda:0!"
+    )
+    text = f"- `llamafactory` version: {release}\nQwen2-VL-7B-Instruct on 2 GPUs, device_map auto\n{error}"
+    facts = read_facts(text)
+    assert (facts["transformers_range"], facts["range_from"]) == (
+        str(SpecifierSet(spec)),
+        f"llamafactory {release}",
+    )
+    candidates = {c["id"]: c for c in qd.explain(text).candidates}
+    mask = candidates["qwen2_vl-image-mask-device"]
+    assert any(
+        f"llamafactory {release}'s requirement" in e and "includes affected" in e for e in mask["evidence"]
+    )
+    assert "qwen2_vl-rope-index-input-mask" not in candidates  # its releases are outside the range
+    # a stated transformers version is what ran; a tool release the table lacks says nothing
+    assert read_facts(f"transformers version: 4.51.3\n{text}")["range_from"] is None
+    unknown = read_facts(text.replace(release, "99.0.0"))
+    assert (unknown["transformers_range"], unknown["range_from"]) == (None, None)

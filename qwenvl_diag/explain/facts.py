@@ -18,6 +18,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from ..device_errors import convolution_type_mismatch, is_device_error, type_device
 from ..models.families import FAMILIES
+from .pins import pinned_range
 from .text import INTERNALS, as_printed, clean_lines, spaced
 from .tools import tools_in
 
@@ -37,6 +38,7 @@ FACT_KEYS = (
     "checkpoint",
     "versions",
     "transformers_range",
+    "range_from",
     "transformers_ref",
     "preview_api",
     "python",
@@ -60,7 +62,9 @@ quoted span, else None); `library_frame` the deepest one inside transformers (el
 and accelerate); `family` the Qwen-VL family ("qwen2_5_vl"), `model_type` the transformers model directory a
 frame runs in ("llama": not Qwen-VL); `checkpoint` a Qwen-VL checkpoint name; `versions` {package: version}
 for transformers, accelerate, torch, qwen-vl-utils; `transformers_range` a requirement on transformers
-stated instead of a version (">=4.57.1", from a pin like `transformers>=4.57.1`); `transformers_ref` the
+stated instead of a version (">=4.57.1", from a pin like `transformers>=4.57.1`), or implied by a tool release
+the text states (`pins`: "llamafactory 0.9.1" -> ">=4.41.2,<=4.46.1"), `range_from` that tool release (None
+for a stated range); `transformers_ref` the
 git commit or tag a source build of transformers was installed from (`transformers@f742a64`; a
 model-release tag, `@v4.49.0-Gemma-3`, also gives `versions` its release); `preview_api` what the text's code
 uses of its family's preview API (`Family.preview_api`: `Qwen2_5OmniModel`, which no release has);
@@ -215,6 +219,17 @@ _PACKAGES = {
     "accelerate": r"accelerate",
     "torch": r"(?:torch|pytorch)",
     "qwen-vl-utils": r"qwen[-_]vl[-_]utils",
+}
+# the tools whose releases pin transformers (`pins.PINNING`), as people name them beside a version
+_PINNED = {
+    "llamafactory": r"llama[-_]?factory",
+    "ms-swift": r"ms[-_]swift|swift",
+    "axolotl": r"axolotl",
+    "autoawq": r"auto[-_]?awq",
+    "trl": r"trl",
+    "verl": r"verl",
+    "xtuner": r"xtuner",
+    "lmms-eval": r"lmms[-_]eval",
 }
 _SOURCE_BUILD = re.compile(
     r"transformers(?:\.git)?@(?P<ref>[0-9a-f]{7,40}\b|v\d+\.\d+[\w.]*-[\w.-]*\w)"
@@ -391,9 +406,10 @@ def _library_frame(frames: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-def _versions(text: str) -> dict[str, str]:
+def _versions(text: str, packages: dict[str, str] = _PACKAGES) -> dict[str, str]:
+    """{package: the last version the text states for it} for `packages` ({package: its name's pattern})."""
     versions = {}
-    for package, name in _PACKAGES.items():
+    for package, name in packages.items():
         pattern = re.compile(
             rf"(?<![\w-])`?{name}`?(?:\s+version)?(?:\s*\(GPU\?\))?\s*(?:==|:|=|\s)\s*`?{_VERSION}",
             re.IGNORECASE,
@@ -546,7 +562,10 @@ def read_facts(text: str) -> dict[str, Any]:
         # a model-release tag (`v4.49.0-Gemma-3`) is a branch of that release with one model added
         if release := re.match(r"v(\d+\.\d+\.\d+)-", facts["transformers_ref"]):
             facts["versions"].setdefault("transformers", release[1])
-    facts["transformers_range"] = None if "transformers" in facts["versions"] else _range(words)
+    if "transformers" not in facts["versions"]:
+        facts["transformers_range"] = _range(words)
+        if facts["transformers_range"] is None and (pinned := pinned_range(_versions(words, _PINNED))):
+            facts["transformers_range"], facts["range_from"] = pinned
     family = FAMILIES.get(facts["family"] or "")
     api = family.preview_api if family else ()
     facts["preview_api"] = [match["name"] for pattern in api if (match := re.search(pattern, joined))]

@@ -19,11 +19,11 @@ The score adds points per piece of evidence, in tiers so that stronger evidence 
    (`DEVICES`, 10; `npu`, `xpu`, `mps` and `hpu` count as GPUs); each is -10 when it differs.
 4. **The context**: the family (`FAMILY`, 15, from a checkpoint, a file, a class name; another family
    `FAMILY_OTHER`, -60); the release (`RELEASE`, 15 when affected; `RELEASE_NOT`, -65 when not, so that a
-   function with the op, the devices and the family is then no candidate; a stated range `RANGE`, 8, when
-   it holds an affected release, `RANGE_NOT`, -30, when it cannot); the cues (`CUE`, 5 each: video, a
-   batch, text only, FSDP, a distinctive name of its code line mentioned, transformers' warning that the
-   inputs are on another device for a usage entry; an inference report against an FSDP2 training bug,
-   `CUE_AGAINST`, -20).
+   function with the op, the devices and the family is then no candidate; a stated range, or the one a
+   stated tool release requires (`pins`), `RANGE`, 8, when it holds an affected release, `RANGE_NOT`,
+   -30, when it cannot); the cues (`CUE`, 5 each: video, a batch, text only, FSDP, a distinctive name of
+   its code line mentioned, transformers' warning that the inputs are on another device for a usage
+   entry; an inference report against an FSDP2 training bug, `CUE_AGAINST`, -20).
 
 A span or a function does not outscore a line with the same context, so the line wins whatever the rest
 says. An entry without where it failed is a candidate only with its op named in its
@@ -206,6 +206,8 @@ def _release_points(bug: KnownBug, facts: dict[str, Any]) -> tuple[int, list[str
     confirm = ["the transformers version (`transformers env` or `pip show transformers`)"]
     if spec := facts.get("transformers_range"):
         stated = SpecifierSet(spec)
+        # a range a tool release implies says whose requirement it is
+        spec += f" ({facts['range_from']}'s requirement)" if facts.get("range_from") else ""
         if any(stated.contains(r) and bug.affects(r) for r in line_index()):
             return RANGE, [f"transformers{spec} includes affected releases ({bug.affected})"], [], confirm
         return RANGE_NOT, [], [f"transformers{spec} includes no affected release ({bug.affected})"], confirm
