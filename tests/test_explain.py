@@ -1138,6 +1138,10 @@ def test_a_paste_hard_wrapped_at_a_fixed_width_reads_as_printed():
     # nor are lines of different lengths, or fewer than three of the longest one
     prose = ["x" * 70, "y" * 65, "z" * 70, "short"]
     assert unfolded(prose) == prose
+    # nor lines that share a width by themselves and end at a word's end (tqdm's bars)
+    bar = "Loading checkpoint shards: 100%|##########| {0}/4 [00:0{0}<00:00,  1.05it/s]"
+    bars = [bar.format(shard) for shard in range(1, 5)] + ["Traceback (most recent call last):"]
+    assert len({len(line) for line in bars[:4]}) == 1 and unfolded(bars) == bars
 
 
 def test_the_pins_table_holds_each_tools_transformers_requirements():

@@ -72,15 +72,20 @@ def clean_lines(text: str) -> list[str]:
 # a table's row (nvidia-smi's, rich's boxes): its lines share a width by design, never wrapped
 _TABLE_ROW = re.compile(r"^\s*[|+│┃║╭╰┏┗╔╚]|[|+│┃║╮╯┓┛╗╝]\s*$")
 _FOLD_WIDTH, _FOLDS = 60, 3
+_IN_WORD = re.compile(r"[\w./\\-]{2}")
 
 
 def unfolded(lines: list[str]) -> list[str]:
     """`lines` with a hard wrap undone: where at least three lines (outside tables) have the same length
-    of 60 or more and none is longer, the text was cut at that width (a terminal's or a log viewer's,
-    inside words too), and each line of that width runs on into the next."""
+    of 60 or more, none is longer and one of them is cut inside a word (a name, a path), the text was cut
+    at that width (a terminal's or a log viewer's), and each line of that width runs on into the next.
+    Lines that share a width by themselves (progress bars) end at a word's end."""
     prose = [len(line) for line in lines if not _TABLE_ROW.search(line)]
     width = max(prose, default=0)
     if width < _FOLD_WIDTH or prose.count(width) < _FOLDS:
+        return lines
+    pairs = zip(lines, [*lines[1:], ""], strict=True)
+    if not any(len(line) == width and _IN_WORD.match(line[-1] + after[:1]) for line, after in pairs):
         return lines
     joined: list[str] = []
     runs_on = False
