@@ -3,7 +3,7 @@ the whole flow: their tiny models and twins on simulated GPUs, the way their mod
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import inspect
 import re
 
