@@ -1200,6 +1200,11 @@ def test_a_tool_release_with_no_transformers_version_implies_its_range():
         f"llamafactory {release}'s requirement" in e and "includes affected" in e for e in mask["evidence"]
     )
     assert "qwen2_vl-rope-index-input-mask" not in candidates  # its releases are outside the range
+    # each tool as people spell it; a name without a version says nothing
+    swift = next(r for r, s in pins()["ms-swift"].items() if s)
+    for spelled in (f"ms-swift=={swift}", f"ms_swift {swift}", f"swift version: {swift}"):
+        assert read_facts(f"{spelled}\n{error}")["range_from"] == f"ms-swift {swift}", spelled
+    assert read_facts(f"trained with ms-swift\n{error}")["range_from"] is None
     # a stated transformers version is what ran; a tool release the table lacks says nothing
     assert read_facts(f"transformers version: 4.51.3\n{text}")["range_from"] is None
     unknown = read_facts(text.replace(release, "99.0.0"))

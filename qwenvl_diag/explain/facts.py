@@ -223,7 +223,7 @@ _PACKAGES = {
 # the tools whose releases pin transformers (`pins.PINNING`), as people name them beside a version
 _PINNED = {
     "llamafactory": r"llama[-_]?factory",
-    "ms-swift": r"ms[-_]swift|swift",
+    "ms-swift": r"(?:ms[-_])?swift",
     "axolotl": r"axolotl",
     "autoawq": r"auto[-_]?awq",
     "trl": r"trl",

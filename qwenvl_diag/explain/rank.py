@@ -359,9 +359,9 @@ def _confidence(candidate: dict[str, Any], tied: bool) -> str:
 
 def rank(facts: dict[str, Any], text: str) -> list[dict[str, Any]]:
     """The catalogue entries `facts` (read from `text`) point to, best first, each with its `tier` (the
-    strongest evidence: "line", "function", "name", "op" or "context"), `confidence` and `tied` (True when
-    another shares the best score); [] when the text shows an error that is not about devices, or a model
-    that is not Qwen-VL."""
+    strongest evidence: "line", "reference", "function", "name", "op" or "context"), `confidence` and
+    `tied` (True when another shares the best score); [] when the text shows an error that is not about
+    devices, or a model that is not Qwen-VL."""
     if facts["error_kind"] == "other":
         return []
     if facts["model_type"] and not facts["family"]:
