@@ -52,6 +52,9 @@ _MESSAGES = (
     r"Expected out tensor to have device",
     # TensorIterator.cpp compute_types
     r"Trying to pass too many CPU scalars to non-CPU kernel",
+    # torch/_subclasses/fake_tensor.py merge_devices under torch.compile, in older torch (2.14 raises
+    # FakeTensorDeviceMismatchError with the adaption.cpp wording)
+    r"Unhandled FakeTensor Device Propagation for",
 )
 _DEVICE_MESSAGE = re.compile("|".join(_MESSAGES))
 

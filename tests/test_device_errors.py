@@ -29,6 +29,8 @@ DEVICE_ERRORS = [
     "Input type (CUDAHalfType) and bias type (CPUHalfType) should be the same",
     # the pre-1.x spelling (type().toString()), still pasted from old notebooks
     "Input type (torch.cuda.FloatTensor) and weight type (torch.FloatTensor) should be the same",
+    # torch.compile's fake tensors in older torch (unslothai/unsloth#4066, Qwen3-VL-30B-A3B on 2 GPUs)
+    "Unhandled FakeTensor Device Propagation for aten.add.Tensor, found two different devices cuda:1, cuda:0",
 ]
 OTHER_ERRORS = [
     # the same check for a dtype mismatch on one device is not a device error

@@ -265,15 +265,26 @@ def test_an_error_line_alone_names_its_devices_op_and_argument_in_both_torch_wor
             ["cuda:0", "cuda:1"],
             "gpu/gpu",
         ),
+        (
+            # unslothai/unsloth#4066: torch.compile's fake tensors in older torch, inside dynamo's own error
+            "torch._dynamo.exc.TorchRuntimeError: Dynamo failed to run FX node with fake tensors: "
+            "call_function <built-in function add>(...): got RuntimeError('Unhandled FakeTensor Device "
+            "Propagation for aten.add.Tensor, found two different devices cuda:1, cuda:0')",
+            "device",
+            ["cuda:1", "cuda:0"],
+            "gpu/gpu",
+        ),
     ],
-    ids=["npu-index-select", "xpu", "conv-types", "indexing", "masked-fill"],
+    ids=["npu-index-select", "xpu", "conv-types", "indexing", "masked-fill", "fake-tensor"],
 )
 def test_every_device_error_wording_is_read(text, kind, devices, pair):
     facts = read_facts(text)
     assert (facts["error_kind"], facts["devices"], facts["device_pair"]) == (kind, devices, pair)
-    # and each wording says its op: the wrapper's (a PrivateUse1 device's too), else the wording's own
+    # and each wording says its op: the wrapper's (a PrivateUse1 device's too), the ATen name's, else the
+    # wording's own
     op = {"device": None, "type": "convolution", "index": "index", "masked_fill": "masked_fill"}[kind]
-    assert facts["op"] == ("index_select" if "index_select" in text else op)
+    named = "index_select" if "index_select" in text else "add" if "aten.add" in text else op
+    assert facts["op"] == named
 
 
 def test_a_device_error_told_in_words_or_by_its_wrapper_is_a_device_error_with_no_devices():

@@ -55,7 +55,8 @@ one of `ERROR_KINDS` or None; `error` the error line; `devices` the devices it n
 CUDA wrapper ("masked_scatter_"), `wrapper` its name ("wrapper_CUDA__masked_scatter_"), `argument` the
 argument it checked ("mask"), or, for a device error read without a wrapper, an op the text names in its
 words (`masked_scatter`, `index_select`); `torch_wording` "found at least two devices" (torch <= 2.5
-wrappers and TensorIterator) or "but got ... is on" (wrappers from torch 2.6); `frames` the traceback's
+wrappers and TensorIterator), "but got ... is on" (wrappers from torch 2.6) or "fake tensor propagation"
+(torch.compile's fake tensors in older torch, the op from its ATen name); `frames` the traceback's
 frames ({file, line, end, function, code}, outermost first; without a traceback, the files and lines the
 text quotes, a GitHub link's `#L1687-L1695` among them, function and code None, `end` the last line of a
 quoted span, else None); `library_frame` the deepest one inside transformers (else the deepest outside torch
@@ -166,6 +167,17 @@ _ERRORS = (
         re.compile(
             rf"Expected query, key, and value to have the same device type, but got query\.device: "
             rf"(?P<a>{_DEVICE}) key\.device: (?P<b>{_DEVICE})"
+        ),
+    ),
+    # torch.compile's fake tensors in older torch (torch/_subclasses/fake_tensor.py's merge_devices:
+    # f"Unhandled FakeTensor Device Propagation for {func}, found two different devices {common_device},
+    # {t.device}"); 2.14's FakeTensorDeviceMismatchError prints the first wording above
+    (
+        "device",
+        "fake tensor propagation",
+        re.compile(
+            r"Unhandled FakeTensor Device Propagation for aten\.(?P<op>\w+?)(?:\.\w+)?, found two different "
+            rf"devices (?P<a>{_DEVICE}), (?P<b>{_DEVICE})"
         ),
     ),
 )
@@ -302,7 +314,7 @@ def _error(lines: list[str]) -> dict[str, Any]:
                 "error": line[: match.end()].strip(),
                 "devices": devices,
                 "wrapper": wrapper,
-                "op": _op(wrapper) if wrapper else _WORDING_OPS.get(kind),
+                "op": _op(wrapper) if wrapper else groups.get("op") or _WORDING_OPS.get(kind),
                 "argument": groups.get("argument"),
                 "torch_wording": wording,
             }
