@@ -20,6 +20,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -36,6 +37,21 @@ WHEELS = ROOT / "test-output" / "wheels"
 def releases() -> list[str]:
     """transformers releases on the package index from OLDEST on, oldest first (no pre-releases)."""
     return [str(v) for v in sorted(released_versions("transformers")) if v >= OLDEST]
+
+
+PYPI_JSON = "https://pypi.org/pypi/{package}/json"
+
+
+def upload_times(package: str) -> dict[str, str]:
+    """{release: first upload time (ISO)} of `package` on PyPI; {} when PyPI's JSON API cannot be read."""
+    try:
+        with urllib.request.urlopen(PYPI_JSON.format(package=package), timeout=60) as response:
+            data = json.load(response)
+    except OSError:
+        return {}
+    return {
+        release: min(f["upload_time"] for f in files) for release, files in data["releases"].items() if files
+    }
 
 
 def wheel(release: str, cache: Path = WHEELS) -> Path:

@@ -19,11 +19,10 @@ import argparse
 import json
 import subprocess
 import sys
-import urllib.request
 import zipfile
 from pathlib import Path
 
-from build_line_index import ROOT
+from build_line_index import ROOT, upload_times
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -32,21 +31,18 @@ from qwenvl_diag.explain.pins import PINNING, PINS
 
 CACHE = ROOT / "test-output" / "pin-wheels"
 SINCE = "2024-08-01"  # Qwen2-VL's month: older releases of these tools never ran a Qwen-VL model
-PYPI_JSON = "https://pypi.org/pypi/{package}/json"
 
 
 def releases_since(package: str, since: str = SINCE) -> list[str]:
-    """The final releases of `package` with a wheel uploaded on or after `since`, oldest first."""
-    with urllib.request.urlopen(PYPI_JSON.format(package=package), timeout=60) as response:
-        data = json.load(response)
+    """The final releases of `package` first uploaded on or after `since`, oldest first (none when PyPI's
+    JSON API cannot be read)."""
     found = []
-    for release, files in data["releases"].items():
+    for release, uploaded in upload_times(package).items():
         try:
             version = Version(release)
         except InvalidVersion:
             continue
-        wheels = [f for f in files if f["filename"].endswith(".whl") and not f.get("yanked")]
-        if wheels and not version.is_prerelease and min(f["upload_time"] for f in wheels) >= since:
+        if not version.is_prerelease and uploaded >= since:
             found.append(release)
     return sorted(found, key=Version)
 
@@ -98,7 +94,9 @@ def main() -> None:
     data = json.loads(PINS.read_text()) if PINS.is_file() else {"packages": {}}
     packages = {package: dict(data["packages"].get(package, {})) for package in PINNING}
     for package, pins in packages.items():
-        for release in releases_since(package):
+        if not (listed := releases_since(package)):
+            print(f"{package}: no releases read (PyPI's JSON API unreachable?); its pins stay as they were")
+        for release in listed:
             if release not in pins and (pin := pin_of(package, release, options.cache)) is not None:
                 pins[release] = pin
                 print(package, release, pin or "(any)", flush=True)

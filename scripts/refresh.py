@@ -23,12 +23,21 @@ import argparse
 import json
 import re
 import sys
-import urllib.request
 import zipfile
 from datetime import date
 from pathlib import Path
 
-from build_line_index import INDEX, ROOT, WHEELS, lines_of, read_index, releases, wheel, write_index
+from build_line_index import (
+    INDEX,
+    ROOT,
+    WHEELS,
+    lines_of,
+    read_index,
+    releases,
+    upload_times,
+    wheel,
+    write_index,
+)
 from packaging.version import Version
 
 from qwenvl_diag.bugs import CATALOGUE
@@ -36,7 +45,6 @@ from qwenvl_diag.models.families import FAMILIES
 from qwenvl_diag.versions import ACCELERATE_FOR, RELEASES, released_versions
 
 REQUIREMENTS = ROOT / "requirements" / "current.txt"
-PYPI_JSON = "https://pypi.org/pypi/{package}/json"
 # what makes a model type multimodal: its configuration names a vision, audio or thinker sub-config
 MULTIMODAL = re.compile(r"\b(vision|audio|thinker)_config\b")
 
@@ -47,27 +55,15 @@ def new_releases(index: dict, listed: list[str]) -> list[str]:
     return [release for release in listed if Version(release) > newest]
 
 
-def _upload_times(package: str) -> dict[str, str]:
-    """{release: first upload time (ISO)} of `package` on PyPI; {} when PyPI's JSON API cannot be read."""
-    try:
-        with urllib.request.urlopen(PYPI_JSON.format(package=package), timeout=60) as response:
-            data = json.load(response)
-    except OSError:
-        return {}
-    return {
-        release: min(f["upload_time"] for f in files) for release, files in data["releases"].items() if files
-    }
-
-
 def accelerate_of_the_same_weeks(release: str) -> tuple[str, str]:
     """The newest final accelerate uploaded before the first release of transformers `release`'s minor
     was, and how it was found."""
     minor = Version(release).release[:2]
     shipped = min(
-        (when for v, when in _upload_times("transformers").items() if Version(v).release[:2] == minor),
+        (when for v, when in upload_times("transformers").items() if Version(v).release[:2] == minor),
         default=None,
     )
-    uploaded = _upload_times("accelerate")
+    uploaded = upload_times("accelerate")
     if shipped is None or not uploaded:
         newest = str(released_versions("accelerate")[0])
         return newest, "the newest on the index (PyPI's upload times could not be read)"

@@ -18,8 +18,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from ..device_errors import convolution_type_mismatch, is_device_error, type_device
 from ..models.families import FAMILIES
-from .pins import pinned_range
-from .text import INTERNALS, as_printed, clean_lines, spaced
+from .pins import PINNING, pinned_range
+from .text import INTERNALS, PLAIN_FRAME, as_printed, clean_lines, spaced
 from .tools import tools_in
 
 FACT_KEYS = (
@@ -183,8 +183,7 @@ _ERRORS = (
 )
 _OTHER_ERROR = re.compile(r"^\s*(?:[\w.]+\.)?(?P<name>\w*(?:Error|Exception)):\s*(?P<message>.*)$")
 
-# a traceback frame, as Python prints it, as IPython >= 8 prints it, and as older IPython did
-_PLAIN_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<function>[\w.<>]+)')
+# a traceback frame as IPython >= 8 prints it and as older IPython did (as Python prints it: PLAIN_FRAME)
 _IPYTHON_FRAME = re.compile(r"File (?P<file>\S+?\.py):(?P<line>\d+), in (?P<function>[\w.<>]+)")
 _OLD_IPYTHON_FRAME = re.compile(r"^\s*(?P<file>\S+?\.py) in (?P<function>[\w.<>]+)\(")
 _ARROW = re.compile(r"^\s*-+>\s*(?P<line>\d+)\s?(?P<code>.*)$")
@@ -231,17 +230,6 @@ _PACKAGES = {
     "accelerate": r"accelerate",
     "torch": r"(?:torch|pytorch)",
     "qwen-vl-utils": r"qwen[-_]vl[-_]utils",
-}
-# the tools whose releases pin transformers (`pins.PINNING`), as people name them beside a version
-_PINNED = {
-    "llamafactory": r"llama[-_]?factory",
-    "ms-swift": r"(?:ms[-_])?swift",
-    "axolotl": r"axolotl",
-    "autoawq": r"auto[-_]?awq",
-    "trl": r"trl",
-    "verl": r"verl",
-    "xtuner": r"xtuner",
-    "lmms-eval": r"lmms[-_]eval",
 }
 _SOURCE_BUILD = re.compile(
     r"transformers(?:\.git)?@(?P<ref>[0-9a-f]{7,40}\b|v\d+\.\d+[\w.]*-[\w.-]*\w)"
@@ -373,7 +361,7 @@ def _frames(lines: list[str]) -> list[dict[str, Any]]:
     """The traceback's frames, outermost first, each with the code line shown under it (or None)."""
     frames: list[dict[str, Any]] = []
     lines = _unwrap(lines)
-    starts = (_PLAIN_FRAME, _IPYTHON_FRAME, _OLD_IPYTHON_FRAME, _RICH_FRAME)
+    starts = (PLAIN_FRAME, _IPYTHON_FRAME, _OLD_IPYTHON_FRAME, _RICH_FRAME)
     for index, line in enumerate(lines):
         match = next((m for pattern in starts if (m := pattern.search(line))), None)
         if not match:
@@ -387,9 +375,9 @@ def _frames(lines: list[str]) -> list[dict[str, Any]]:
             "code": None,
         }
         following = lines[index + 1 : index + 16]
-        if match.re is _PLAIN_FRAME:
+        if match.re is PLAIN_FRAME:
             code = following[0].strip() if following else ""
-            if code and not _PLAIN_FRAME.search(code) and not _OTHER_ERROR.match(code):
+            if code and not PLAIN_FRAME.search(code) and not _OTHER_ERROR.match(code):
                 frame["code"] = code
         else:  # IPython and rich: the arrow marks the line that ran
             arrow_pattern = _RICH_ARROW if match.re is _RICH_FRAME else _ARROW
@@ -576,7 +564,7 @@ def read_facts(text: str) -> dict[str, Any]:
             facts["versions"].setdefault("transformers", release[1])
     if "transformers" not in facts["versions"]:
         facts["transformers_range"] = _range(words)
-        if facts["transformers_range"] is None and (pinned := pinned_range(_versions(words, _PINNED))):
+        if facts["transformers_range"] is None and (pinned := pinned_range(_versions(words, PINNING))):
             facts["transformers_range"], facts["range_from"] = pinned
     family = FAMILIES.get(facts["family"] or "")
     api = family.preview_api if family else ()

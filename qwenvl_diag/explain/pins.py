@@ -15,10 +15,19 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 PINS = Path(__file__).resolve().parents[1] / "data" / "transformers_pins.json"
-PINNING = ("llamafactory", "ms-swift", "axolotl", "autoawq", "trl", "verl", "xtuner", "lmms-eval")
-"""The tools whose releases' transformers requirements the table holds (their wheels are small; vLLM's,
-SGLang's and LMDeploy's are hundreds of megabytes a release, so the table leaves them out; PEFT requires
-any transformers)."""
+PINNING = {
+    "llamafactory": r"llama[-_]?factory",
+    "ms-swift": r"(?:ms[-_])?swift",
+    "axolotl": r"axolotl",
+    "autoawq": r"auto[-_]?awq",
+    "trl": r"trl",
+    "verl": r"verl",
+    "xtuner": r"xtuner",
+    "lmms-eval": r"lmms[-_]eval",
+}
+"""The tools whose releases' transformers requirements the table holds, each with its name as people write
+it beside a version (their wheels are small; vLLM's, SGLang's and LMDeploy's are hundreds of megabytes a
+release, so the table leaves them out; PEFT requires any transformers)."""
 
 
 @functools.cache

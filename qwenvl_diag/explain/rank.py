@@ -48,7 +48,7 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from ..bugs import CATALOGUE, KnownBug
+from ..bugs import CATALOGUE, KnownBug, get_bug
 from ..presets import PRESETS
 from .lines import line_in, line_index, releases_with_line
 from .text import IN_TRANSFORMERS, installed_package
@@ -120,8 +120,7 @@ def _linked_reports(text: str) -> set[str]:
 @functools.cache
 def _reports(bug_id: str) -> frozenset[str]:
     """The issues and pull requests among an entry's references, as `_linked_reports` spells them."""
-    bug = next(bug for bug in CATALOGUE if bug.id == bug_id)
-    return frozenset(_linked_reports(" ".join(bug.references)))
+    return frozenset(_linked_reports(" ".join(get_bug(bug_id).references)))
 
 
 def _in_file(path: str, bug: KnownBug) -> bool:

@@ -50,6 +50,8 @@ def clean_line(line: str) -> str:
     return line
 
 
+# a traceback frame as Python prints it (`facts` reads its parts; `rebroken` finds frames run together)
+PLAIN_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<function>[\w.<>]+)')
 # a traceback kept inside a string (a JSON log line, a `repr`): its line breaks written `\n`
 _ESCAPED_TRACEBACK = re.compile(r'Traceback \(most recent call last\):\\n|\\n\s*File \\?"')
 _ESCAPES = {"\\n": "\n", "\\t": "\t", '\\"': '"', "\\'": "'", "\\\\": "\\"}
@@ -98,7 +100,6 @@ def unfolded(lines: list[str]) -> list[str]:
     return joined
 
 
-_FRAME_HEAD = re.compile(r'File "[^"]+", line \d+, in [\w.<>]+')
 _ERROR_NAME = re.compile(r"\s+(?=(?:[\w.]+\.)?[A-Z]\w*(?:Error|Exception):\s)")
 
 
@@ -108,7 +109,7 @@ def rebroken(lines: list[str]) -> list[str]:
     follows it) and before the exception's name."""
     broken: list[str] = []
     for line in lines:
-        heads = list(_FRAME_HEAD.finditer(line))
+        heads = list(PLAIN_FRAME.finditer(line))
         if len(heads) < 2:
             broken.append(line)
             continue
