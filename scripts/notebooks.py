@@ -54,8 +54,16 @@ def execute(path: Path, after: Callable[[NotebookClient], None] | None = None) -
     kit's test-output, as in the tests), then `after(client)` in the same kernel; keep the result in
     the cache and return it."""
     notebook = nbformat.read(path, as_version=4)
+    # nbclient waits only 4 s (its default) for a cell's output after the cell's reply, then drops what is
+    # late without a word: on a loaded machine a printed line went missing that way (CI, legacy stack,
+    # notebook 02). Wait a minute, and fail loudly rather than lose output.
     client = NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": path.parent}}
+        notebook,
+        timeout=300,
+        iopub_timeout=60,
+        raise_on_iopub_timeout=True,
+        kernel_name="python3",
+        resources={"metadata": {"path": path.parent}},
     )
     # the kernel must be this stack's interpreter, not whatever "python3" means elsewhere
     client.km_kwargs = {"kernel_cmd": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]}
